@@ -1,0 +1,471 @@
+/**
+ * The v1 wire cryptography: room key derivation, envelope seal/open (AES-256-CBC then HMAC-SHA256), and the
+ * Ed25519 join proof. WebCrypto only; PROTOCOL.md states the same thing byte by byte.
+ *
+ * @module
+ */
+
+import { decodeBase64, encodeBase64 } from "./base64.ts";
+import {
+  type Envelope,
+  EnvelopeError,
+  ID_BYTES,
+  IV_BYTES,
+  MAX_BODY_BYTES,
+  parseEnvelope,
+  serializeEnvelope,
+} from "./envelope.ts";
+
+/** Default PBKDF2 iteration count for a new room (OWASP's figure for PBKDF2-HMAC-SHA256). */
+export const DEFAULT_ITERATIONS = 600_000;
+/** Smallest PBKDF2 iteration count accepted. */
+export const MIN_ITERATIONS = 100_000;
+/** Largest PBKDF2 iteration count accepted. */
+export const MAX_ITERATIONS = 10_000_000;
+/** Bytes in a room salt. */
+export const SALT_BYTES = 16;
+/** Bytes in a join nonce. */
+export const NONCE_BYTES = 32;
+/** Bytes in an Ed25519 public key. */
+export const ACCESS_PUB_BYTES = 32;
+/** Bytes in an Ed25519 signature. */
+export const PROOF_BYTES = 64;
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+const MSG_LABEL = encoder.encode("aeschat v1 msg\0");
+const JOIN_LABEL = encoder.encode("aeschat v1 join\0");
+// PKCS#8 DER prefix of an Ed25519 private key (RFC 8410); the 32-byte seed follows.
+const PKCS8_ED25519_PREFIX = Uint8Array.fromHex("302e020100300506032b657004220420");
+
+/** Raised for bad key-derivation inputs (passphrase, salt, iterations); the message says which. */
+export class KeyDerivationError extends Error {
+  /** @param message what is wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "KeyDerivationError";
+  }
+}
+
+/**
+ * Raised when an envelope cannot be opened. Deliberately says nothing about why (shape, tag, padding or
+ * plaintext), so it cannot serve as an oracle.
+ */
+export class OpenError extends Error {
+  constructor() {
+    super("Cannot open envelope: it is malformed or not authentic");
+    this.name = "OpenError";
+  }
+}
+
+/** The secrets of one room, as derived on a client. Only `accessPub` is exportable. */
+export interface RoomKeys {
+  /** AES-256-CBC key, non-extractable. */
+  encKey: CryptoKey;
+  /** HMAC-SHA256 key, non-extractable. */
+  macKey: CryptoKey;
+  /** Ed25519 private key for join proofs, non-extractable. */
+  accessKey: CryptoKey;
+  /** The Ed25519 public key (32 bytes) the server keeps as the room's verifier. */
+  accessPub: Uint8Array<ArrayBuffer>;
+}
+
+/** The decrypted content of a message. */
+export interface Plaintext {
+  /** "text" for an ordinary message, "action" for /me. */
+  type: string;
+  /** What was said. */
+  body: string;
+  /** Any further fields the sender included. */
+  [field: string]: unknown;
+}
+
+/** An opened envelope. */
+export interface OpenedMessage {
+  /** Room the envelope was sealed for. */
+  room: string;
+  /** Sender nick. */
+  from: string;
+  /** Message id, base64. */
+  id: string;
+  /** Sender timestamp, ms since the epoch. */
+  ts: number;
+  /** The decrypted plaintext. */
+  plaintext: Plaintext;
+}
+
+function lp(text: string): Uint8Array {
+  const bytes = encoder.encode(text);
+  const out = new Uint8Array(2 + bytes.length);
+  new DataView(out.buffer).setUint16(0, bytes.length);
+  out.set(bytes, 2);
+  return out;
+}
+
+function u64be(n: number): Uint8Array {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, BigInt(n));
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * Normalizes and encodes a passphrase: NFC, UTF-8, non-empty, well-formed.
+ *
+ * @example
+ * ```ts
+ * passphraseBytes("e\u0301"); // the bytes of "é" (c3 a9)
+ * ```
+ * @param passphrase the room passphrase
+ * @returns its UTF-8 bytes after NFC normalization
+ * @throws {KeyDerivationError} when empty or not well-formed Unicode
+ */
+export function passphraseBytes(passphrase: string): Uint8Array<ArrayBuffer> {
+  if (typeof passphrase !== "string" || passphrase.length === 0) {
+    throw new KeyDerivationError("passphrase must not be empty");
+  }
+  if (!passphrase.isWellFormed()) {
+    throw new KeyDerivationError("passphrase is not well-formed Unicode (lone surrogate)");
+  }
+  return encoder.encode(passphrase.normalize("NFC")) as Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * Checks a PBKDF2 iteration count.
+ *
+ * @example
+ * ```ts
+ * checkIterations(600000); // ok
+ * checkIterations(1000); // throws KeyDerivationError
+ * ```
+ * @param iterations candidate count
+ * @throws {KeyDerivationError} when not an integer in MIN_ITERATIONS..MAX_ITERATIONS
+ */
+export function checkIterations(iterations: unknown): asserts iterations is number {
+  if (
+    typeof iterations !== "number" || !Number.isInteger(iterations) ||
+    iterations < MIN_ITERATIONS || iterations > MAX_ITERATIONS
+  ) {
+    throw new KeyDerivationError(
+      `iterations must be an integer from ${MIN_ITERATIONS} to ${MAX_ITERATIONS}, got ${iterations}`,
+    );
+  }
+}
+
+/**
+ * Makes a fresh random 16-byte room salt.
+ *
+ * @example
+ * ```ts
+ * const salt = makeSalt(); // 16 random bytes
+ * ```
+ * @returns the salt
+ */
+export function makeSalt(): Uint8Array<ArrayBuffer> {
+  return crypto.getRandomValues(new Uint8Array(SALT_BYTES));
+}
+
+async function hkdfBits(master: CryptoKey, info: string): Promise<Uint8Array<ArrayBuffer>> {
+  const bits = await crypto.subtle.deriveBits(
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: encoder.encode(info) },
+    master,
+    256,
+  );
+  return new Uint8Array(bits);
+}
+
+/**
+ * Derives a room's keys from its passphrase, salt and iteration count: PBKDF2-HMAC-SHA256 to a 32-byte master,
+ * then HKDF-SHA256 (empty salt) with the infos "aeschat v1 enc", "aeschat v1 mac" and "aeschat v1 access".
+ * Slow on purpose (about 0.1 s at 600000 iterations); callers cache the result in memory.
+ *
+ * @example
+ * ```ts
+ * const keys = await deriveRoomKeys("correct horse battery staple", {
+ *   salt: Uint8Array.fromHex("000102030405060708090a0b0c0d0e0f"),
+ *   iterations: 100000,
+ * });
+ * keys.accessPub.toHex(); // "fc0d1b8e…"
+ * ```
+ * @param passphrase the room passphrase (NFC-normalized here)
+ * @param options.salt the room's 16-byte salt
+ * @param options.iterations the room's PBKDF2 count
+ * @returns the room keys
+ * @throws {KeyDerivationError} for an empty passphrase, a bad salt or an out-of-range count
+ */
+export async function deriveRoomKeys(
+  passphrase: string,
+  options: { salt: Uint8Array; iterations: number },
+): Promise<RoomKeys> {
+  const { salt, iterations } = options;
+  const pass = passphraseBytes(passphrase);
+  if (!(salt instanceof Uint8Array) || salt.length !== SALT_BYTES) {
+    throw new KeyDerivationError(`salt must be ${SALT_BYTES} bytes`);
+  }
+  checkIterations(iterations);
+  const passKey = await crypto.subtle.importKey("raw", pass, "PBKDF2", false, ["deriveBits"]);
+  pass.fill(0);
+  const masterBits = new Uint8Array(
+    await crypto.subtle.deriveBits(
+      { name: "PBKDF2", hash: "SHA-256", salt: new Uint8Array(salt), iterations },
+      passKey,
+      256,
+    ),
+  );
+  const master = await crypto.subtle.importKey("raw", masterBits, "HKDF", false, ["deriveBits"]);
+  masterBits.fill(0);
+  const enc = await hkdfBits(master, "aeschat v1 enc");
+  const mac = await hkdfBits(master, "aeschat v1 mac");
+  const seed = await hkdfBits(master, "aeschat v1 access");
+  try {
+    const encKey = await crypto.subtle.importKey("raw", enc, { name: "AES-CBC", length: 256 }, false, [
+      "encrypt",
+      "decrypt",
+    ]);
+    const macKey = await crypto.subtle.importKey(
+      "raw",
+      mac,
+      { name: "HMAC", hash: "SHA-256", length: 256 },
+      false,
+      ["sign", "verify"],
+    );
+    const { accessKey, accessPub } = await importAccessSeed(seed);
+    return { encKey, macKey, accessKey, accessPub };
+  } finally {
+    enc.fill(0);
+    mac.fill(0);
+    seed.fill(0);
+  }
+}
+
+/**
+ * Imports a 32-byte Ed25519 seed (RFC 8032) as a non-extractable signing key and computes its public key.
+ *
+ * @example
+ * ```ts
+ * const { accessPub } = await importAccessSeed(seed); // 32-byte public key
+ * ```
+ * @param seed the 32-byte private seed
+ * @returns the signing key and the raw public key
+ */
+export async function importAccessSeed(
+  seed: Uint8Array,
+): Promise<{ accessKey: CryptoKey; accessPub: Uint8Array<ArrayBuffer> }> {
+  const pkcs8 = concat([PKCS8_ED25519_PREFIX, seed]);
+  try {
+    // Imported once extractable only to read the public half out of its JWK; the kept key is not extractable.
+    const exportable = await crypto.subtle.importKey("pkcs8", pkcs8, "Ed25519", true, ["sign"]);
+    const jwk = await crypto.subtle.exportKey("jwk", exportable);
+    const accessPub = Uint8Array.fromBase64(jwk.x!, { alphabet: "base64url" }) as Uint8Array<ArrayBuffer>;
+    const accessKey = await crypto.subtle.importKey("pkcs8", pkcs8, "Ed25519", false, ["sign"]);
+    return { accessKey, accessPub };
+  } finally {
+    pkcs8.fill(0);
+  }
+}
+
+function macInput(e: {
+  room: string;
+  from: string;
+  id: Uint8Array;
+  ts: number;
+  iv: Uint8Array;
+  ct: Uint8Array;
+}): Uint8Array<ArrayBuffer> {
+  return concat([MSG_LABEL, lp(e.room), lp(e.from), e.id, u64be(e.ts), e.iv, e.ct]);
+}
+
+/**
+ * Encrypts and authenticates a plaintext into an envelope: AES-256-CBC with a fresh random IV and PKCS#7 padding,
+ * then HMAC-SHA256 over "aeschat v1 msg" 0x00 || lp(room) || lp(from) || id || u64be(ts) || iv || ct.
+ *
+ * @example
+ * ```ts
+ * const env = await sealEnvelope(keys, {
+ *   room: "general",
+ *   from: "alice",
+ *   plaintext: { type: "text", body: "hello" },
+ * });
+ * ```
+ * @param keys the room keys
+ * @param message.room the room name (NFC)
+ * @param message.from the sender nick (NFC)
+ * @param message.plaintext the content; `body` at most 16384 UTF-8 bytes
+ * @param message.id optional 16-byte id (default: random); resending reuses it
+ * @param message.ts optional timestamp in ms (default: now)
+ * @param message.iv optional 16-byte IV, for test vectors only (default: random)
+ * @returns the envelope, ready to send
+ * @throws {EnvelopeError} for a body over the limit or bad names
+ */
+export async function sealEnvelope(
+  keys: RoomKeys,
+  message: {
+    room: string;
+    from: string;
+    plaintext: Plaintext;
+    id?: Uint8Array;
+    ts?: number;
+    iv?: Uint8Array;
+  },
+): Promise<Envelope> {
+  const { room, from, plaintext } = message;
+  if (typeof plaintext.body !== "string" || !plaintext.body.isWellFormed()) {
+    throw new EnvelopeError("body must be a well-formed string");
+  }
+  if (encoder.encode(plaintext.body).length > MAX_BODY_BYTES) {
+    throw new EnvelopeError(`body exceeds ${MAX_BODY_BYTES} bytes`);
+  }
+  const id = message.id ?? crypto.getRandomValues(new Uint8Array(ID_BYTES));
+  const iv = new Uint8Array(message.iv ?? crypto.getRandomValues(new Uint8Array(IV_BYTES)));
+  const ts = message.ts ?? Date.now();
+  const pt = encoder.encode(JSON.stringify(plaintext));
+  const ct = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-CBC", iv }, keys.encKey, pt));
+  const tag = new Uint8Array(
+    await crypto.subtle.sign("HMAC", keys.macKey, macInput({ room, from, id, ts, iv, ct })),
+  );
+  // parseEnvelope re-checks names, lengths and ts, so a sealed envelope is always one the server accepts.
+  return parseEnvelope({
+    v: 1,
+    room,
+    from,
+    id: encodeBase64(id),
+    ts,
+    iv: encodeBase64(iv),
+    ct: encodeBase64(ct),
+    tag: encodeBase64(tag),
+  });
+}
+
+/**
+ * Verifies and decrypts an envelope. The tag is checked (in constant time) before anything is decrypted; then
+ * the room must be the one the receiver joined and the sender the one the server relayed.
+ *
+ * @example
+ * ```ts
+ * const msg = await openEnvelope(keys, { envelope, room: "general", from: "alice" });
+ * msg.plaintext.body; // "hello"
+ * ```
+ * @param keys the room keys
+ * @param expect.envelope the envelope as received (unknown shape)
+ * @param expect.room the room the receiver is in
+ * @param expect.from optional: the sender the server relayed it for
+ * @returns the opened message
+ * @throws {OpenError} for any failure, with no detail
+ */
+export async function openEnvelope(
+  keys: RoomKeys,
+  expect: { envelope: unknown; room: string; from?: string },
+): Promise<OpenedMessage> {
+  let ok = false;
+  let result: OpenedMessage | undefined;
+  try {
+    const e = parseEnvelope(expect.envelope);
+    if (e.room !== expect.room) throw new OpenError();
+    if (expect.from !== undefined && e.from !== expect.from) throw new OpenError();
+    const id = decodeBase64(e.id);
+    const iv = decodeBase64(e.iv);
+    const ct = decodeBase64(e.ct);
+    const tag = decodeBase64(e.tag);
+    const input = macInput({ room: e.room, from: e.from, id, ts: e.ts, iv, ct });
+    if (!await crypto.subtle.verify("HMAC", keys.macKey, tag, input)) throw new OpenError();
+    const pt = new Uint8Array(await crypto.subtle.decrypt({ name: "AES-CBC", iv }, keys.encKey, ct));
+    const plaintext = JSON.parse(strictDecoder.decode(pt));
+    if (
+      typeof plaintext !== "object" || plaintext === null || Array.isArray(plaintext) ||
+      typeof plaintext.type !== "string" || typeof plaintext.body !== "string" ||
+      encoder.encode(plaintext.body).length > MAX_BODY_BYTES
+    ) {
+      throw new OpenError();
+    }
+    result = { room: e.room, from: e.from, id: e.id, ts: e.ts, plaintext };
+    ok = true;
+  } catch {
+    ok = false;
+  }
+  if (!ok || !result) throw new OpenError();
+  return result;
+}
+
+/**
+ * Builds the bytes a join proof signs: "aeschat v1 join" 0x00 || nonce || lp(room) || lp(nick).
+ *
+ * @example
+ * ```ts
+ * const input = joinInput(nonce, { room: "general", nick: "alice" });
+ * ```
+ * @param nonce the server's 32-byte challenge
+ * @param who.room the room being joined
+ * @param who.nick the joining nick
+ * @returns the signed bytes
+ */
+export function joinInput(
+  nonce: Uint8Array,
+  who: { room: string; nick: string },
+): Uint8Array<ArrayBuffer> {
+  return concat([JOIN_LABEL, nonce, lp(who.room), lp(who.nick)]);
+}
+
+/**
+ * Signs a join proof: the Ed25519 signature of joinInput with the room's access key.
+ *
+ * @example
+ * ```ts
+ * const proof = await signJoinProof(keys, { nonce, room: "general", nick: "alice" }); // 64 bytes
+ * ```
+ * @param keys the room keys
+ * @param challenge.nonce the server's nonce
+ * @param challenge.room the room
+ * @param challenge.nick this client's nick
+ * @returns the 64-byte proof
+ */
+export async function signJoinProof(
+  keys: RoomKeys,
+  challenge: { nonce: Uint8Array; room: string; nick: string },
+): Promise<Uint8Array<ArrayBuffer>> {
+  const input = joinInput(challenge.nonce, challenge);
+  return new Uint8Array(await crypto.subtle.sign("Ed25519", keys.accessKey, input));
+}
+
+/**
+ * Verifies a join proof against a room's stored public key. This is all the server does with room crypto.
+ *
+ * @example
+ * ```ts
+ * await verifyJoinProof(accessPub, { proof, nonce, room: "general", nick: "alice" }); // true
+ * ```
+ * @param accessPub the room's 32-byte Ed25519 public key
+ * @param claim.proof the 64-byte signature
+ * @param claim.nonce the nonce this server sent
+ * @param claim.room the room
+ * @param claim.nick the nick of the connection
+ * @returns whether the proof is valid (false for any malformed input)
+ */
+export async function verifyJoinProof(
+  accessPub: Uint8Array,
+  claim: { proof: Uint8Array; nonce: Uint8Array; room: string; nick: string },
+): Promise<boolean> {
+  if (accessPub.length !== ACCESS_PUB_BYTES || claim.proof.length !== PROOF_BYTES) return false;
+  try {
+    const key = await crypto.subtle.importKey("raw", new Uint8Array(accessPub), "Ed25519", false, ["verify"]);
+    return await crypto.subtle.verify(
+      "Ed25519",
+      key,
+      new Uint8Array(claim.proof),
+      joinInput(claim.nonce, claim),
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** Re-exported for callers that serialize what they sealed. */
+export { serializeEnvelope };

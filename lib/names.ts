@@ -1,0 +1,131 @@
+/**
+ * Nick and room names: which strings are accepted, and why a refused one was refused.
+ *
+ * A name is compared and MAC'd exactly as sent, so it must already be in NFC; the server refuses a name that
+ * breaks a rule rather than silently changing it.
+ *
+ * @module
+ */
+
+/** Longest nick in UTF-8 bytes. */
+export const MAX_NICK_BYTES = 32;
+/** Longest room name in UTF-8 bytes. */
+export const MAX_ROOM_BYTES = 64;
+
+/** Raised when a nick or room name breaks a rule; the message says which. */
+export class NameError extends Error {
+  /** @param message the rule that was broken */
+  constructor(message: string) {
+    super(message);
+    this.name = "NameError";
+  }
+}
+
+const encoder = new TextEncoder();
+// Control, format (invisible), surrogate, private-use and unassigned code points, and line/paragraph separators.
+const NOT_PRINTABLE = /[\p{C}\p{Zl}\p{Zp}]/u;
+const WHITESPACE = /[\p{White_Space}]/u;
+
+/**
+ * Returns the UTF-8 byte length of a string.
+ *
+ * @example
+ * ```ts
+ * utf8Length("é"); // 2
+ * ```
+ * @param text any string
+ * @returns its length in UTF-8 bytes
+ */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/**
+ * Checks that a string is well-formed Unicode in NFC and between 1 and `max` UTF-8 bytes long. These are the
+ * rules the envelope format itself imposes on `room` and `from`.
+ *
+ * @example
+ * ```ts
+ * checkNameBytes("alice", { what: "nick", max: 32 }); // ok
+ * checkNameBytes("e\u0301", { what: "nick", max: 32 }); // throws NameError: not NFC
+ * ```
+ * @param name the candidate
+ * @param options.what "nick" or "room name", used in the message
+ * @param options.max the largest allowed UTF-8 length
+ * @throws {NameError} when a rule is broken
+ */
+export function checkNameBytes(
+  name: unknown,
+  options: { what: string; max: number },
+): asserts name is string {
+  const { what, max } = options;
+  if (typeof name !== "string") throw new NameError(`${what} must be a string`);
+  if (name.length === 0) throw new NameError(`${what} must not be empty`);
+  if (!name.isWellFormed()) throw new NameError(`${what} is not well-formed Unicode`);
+  const bytes = utf8Length(name);
+  if (bytes > max) throw new NameError(`${what} is ${bytes} bytes; the limit is ${max}`);
+  if (name.normalize("NFC") !== name) throw new NameError(`${what} is not NFC-normalized`);
+}
+
+/**
+ * Validates a nick: 1–32 bytes of NFC UTF-8, printable, no whitespace.
+ *
+ * @example
+ * ```ts
+ * validateNick("alice"); // "alice"
+ * validateNick("al ice"); // throws NameError
+ * ```
+ * @param nick the candidate
+ * @returns the nick, unchanged
+ * @throws {NameError} naming the broken rule
+ */
+export function validateNick(nick: unknown): string {
+  checkNameBytes(nick, { what: "nick", max: MAX_NICK_BYTES });
+  if (NOT_PRINTABLE.test(nick)) throw new NameError("nick contains a control or invisible character");
+  if (WHITESPACE.test(nick)) throw new NameError("nick must not contain whitespace");
+  return nick;
+}
+
+/**
+ * Validates a room name: 1–64 bytes of NFC UTF-8, printable, no whitespace (so `/join ROOM` is unambiguous).
+ *
+ * @example
+ * ```ts
+ * validateRoom("general"); // "general"
+ * ```
+ * @param room the candidate
+ * @returns the room name, unchanged
+ * @throws {NameError} naming the broken rule
+ */
+export function validateRoom(room: unknown): string {
+  checkNameBytes(room, { what: "room name", max: MAX_ROOM_BYTES });
+  if (NOT_PRINTABLE.test(room)) {
+    throw new NameError("room name contains a control or invisible character");
+  }
+  if (WHITESPACE.test(room)) throw new NameError("room name must not contain whitespace");
+  return room;
+}
+
+/**
+ * The key under which nicks are compared for uniqueness (case-insensitive).
+ *
+ * @example
+ * ```ts
+ * nickKey("Alice") === nickKey("ALICE"); // true
+ * ```
+ * @param nick a valid nick
+ * @returns its comparison key
+ */
+export function nickKey(nick: string): string {
+  return nick.toLowerCase();
+}
