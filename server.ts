@@ -1,8 +1,89 @@
 /**
- * aeschat server: relays and stores end-to-end encrypted messages it cannot read.
+ * aeschat server: relays and stores end-to-end encrypted messages it cannot read. This entry point parses flags,
+ * starts the server, and turns every startup failure into one line on stderr and a documented exit code.
  *
  * @module
  */
+
+import denoConfig from "./deno.json" with { type: "json" };
+import { parseServerFlags, serverHelp, UsageError } from "./lib/server/config.ts";
+import { type RunningServer, serve, StartError } from "./lib/server/listener.ts";
+import { Logger } from "./lib/server/log.ts";
+import { StoreError } from "./lib/server/store.ts";
+
+/** Exit codes, as documented in --help and README.md. */
+export const EXIT = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  listen: 3,
+  dbOpen: 4,
+  dbCorrupt: 5,
+  tls: 6,
+} as const;
+
+const encoder = new TextEncoder();
+
+function fail(code: number, message: string): never {
+  console.error(`aeschat server: ${message}`);
+  Deno.exit(code);
+}
+
+function onSignals(signals: Deno.Signal[], handler: () => void): void {
+  for (const signal of signals) {
+    try {
+      Deno.addSignalListener(signal, handler);
+    } catch {
+      // This OS does not have the signal (SIGTERM on older Windows builds).
+    }
+  }
+}
+
+function main(args: string[]): void {
+  let config;
+  try {
+    config = parseServerFlags(args);
+  } catch (err) {
+    if (err instanceof UsageError) fail(EXIT.usage, `${err.message} (see --help)`);
+    throw err;
+  }
+  if (config.help) {
+    console.log(serverHelp(denoConfig.version));
+    return;
+  }
+  if (config.version) {
+    console.log(`aeschat server ${denoConfig.version}`);
+    return;
+  }
+  const log = new Logger({
+    level: config.logLevel,
+    format: config.logFormat,
+    sink: (line) => Deno.stderr.writeSync(encoder.encode(line + "\n")),
+  });
+  let server: RunningServer;
+  try {
+    server = serve(config, { log, version: denoConfig.version });
+  } catch (err) {
+    if (err instanceof StoreError) {
+      fail(err.kind === "corrupt" || err.kind === "newer" ? EXIT.dbCorrupt : EXIT.dbOpen, err.message);
+    }
+    if (err instanceof StartError) fail(err.kind === "tls" ? EXIT.tls : EXIT.listen, err.message);
+    throw err;
+  }
+  const { hostname, port } = server.addr;
+  console.log(`aeschat server listening on ${hostname}:${port} (db ${config.db})${config.tlsCert ? " with TLS" : ""}`);
+  let stopping = false;
+  onSignals(["SIGINT", "SIGTERM"], () => {
+    if (stopping) return;
+    stopping = true;
+    server.shutdown().then(() => Deno.exit(EXIT.ok));
+  });
+}
+
 if (import.meta.main) {
-  console.log("usage: aeschat-server [options]   (see README.md)");
+  try {
+    main(Deno.args);
+  } catch (err) {
+    fail(EXIT.internal, `internal error: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }

@@ -21,7 +21,6 @@ export class NameError extends Error {
   }
 }
 
-const encoder = new TextEncoder();
 // Control, format (invisible), surrogate, private-use and unassigned code points, and line/paragraph separators.
 const NOT_PRINTABLE = /[\p{C}\p{Zl}\p{Zp}]/u;
 const WHITESPACE = /[\p{White_Space}]/u;

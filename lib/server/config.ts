@@ -1,0 +1,251 @@
+/**
+ * The server's command-line flags: their defaults, the --help text generated from the same table, and parsing
+ * into a checked configuration.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { DEFAULT_MAX_FRAME } from "../frame.ts";
+import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+
+/** Raised for a bad flag or flag value; the message is one line for the user. */
+export class UsageError extends Error {
+  /** @param message what is wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Everything the server needs to start. */
+export interface ServerConfig {
+  /** Interface to listen on. */
+  host: string;
+  /** TCP port; 0 picks a free one. */
+  port: number;
+  /** SQLite database file. */
+  db: string;
+  /** Messages replayed on join. */
+  history: number;
+  /** Largest frame body accepted, in bytes. */
+  maxFrame: number;
+  /** Most simultaneous connections. */
+  maxConnections: number;
+  /** Messages per second per connection (0 = unlimited). */
+  rate: number;
+  /** Burst above the rate. */
+  burst: number;
+  /** Bytes queued per client before it is disconnected. */
+  sendQueue: number;
+  /** Seconds allowed before hello. */
+  handshakeTimeout: number;
+  /** Seconds without a complete frame before disconnecting. */
+  idleTimeout: number;
+  /** SQLite synchronous mode. */
+  synchronous: "full" | "normal";
+  /** PEM certificate file, for TLS. */
+  tlsCert?: string;
+  /** PEM PKCS#8 key file, for TLS. */
+  tlsKey?: string;
+  /** Least severe level logged. */
+  logLevel: LogLevel;
+  /** Log line format. */
+  logFormat: LogFormat;
+  /** Print help and exit. */
+  help: boolean;
+  /** Print the version and exit. */
+  version: boolean;
+}
+
+interface FlagSpec {
+  name: string;
+  key: keyof ServerConfig;
+  kind: "string" | "int" | "number" | "boolean" | "choice";
+  default?: string | number | boolean;
+  choices?: readonly string[];
+  min?: number;
+  max?: number;
+  help: string;
+}
+
+/** The flag table: parsing, defaults and --help all come from it. */
+export const SERVER_FLAGS: FlagSpec[] = [
+  { name: "host", key: "host", kind: "string", default: "127.0.0.1", help: "interface to listen on" },
+  { name: "port", key: "port", kind: "int", default: 5000, min: 0, max: 65535, help: "TCP port (0 = any free port)" },
+  { name: "db", key: "db", kind: "string", default: "./aeschat.db", help: "SQLite database file (created if missing)" },
+  { name: "history", key: "history", kind: "int", default: 50, min: 0, max: 500, help: "messages replayed on join" },
+  {
+    name: "max-frame",
+    key: "maxFrame",
+    kind: "int",
+    default: DEFAULT_MAX_FRAME,
+    min: 1024,
+    max: 16 * 1024 * 1024,
+    help: "largest frame a client may send, in bytes",
+  },
+  {
+    name: "max-connections",
+    key: "maxConnections",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 1_000_000,
+    help: "most simultaneous connections",
+  },
+  {
+    name: "rate",
+    key: "rate",
+    kind: "number",
+    default: 20,
+    min: 0,
+    max: 1_000_000,
+    help: "messages per second per connection, on average (0 = unlimited)",
+  },
+  {
+    name: "burst",
+    key: "burst",
+    kind: "int",
+    default: 40,
+    min: 1,
+    max: 1_000_000,
+    help: "messages allowed at once above --rate",
+  },
+  {
+    name: "send-queue",
+    key: "sendQueue",
+    kind: "int",
+    default: 1024 * 1024,
+    min: 64 * 1024,
+    max: 1024 * 1024 * 1024,
+    help: "bytes buffered for a slow reader before it is disconnected",
+  },
+  {
+    name: "handshake-timeout",
+    key: "handshakeTimeout",
+    kind: "number",
+    default: 10,
+    min: 0.05,
+    max: 3600,
+    help: "seconds a new connection has to send hello",
+  },
+  {
+    name: "idle-timeout",
+    key: "idleTimeout",
+    kind: "number",
+    default: 120,
+    min: 0.05,
+    max: 86400,
+    help: "seconds without a complete frame before disconnecting (clients ping)",
+  },
+  {
+    name: "synchronous",
+    key: "synchronous",
+    kind: "choice",
+    default: "full",
+    choices: ["full", "normal"],
+    help: "SQLite durability: full survives power loss, normal only a crash",
+  },
+  { name: "tls-cert", key: "tlsCert", kind: "string", help: "PEM certificate file (with --tls-key: serve TLS)" },
+  { name: "tls-key", key: "tlsKey", kind: "string", help: "PEM PKCS#8 private key file" },
+  {
+    name: "log-level",
+    key: "logLevel",
+    kind: "choice",
+    default: "info",
+    choices: LOG_LEVELS,
+    help: "least severe events logged",
+  },
+  {
+    name: "log-format",
+    key: "logFormat",
+    kind: "choice",
+    default: "text",
+    choices: ["text", "json"],
+    help: "log lines as text or JSON",
+  },
+  { name: "help", key: "help", kind: "boolean", default: false, help: "show this help and exit" },
+  { name: "version", key: "version", kind: "boolean", default: false, help: "show the version and exit" },
+];
+
+/**
+ * The --help text, generated from {@link SERVER_FLAGS}.
+ *
+ * @example
+ * ```ts
+ * console.log(serverHelp("0.1.0"));
+ * ```
+ * @param version the program version
+ * @returns the help text
+ */
+export function serverHelp(version: string): string {
+  const lines = [
+    `aeschat server ${version}: relays and stores end-to-end encrypted messages it cannot read.`,
+    "",
+    "Usage: aeschat-server [options]     (from source: deno task server [options])",
+    "",
+    "Options:",
+  ];
+  for (const f of SERVER_FLAGS) {
+    const arg = f.kind === "boolean" ? "" : f.kind === "choice" ? ` ${f.choices!.join("|")}` : " VALUE";
+    const def = f.default !== undefined && f.kind !== "boolean" ? ` (default ${f.default})` : "";
+    lines.push(`  --${(f.name + arg).padEnd(28)} ${f.help}${def}`);
+  }
+  lines.push(
+    "",
+    "Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database,",
+    "            5 database corrupt or from a newer version, 6 bad TLS certificate or key.",
+  );
+  return lines.join("\n");
+}
+
+/**
+ * Parses the server's flags.
+ *
+ * @example
+ * ```ts
+ * parseServerFlags(["--port", "0"]).port; // 0
+ * ```
+ * @param args the command-line arguments
+ * @returns the configuration, defaults filled in
+ * @throws {UsageError} for an unknown flag or a bad value
+ */
+export function parseServerFlags(args: string[]): ServerConfig {
+  const options: Record<string, { type: "string" | "boolean" }> = {};
+  for (const f of SERVER_FLAGS) options[f.name] = { type: f.kind === "boolean" ? "boolean" : "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new UsageError((err as Error).message.split("\n")[0]);
+  }
+  const config: Record<string, unknown> = {};
+  for (const f of SERVER_FLAGS) {
+    const raw = values[f.name];
+    if (raw === undefined) {
+      config[f.key] = f.default;
+      continue;
+    }
+    if (f.kind === "boolean" || f.kind === "string") {
+      if (f.kind === "string" && raw === "") throw new UsageError(`--${f.name} must not be empty`);
+      config[f.key] = raw;
+      continue;
+    }
+    const text = String(raw);
+    if (f.kind === "choice") {
+      if (!f.choices!.includes(text)) throw new UsageError(`--${f.name} must be one of ${f.choices!.join(", ")}`);
+      config[f.key] = text;
+      continue;
+    }
+    const n = Number(text);
+    if (text.trim() === "" || !Number.isFinite(n) || (f.kind === "int" && !Number.isInteger(n))) {
+      throw new UsageError(`--${f.name} must be ${f.kind === "int" ? "an integer" : "a number"}, got ${text}`);
+    }
+    if (n < f.min! || n > f.max!) throw new UsageError(`--${f.name} must be from ${f.min} to ${f.max}, got ${text}`);
+    config[f.key] = n;
+  }
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together");
+  }
+  return config as unknown as ServerConfig;
+}

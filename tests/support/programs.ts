@@ -1,0 +1,177 @@
+/**
+ * Starts the real programs for end-to-end tests, with exactly the permission flags of their `deno task` entries
+ * (and so of the compiled executables, which are built from the same permission sets in deno.json).
+ *
+ * @module
+ */
+
+import denoConfig from "../../deno.json" with { type: "json" };
+
+/** The repository root. */
+export const ROOT = new URL("../../", import.meta.url).pathname;
+
+/**
+ * The deno arguments of a task such as "server" or "client", read from deno.json so tests cannot drift from it.
+ *
+ * @param task the task name
+ * @returns the arguments after `deno`, with script paths made absolute
+ */
+export function taskArgs(task: "server" | "client"): string[] {
+  const line = (denoConfig.tasks as Record<string, string>)[task];
+  const words = line.split(/\s+/);
+  if (words[0] !== "deno") throw new Error(`task ${task} does not start with deno`);
+  return words.slice(1).map((w) => (w.endsWith(".ts") ? ROOT + w : w));
+}
+
+/** A started program with line-oriented access to its output. */
+export class Program {
+  /** The child process. */
+  readonly child: Deno.ChildProcess;
+  /** Everything written to stdout so far. */
+  stdout = "";
+  /** Everything written to stderr so far. */
+  stderr = "";
+  #waiters: { test: () => boolean; resolve: () => void }[] = [];
+  #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** Resolves with the exit status once the process has ended and its output is read. */
+  readonly status: Promise<Deno.CommandStatus>;
+
+  /**
+   * @param child the process, spawned with piped stdout and stderr
+   */
+  constructor(child: Deno.ChildProcess, options: { stdin: boolean }) {
+    this.child = child;
+    if (options.stdin) this.#stdin = child.stdin.getWriter();
+    const pump = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) {
+        this[key] += decoder.decode(chunk, { stream: true });
+        this.#check();
+      }
+    };
+    const pumps = Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")]);
+    this.status = pumps.then(() => child.status);
+  }
+
+  #check(): void {
+    this.#waiters = this.#waiters.filter((w) => {
+      if (!w.test()) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  /**
+   * Waits until a condition on the output holds.
+   *
+   * @param test checked after every chunk of output
+   * @param options.timeoutMs give up after this long
+   * @param options.what described in the timeout error
+   */
+  waitFor(test: () => boolean, options: { timeoutMs?: number; what?: string } = {}): Promise<void> {
+    if (test()) return Promise.resolve();
+    const timeoutMs = options.timeoutMs ?? 20_000;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w.resolve !== done);
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${options.what ?? "output"}\nstdout: ${
+              this.stdout.slice(-2000)
+            }\nstderr: ${this.stderr.slice(-2000)}`,
+          ),
+        );
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#waiters.push({ test, resolve: done });
+    });
+  }
+
+  /**
+   * Writes text to stdin.
+   *
+   * @param text what to write
+   */
+  async write(text: string): Promise<void> {
+    await this.#stdin!.write(new TextEncoder().encode(text));
+  }
+
+  /** Closes stdin (EOF). */
+  async closeStdin(): Promise<void> {
+    await this.#stdin?.close().catch(() => {});
+  }
+
+  /**
+   * Sends a signal and waits for the exit.
+   *
+   * @param signal the signal (default SIGTERM)
+   * @returns the exit status
+   */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // already gone
+    }
+    await this.closeStdin();
+    return await this.status;
+  }
+}
+
+/**
+ * Spawns `deno <task flags> <args>` with piped stdio.
+ *
+ * @param task "server" or "client"
+ * @param options.args program arguments
+ * @param options.env extra environment variables
+ * @param options.stdin pipe stdin (default: null)
+ * @returns the program
+ */
+export function spawnTask(
+  task: "server" | "client",
+  options: { args?: string[]; env?: Record<string, string>; stdin?: boolean } = {},
+): Program {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...taskArgs(task), ...(options.args ?? [])],
+    cwd: ROOT,
+    env: { NO_COLOR: "1", ...options.env },
+    stdin: options.stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return new Program(child, { stdin: options.stdin ?? false });
+}
+
+/** A running server process and where it listens. */
+export interface ServerProcess {
+  /** The process. */
+  program: Program;
+  /** The real port. */
+  port: number;
+  /** The database file. */
+  db: string;
+}
+
+/**
+ * Starts the real server on an ephemeral port and waits for its listening line.
+ *
+ * @param options.db database path (default: a new temporary directory's aeschat.db)
+ * @param options.args extra flags
+ * @returns the server
+ */
+export async function startServer(options: { db?: string; args?: string[] } = {}): Promise<ServerProcess> {
+  const db = options.db ?? `${await Deno.makeTempDir({ prefix: "aeschat-test-" })}/aeschat.db`;
+  const program = spawnTask("server", { args: ["--port", "0", "--db", db, ...(options.args ?? [])] });
+  const re = /aeschat server listening on [^:\s]+:(\d+) /;
+  await Promise.race([
+    program.waitFor(() => re.test(program.stdout), { what: "the listening line" }),
+    program.status.then((s) => {
+      throw new Error(`server exited with ${s.code} before listening: ${program.stderr}`);
+    }),
+  ]);
+  const port = Number(re.exec(program.stdout)![1]);
+  return { program, port, db };
+}

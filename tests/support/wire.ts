@@ -1,0 +1,276 @@
+/**
+ * A raw protocol client for tests and the benchmark: real TCP, real frames, no session logic, so tests can send
+ * exactly what they mean (including garbage) and see exactly what the server answers.
+ *
+ * @module
+ */
+
+import { deriveRoomKeys, makeSalt, type RoomKeys, sealEnvelope, signJoinProof } from "../../lib/crypto.ts";
+import { decodeBase64 } from "../../lib/base64.ts";
+import { type Envelope, serializeEnvelope } from "../../lib/envelope.ts";
+import { encodeFrame, encodeMessage, FrameReader } from "../../lib/frame.ts";
+import { parseServerMessage, type ServerMessage } from "../../lib/protocol.ts";
+
+/** A server message of one type. */
+export type Msg<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;
+
+const keyCache = new Map<string, Promise<RoomKeys>>();
+
+/**
+ * Derives (once per process) the keys of a room.
+ *
+ * @param passphrase the passphrase
+ * @param options.salt the room salt
+ * @param options.iterations the PBKDF2 count
+ */
+export function cachedKeys(passphrase: string, options: { salt: Uint8Array; iterations: number }): Promise<RoomKeys> {
+  const key = `${passphrase}\0${options.salt.toHex()}\0${options.iterations}`;
+  let keys = keyCache.get(key);
+  if (!keys) {
+    keys = deriveRoomKeys(passphrase, options);
+    keyCache.set(key, keys);
+  }
+  return keys;
+}
+
+/** A connected raw client. */
+export class WireClient {
+  /** The socket. */
+  readonly conn: Deno.Conn;
+  /** Every message received and not yet taken, oldest first. */
+  inbox: ServerMessage[] = [];
+  /** Whether the server closed the connection. */
+  closed = false;
+  /** Resolves when the connection is closed. */
+  readonly ended: Promise<void>;
+  /** The nick after hello. */
+  nick = "";
+  /** Keys of the joined room. */
+  keys: RoomKeys | undefined;
+  /** The joined room. */
+  room = "";
+  #wake: (() => void) | undefined;
+
+  /** @param conn a connected socket */
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+    this.ended = this.#readLoop();
+  }
+
+  /**
+   * Connects to a server on 127.0.0.1.
+   *
+   * @param port the server port
+   * @param options.tls connect with TLS, trusting this PEM certificate
+   */
+  static async connect(port: number, options: { caCert?: string } = {}): Promise<WireClient> {
+    const conn = options.caCert
+      ? await Deno.connectTls({ hostname: "localhost", port, caCerts: [options.caCert] })
+      : await Deno.connect({ hostname: "127.0.0.1", port });
+    return new WireClient(conn);
+  }
+
+  async #readLoop(): Promise<void> {
+    const reader = new FrameReader({ maxFrame: 64 * 1024 * 1024 });
+    const buf = new Uint8Array(65536);
+    try {
+      while (true) {
+        const n = await this.conn.read(buf);
+        if (n === null) break;
+        for (const body of reader.push(buf.subarray(0, n))) {
+          this.inbox.push(parseServerMessage(body));
+        }
+        this.#wake?.();
+      }
+    } catch {
+      // reset or closed locally
+    } finally {
+      this.closed = true;
+      this.#wake?.();
+    }
+  }
+
+  /**
+   * Sends a message object as one frame.
+   *
+   * @param message the message
+   */
+  async send(message: object): Promise<void> {
+    await this.writeRaw(encodeMessage(message));
+  }
+
+  /**
+   * Writes raw bytes (for hostile-input tests).
+   *
+   * @param bytes anything
+   */
+  async writeRaw(bytes: Uint8Array): Promise<void> {
+    let at = 0;
+    while (at < bytes.length) at += await this.conn.write(bytes.subarray(at));
+  }
+
+  /**
+   * Takes the first received message of a type (or matching a test), waiting for it.
+   *
+   * @param type the message type
+   * @param options.timeoutMs how long to wait (default 10 s)
+   * @param options.where an extra condition
+   */
+  async next<T extends ServerMessage["type"]>(
+    type: T,
+    options: { timeoutMs?: number; where?: (m: Msg<T>) => boolean } = {},
+  ): Promise<Msg<T>> {
+    const deadline = performance.now() + (options.timeoutMs ?? 10_000);
+    while (true) {
+      const i = this.inbox.findIndex((m) => m.type === type && (!options.where || options.where(m as Msg<T>)));
+      if (i >= 0) return this.inbox.splice(i, 1)[0] as Msg<T>;
+      const left = deadline - performance.now();
+      if (left <= 0 || this.closed) {
+        throw new Error(
+          `no ${type} message (${this.closed ? "connection closed" : "timeout"}); inbox: ${
+            JSON.stringify(this.inbox).slice(0, 500)
+          }`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /**
+   * Says hello and waits for the welcome.
+   *
+   * @param nick the nick
+   */
+  async hello(nick: string): Promise<Msg<"welcome">> {
+    await this.send({ type: "hello", version: 1, nick });
+    const welcome = await this.next("welcome");
+    this.nick = nick;
+    return welcome;
+  }
+
+  /**
+   * Joins (or creates) a room with a passphrase and waits for the answer.
+   *
+   * @param room the room
+   * @param passphrase its passphrase
+   * @param options.iterations the PBKDF2 count when creating (default 100000)
+   * @returns the joined message, or the error the server sent
+   */
+  async join(
+    room: string,
+    passphrase: string,
+    options: { iterations?: number } = {},
+  ): Promise<Msg<"joined"> | Msg<"error">> {
+    await this.send({ type: "join", room });
+    const challenge = await this.next("challenge");
+    const nonce = decodeBase64(challenge.nonce);
+    const prove: Record<string, unknown> = { type: "prove", room };
+    let keys: RoomKeys;
+    if (challenge.salt !== undefined) {
+      keys = await cachedKeys(passphrase, { salt: decodeBase64(challenge.salt), iterations: challenge.iterations! });
+    } else {
+      const salt = makeSalt();
+      const iterations = options.iterations ?? 100_000;
+      keys = await cachedKeys(passphrase, { salt, iterations });
+      Object.assign(prove, { salt: salt.toBase64(), iterations, access_pub: keys.accessPub.toBase64() });
+    }
+    prove.proof = (await signJoinProof(keys, { nonce, room, nick: this.nick })).toBase64();
+    await this.send(prove);
+    while (true) {
+      const reply = await this.nextOf(["joined", "error"]);
+      if (reply.type === "joined") {
+        this.keys = keys;
+        this.room = room;
+      }
+      return reply as Msg<"joined"> | Msg<"error">;
+    }
+  }
+
+  /**
+   * Takes the first message of any of the given types.
+   *
+   * @param types the message types
+   * @param options.timeoutMs how long to wait
+   */
+  async nextOf(types: ServerMessage["type"][], options: { timeoutMs?: number } = {}): Promise<ServerMessage> {
+    const deadline = performance.now() + (options.timeoutMs ?? 10_000);
+    while (true) {
+      const i = this.inbox.findIndex((m) => types.includes(m.type));
+      if (i >= 0) return this.inbox.splice(i, 1)[0];
+      const left = deadline - performance.now();
+      if (left <= 0 || this.closed) {
+        throw new Error(`no ${types.join("/")} message; inbox: ${JSON.stringify(this.inbox).slice(0, 500)}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /**
+   * Seals a text for the joined room.
+   *
+   * @param body the text
+   * @param options.type "text" (default) or "action"
+   */
+  seal(body: string, options: { type?: string; id?: Uint8Array } = {}): Promise<Envelope> {
+    return sealEnvelope(this.keys!, {
+      room: this.room,
+      from: this.nick,
+      plaintext: { type: options.type ?? "text", body },
+      id: options.id,
+    });
+  }
+
+  /**
+   * Seals and sends a text, then waits for its ack (or an error about it).
+   *
+   * @param body the text
+   * @returns the ack or error
+   */
+  async say(body: string): Promise<Msg<"ack"> | Msg<"error">> {
+    const envelope = await this.seal(body);
+    await this.send({ type: "send", envelope });
+    return await this.awaitAck(envelope.id);
+  }
+
+  /**
+   * Waits for the ack of an id, or an error naming it.
+   *
+   * @param id the message id
+   */
+  async awaitAck(id: string): Promise<Msg<"ack"> | Msg<"error">> {
+    const deadline = performance.now() + 10_000;
+    while (true) {
+      const i = this.inbox.findIndex((m) => (m.type === "ack" || m.type === "error") && m.id === id);
+      if (i >= 0) return this.inbox.splice(i, 1)[0] as Msg<"ack"> | Msg<"error">;
+      if (performance.now() > deadline || this.closed) throw new Error(`no ack for ${id}`);
+      await this.nextOf(["ack", "error"], { timeoutMs: deadline - performance.now() }).then((m) =>
+        this.inbox.unshift(m)
+      )
+        .catch(() => {});
+    }
+  }
+
+  /** Closes the socket. */
+  close(): void {
+    try {
+      this.conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** The JSON text of an envelope, as the server stores it. */
+export { encodeFrame, serializeEnvelope };
