@@ -260,6 +260,7 @@ export async function deriveRoomKeys(
 export async function importAccessSeed(
   seed: Uint8Array,
 ): Promise<{ accessKey: CryptoKey; accessPub: Uint8Array<ArrayBuffer> }> {
+  if (seed.length !== 32) throw new KeyDerivationError("an Ed25519 seed is 32 bytes");
   const pkcs8 = concat([PKCS8_ED25519_PREFIX, seed]);
   try {
     // Imported once extractable only to read the public half out of its JWK; the kept key is not extractable.
@@ -327,6 +328,7 @@ export async function sealEnvelope(
   const id = message.id ?? crypto.getRandomValues(new Uint8Array(ID_BYTES));
   const iv = new Uint8Array(message.iv ?? crypto.getRandomValues(new Uint8Array(IV_BYTES)));
   const ts = message.ts ?? Date.now();
+  if (!Number.isSafeInteger(ts) || ts < 0) throw new EnvelopeError("envelope.ts must be an integer in 0..2^53-1");
   const pt = encoder.encode(JSON.stringify(plaintext));
   const ct = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-CBC", iv }, keys.encKey, pt));
   const tag = new Uint8Array(

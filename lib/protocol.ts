@@ -208,7 +208,11 @@ function checkSpec(
 ): void {
   const type = msg.type;
   if (typeof type !== "string" || !Object.hasOwn(specs, type)) {
-    throw new ProtocolError("bad_message", `Unknown message type ${JSON.stringify(type)?.slice(0, 40)}`);
+    // Never JSON.stringify an untrusted value here: a deeply nested one overflows the stack (RangeError).
+    const shown = typeof type === "string"
+      ? JSON.stringify(type.slice(0, 40))
+      : `of kind ${type === null ? "null" : Array.isArray(type) ? "array" : typeof type}`;
+    throw new ProtocolError("bad_message", `Unknown message type ${shown}`);
   }
   const spec = specs[type];
   if (!options.allowExtra) {
