@@ -70,14 +70,15 @@ function main(args: string[]): void {
     if (err instanceof StartError) fail(err.kind === "tls" ? EXIT.tls : EXIT.listen, err.message);
     throw err;
   }
-  const { hostname, port } = server.addr;
-  console.log(`aeschat server listening on ${hostname}:${port} (db ${config.db})${config.tlsCert ? " with TLS" : ""}`);
   let stopping = false;
+  // Before the listening line: whoever reads that line may send a signal at once.
   onSignals(["SIGINT", "SIGTERM"], () => {
     if (stopping) return;
     stopping = true;
     server.shutdown().then(() => Deno.exit(EXIT.ok));
   });
+  const { hostname, port } = server.addr;
+  console.log(`aeschat server listening on ${hostname}:${port} (db ${config.db})${config.tlsCert ? " with TLS" : ""}`);
 }
 
 if (import.meta.main) {

@@ -168,12 +168,14 @@ export class Store {
     }
     try {
       db.exec("PRAGMA busy_timeout = 5000");
+      // Refuse a file that is not ours before writing anything to it: even journal_mode=WAL rewrites the header.
+      Store.#checkSchema(db, path);
       const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
       if (path !== ":memory:" && mode.journal_mode !== "wal") {
         throw new Error(`journal_mode is ${mode.journal_mode}, not wal`);
       }
       db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
-      Store.#migrate(db, path);
+      Store.#migrate(db);
       return new Store(db);
     } catch (err) {
       db.close();
@@ -186,7 +188,7 @@ export class Store {
     }
   }
 
-  static #migrate(db: DatabaseSync, path: string): void {
+  static #checkSchema(db: DatabaseSync, path: string): void {
     const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
     if (version > SCHEMA_VERSION) {
       throw new StoreError(
@@ -200,6 +202,10 @@ export class Store {
         throw new StoreError("corrupt", `database ${path} holds other tables and no aeschat schema version`);
       }
     }
+  }
+
+  static #migrate(db: DatabaseSync): void {
+    const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
     for (let v = version; v < SCHEMA_VERSION; v++) {
       db.exec("BEGIN IMMEDIATE");
       try {
