@@ -49,7 +49,7 @@ export class WireClient {
   keys: RoomKeys | undefined;
   /** The joined room. */
   room = "";
-  #wake: (() => void) | undefined;
+  #waiters = new Set<() => void>();
 
   /** @param conn a connected socket */
   constructor(conn: Deno.Conn) {
@@ -80,13 +80,13 @@ export class WireClient {
         for (const body of reader.push(buf.subarray(0, n))) {
           this.inbox.push(parseServerMessage(body));
         }
-        this.#wake?.();
+        this.#wakeAll();
       }
     } catch {
       // reset or closed locally
     } finally {
       this.closed = true;
-      this.#wake?.();
+      this.#wakeAll();
     }
   }
 
@@ -109,6 +109,10 @@ export class WireClient {
     while (at < bytes.length) at += await this.conn.write(bytes.subarray(at));
   }
 
+  #wakeAll(): void {
+    for (const wake of [...this.#waiters]) wake();
+  }
+
   /**
    * Takes the first received message of a type (or matching a test), waiting for it.
    *
@@ -116,28 +120,42 @@ export class WireClient {
    * @param options.timeoutMs how long to wait (default 10 s)
    * @param options.where an extra condition
    */
-  async next<T extends ServerMessage["type"]>(
+  next<T extends ServerMessage["type"]>(
     type: T,
     options: { timeoutMs?: number; where?: (m: Msg<T>) => boolean } = {},
   ): Promise<Msg<T>> {
+    const where = options.where;
+    return this.#take(
+      (m) => m.type === type && (!where || where(m as Msg<T>)),
+      { what: type, timeoutMs: options.timeoutMs },
+    ) as Promise<Msg<T>>;
+  }
+
+  /** Takes the first inbox message that passes `test`, waiting for it (any number of takers may wait at once). */
+  async #take(
+    test: (m: ServerMessage) => boolean,
+    options: { what: string; timeoutMs?: number },
+  ): Promise<ServerMessage> {
     const deadline = performance.now() + (options.timeoutMs ?? 10_000);
     while (true) {
-      const i = this.inbox.findIndex((m) => m.type === type && (!options.where || options.where(m as Msg<T>)));
-      if (i >= 0) return this.inbox.splice(i, 1)[0] as Msg<T>;
+      const i = this.inbox.findIndex(test);
+      if (i >= 0) return this.inbox.splice(i, 1)[0];
       const left = deadline - performance.now();
       if (left <= 0 || this.closed) {
         throw new Error(
-          `no ${type} message (${this.closed ? "connection closed" : "timeout"}); inbox: ${
+          `${this.nick}: no ${options.what} (${this.closed ? "connection closed" : "timeout"}); inbox: ${
             JSON.stringify(this.inbox).slice(0, 500)
           }`,
         );
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
+        const wake = () => {
           clearTimeout(timer);
+          this.#waiters.delete(wake);
           resolve();
         };
+        const timer = setTimeout(wake, left);
+        this.#waiters.add(wake);
       });
     }
   }
@@ -198,23 +216,8 @@ export class WireClient {
    * @param types the message types
    * @param options.timeoutMs how long to wait
    */
-  async nextOf(types: ServerMessage["type"][], options: { timeoutMs?: number } = {}): Promise<ServerMessage> {
-    const deadline = performance.now() + (options.timeoutMs ?? 10_000);
-    while (true) {
-      const i = this.inbox.findIndex((m) => types.includes(m.type));
-      if (i >= 0) return this.inbox.splice(i, 1)[0];
-      const left = deadline - performance.now();
-      if (left <= 0 || this.closed) {
-        throw new Error(`no ${types.join("/")} message; inbox: ${JSON.stringify(this.inbox).slice(0, 500)}`);
-      }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
+  nextOf(types: ServerMessage["type"][], options: { timeoutMs?: number } = {}): Promise<ServerMessage> {
+    return this.#take((m) => types.includes(m.type), { what: types.join("/"), timeoutMs: options.timeoutMs });
   }
 
   /**
@@ -248,18 +251,13 @@ export class WireClient {
    * Waits for the ack of an id, or an error naming it.
    *
    * @param id the message id
+   * @param options.timeoutMs how long to wait (default 10 s)
    */
-  async awaitAck(id: string): Promise<Msg<"ack"> | Msg<"error">> {
-    const deadline = performance.now() + 10_000;
-    while (true) {
-      const i = this.inbox.findIndex((m) => (m.type === "ack" || m.type === "error") && m.id === id);
-      if (i >= 0) return this.inbox.splice(i, 1)[0] as Msg<"ack"> | Msg<"error">;
-      if (performance.now() > deadline || this.closed) throw new Error(`no ack for ${id}`);
-      await this.nextOf(["ack", "error"], { timeoutMs: deadline - performance.now() }).then((m) =>
-        this.inbox.unshift(m)
-      )
-        .catch(() => {});
-    }
+  awaitAck(id: string, options: { timeoutMs?: number } = {}): Promise<Msg<"ack"> | Msg<"error">> {
+    return this.#take(
+      (m) => (m.type === "ack" || m.type === "error") && m.id === id,
+      { what: `ack for ${id}`, timeoutMs: options.timeoutMs },
+    ) as Promise<Msg<"ack"> | Msg<"error">>;
   }
 
   /** Closes the socket. */
