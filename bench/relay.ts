@@ -1,0 +1,222 @@
+/**
+ * The bare relay the benchmark compares aeschat against: the same frames and the same handshake messages, but no
+ * validation, no join-proof check and no storage. A `send` is parsed, given a seq, acked at once, serialized once
+ * and the same bytes are queued on every other member; each connection's queued frames go out in one write.
+ *
+ * Run: `deno run --allow-net bench/relay.ts --port 0`; the first stdout line is
+ * `aeschat relay listening on HOST:PORT`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { encodeFrame, encodeMessage, FrameError, FrameReader } from "../lib/frame.ts";
+
+const READ_BUFFER_BYTES = 64 * 1024;
+const decoder = new TextDecoder();
+
+interface RelayRoom {
+  salt: string;
+  iterations: number;
+  accessPub: string;
+  members: Set<RelayConnection>;
+}
+
+const rooms = new Map<string, RelayRoom>();
+let lastSeq = 0;
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** One client of the relay: a read loop and a coalescing writer. */
+class RelayConnection {
+  #conn: Deno.Conn;
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #writing = false;
+  #closed = false;
+  #nick = "";
+  #room: RelayRoom | undefined;
+  #roomName = "";
+  #pendingRoom = "";
+
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+
+  async run(): Promise<void> {
+    const reader = new FrameReader({ maxFrame: 1024 * 1024 });
+    const buf = new Uint8Array(READ_BUFFER_BYTES);
+    try {
+      while (!this.#closed) {
+        const n = await this.#conn.read(buf);
+        if (n === null) break;
+        for (const body of reader.push(buf.subarray(0, n))) this.#handle(JSON.parse(decoder.decode(body)));
+      }
+    } catch (err) {
+      if (!(err instanceof FrameError) && !(err instanceof SyntaxError) && !(err instanceof Deno.errors.BadResource)) {
+        if (!(err instanceof Deno.errors.ConnectionReset)) throw err;
+      }
+    } finally {
+      this.#leave();
+      this.#close();
+    }
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.#closed) return;
+    this.#queue.push(frame);
+    this.#queued += frame.length;
+    if (!this.#writing) {
+      this.#writing = true;
+      // Start writing at the end of this turn, so everything queued in the turn goes out in one write.
+      queueMicrotask(() => this.#drain());
+    }
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0 && !this.#closed) {
+        const chunk = this.#queue.length === 1 ? this.#queue[0] : concat(this.#queue, this.#queued);
+        this.#queue = [];
+        this.#queued = 0;
+        let at = 0;
+        while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
+      }
+    } catch {
+      this.#close();
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  #handle(msg: Record<string, unknown>): void {
+    switch (msg.type) {
+      case "hello":
+        this.#nick = String(msg.nick);
+        this.send(encodeMessage({
+          type: "welcome",
+          server: "relay",
+          version: 1,
+          nick: this.#nick,
+          limits: {
+            max_frame: 1024 * 1024,
+            max_body: 16384,
+            history: 0,
+            history_page: 500,
+            rate: 0,
+            burst: 1,
+            send_queue: 0,
+            idle_timeout_ms: 0,
+          },
+        }));
+        return;
+      case "join": {
+        const name = String(msg.room);
+        this.#pendingRoom = name;
+        const room = rooms.get(name);
+        const nonce = crypto.getRandomValues(new Uint8Array(32)).toBase64();
+        this.send(encodeMessage(
+          room
+            ? { type: "challenge", room: name, nonce, salt: room.salt, iterations: room.iterations }
+            : { type: "challenge", room: name, nonce },
+        ));
+        return;
+      }
+      case "prove": {
+        const name = this.#pendingRoom;
+        let room = rooms.get(name);
+        if (!room) {
+          room = {
+            salt: String(msg.salt),
+            iterations: Number(msg.iterations),
+            accessPub: String(msg.access_pub),
+            members: new Set(),
+          };
+          rooms.set(name, room);
+        }
+        this.#leave();
+        const presence = encodeMessage({ type: "presence", event: "join", room: name, nick: this.#nick });
+        for (const m of room.members) m.send(presence);
+        room.members.add(this);
+        this.#room = room;
+        this.#roomName = name;
+        const names = [...room.members].map((m) => m.#nick);
+        this.send(encodeMessage({ type: "joined", room: name, members: names, history: [], latest_seq: lastSeq }));
+        return;
+      }
+      case "send": {
+        const envelope = msg.envelope as { id: string };
+        const seq = ++lastSeq;
+        this.send(encodeFrame(`{"type":"ack","id":"${envelope.id}","seq":${seq}}`));
+        if (!this.#room) return;
+        const frame = encodeFrame(
+          `{"type":"message","seq":${seq},"sent_at":${Date.now()},"envelope":${JSON.stringify(envelope)}}`,
+        );
+        for (const m of this.#room.members) if (m !== this) m.send(frame);
+        return;
+      }
+      case "ping":
+        this.send(encodeMessage({ type: "pong" }));
+        return;
+      case "bye":
+        this.send(encodeMessage({ type: "bye", reason: "quit" }));
+        this.#leave();
+        queueMicrotask(() => setTimeout(() => this.#close(), 100));
+        return;
+    }
+  }
+
+  #leave(): void {
+    const room = this.#room;
+    if (!room) return;
+    this.#room = undefined;
+    room.members.delete(this);
+    const presence = encodeMessage({ type: "presence", event: "leave", room: this.#roomName, nick: this.#nick });
+    for (const m of room.members) m.send(presence);
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue = [];
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function main(): void {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { port: { type: "string", default: "0" }, host: { type: "string", default: "127.0.0.1" } },
+  });
+  const listener = Deno.listen({ hostname: values.host, port: Number(values.port) });
+  const addr = listener.addr as Deno.NetAddr;
+  console.log(`aeschat relay listening on ${addr.hostname}:${addr.port}`);
+  Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
+  (async () => {
+    while (true) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      (conn as Deno.TcpConn).setNoDelay(true);
+      new RelayConnection(conn).run().catch((err) => console.error(`relay: ${err}`));
+    }
+  })();
+}
+
+if (import.meta.main) main();
