@@ -5,18 +5,11 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { DEFAULT_MAX_FRAME } from "../frame.ts";
+import { flagHelp, type FlagSpec, parseFlags, UsageError } from "../flags.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 
-/** Raised for a bad flag or flag value; the message is one line for the user. */
-export class UsageError extends Error {
-  /** @param message what is wrong */
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+export { UsageError };
 
 /** Everything the server needs to start. */
 export interface ServerConfig {
@@ -58,19 +51,8 @@ export interface ServerConfig {
   version: boolean;
 }
 
-interface FlagSpec {
-  name: string;
-  key: keyof ServerConfig;
-  kind: "string" | "int" | "number" | "boolean" | "choice";
-  default?: string | number | boolean;
-  choices?: readonly string[];
-  min?: number;
-  max?: number;
-  help: string;
-}
-
 /** The flag table: parsing, defaults and --help all come from it. */
-export const SERVER_FLAGS: FlagSpec[] = [
+export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
   { name: "host", key: "host", kind: "string", default: "127.0.0.1", help: "interface to listen on" },
   { name: "port", key: "port", kind: "int", default: 5000, min: 0, max: 65535, help: "TCP port (0 = any free port)" },
   { name: "db", key: "db", kind: "string", default: "./aeschat.db", help: "SQLite database file (created if missing)" },
@@ -186,11 +168,7 @@ export function serverHelp(version: string): string {
     "",
     "Options:",
   ];
-  for (const f of SERVER_FLAGS) {
-    const arg = f.kind === "boolean" ? "" : f.kind === "choice" ? ` ${f.choices!.join("|")}` : " VALUE";
-    const def = f.default !== undefined && f.kind !== "boolean" ? ` (default ${f.default})` : "";
-    lines.push(`  --${(f.name + arg).padEnd(28)} ${f.help}${def}`);
-  }
+  lines.push(...flagHelp(SERVER_FLAGS));
   lines.push(
     "",
     "Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database,",
@@ -211,39 +189,7 @@ export function serverHelp(version: string): string {
  * @throws {UsageError} for an unknown flag or a bad value
  */
 export function parseServerFlags(args: string[]): ServerConfig {
-  const options: Record<string, { type: "string" | "boolean" }> = {};
-  for (const f of SERVER_FLAGS) options[f.name] = { type: f.kind === "boolean" ? "boolean" : "string" };
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
-  } catch (err) {
-    throw new UsageError((err as Error).message.split("\n")[0]);
-  }
-  const config: Record<string, unknown> = {};
-  for (const f of SERVER_FLAGS) {
-    const raw = values[f.name];
-    if (raw === undefined) {
-      config[f.key] = f.default;
-      continue;
-    }
-    if (f.kind === "boolean" || f.kind === "string") {
-      if (f.kind === "string" && raw === "") throw new UsageError(`--${f.name} must not be empty`);
-      config[f.key] = raw;
-      continue;
-    }
-    const text = String(raw);
-    if (f.kind === "choice") {
-      if (!f.choices!.includes(text)) throw new UsageError(`--${f.name} must be one of ${f.choices!.join(", ")}`);
-      config[f.key] = text;
-      continue;
-    }
-    const n = Number(text);
-    if (text.trim() === "" || !Number.isFinite(n) || (f.kind === "int" && !Number.isInteger(n))) {
-      throw new UsageError(`--${f.name} must be ${f.kind === "int" ? "an integer" : "a number"}, got ${text}`);
-    }
-    if (n < f.min! || n > f.max!) throw new UsageError(`--${f.name} must be from ${f.min} to ${f.max}, got ${text}`);
-    config[f.key] = n;
-  }
+  const config = parseFlags(SERVER_FLAGS, args);
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together");
   }

@@ -1,0 +1,108 @@
+/**
+ * Command-line flags from one table: parsing with `node:util` parseArgs, range checks, defaults, and the option
+ * lines of `--help`. Both programs describe their flags with it, so help and parsing cannot drift apart.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** Raised for a bad flag or flag value; the message is one line for the user. */
+export class UsageError extends Error {
+  /** @param message what is wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** One flag: its name, the config key it fills, how its value is read, its default and help. */
+export interface FlagSpec<K extends string = string> {
+  /** The flag without dashes, such as "max-frame". */
+  name: string;
+  /** The configuration key it sets. */
+  key: K;
+  /** How the value is read. */
+  kind: "string" | "int" | "number" | "boolean" | "choice";
+  /** Used when the flag is absent. */
+  default?: string | number | boolean;
+  /** Allowed values of a "choice" flag. */
+  choices?: readonly string[];
+  /** Smallest allowed value of a number. */
+  min?: number;
+  /** Largest allowed value of a number. */
+  max?: number;
+  /** The value's name in --help (default VALUE). */
+  arg?: string;
+  /** One line for --help. */
+  help: string;
+}
+
+/**
+ * The option lines of --help, one per flag, with the defaults.
+ *
+ * @example
+ * ```ts
+ * flagHelp([{ name: "port", key: "port", kind: "int", default: 5000, help: "TCP port" }]);
+ * // ["  --port VALUE                 TCP port (default 5000)"]
+ * ```
+ * @param table the flags
+ * @returns the lines
+ */
+export function flagHelp(table: readonly FlagSpec[]): string[] {
+  return table.map((f) => {
+    const arg = f.kind === "boolean" ? "" : f.kind === "choice" ? ` ${f.choices!.join("|")}` : ` ${f.arg ?? "VALUE"}`;
+    const def = f.default !== undefined && f.kind !== "boolean" ? ` (default ${f.default})` : "";
+    return `  --${(f.name + arg).padEnd(28)} ${f.help}${def}`;
+  });
+}
+
+/**
+ * Parses arguments against a flag table. Positional arguments are refused.
+ *
+ * @example
+ * ```ts
+ * parseFlags([{ name: "port", key: "port", kind: "int", default: 5000, min: 0, max: 65535, help: "" }], ["--port", "0"]);
+ * // { port: 0 }
+ * ```
+ * @param table the flags
+ * @param args the command-line arguments
+ * @returns the values by key, defaults filled in (absent flags without a default are undefined)
+ * @throws {UsageError} for an unknown flag, a missing value or a value out of range
+ */
+export function parseFlags<K extends string>(table: readonly FlagSpec<K>[], args: string[]): Record<K, unknown> {
+  const options: Record<string, { type: "string" | "boolean" }> = {};
+  for (const f of table) options[f.name] = { type: f.kind === "boolean" ? "boolean" : "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new UsageError((err as Error).message.split("\n")[0]);
+  }
+  const config = {} as Record<K, unknown>;
+  for (const f of table) {
+    const raw = values[f.name];
+    if (raw === undefined) {
+      config[f.key] = f.default;
+      continue;
+    }
+    if (f.kind === "boolean" || f.kind === "string") {
+      if (f.kind === "string" && raw === "") throw new UsageError(`--${f.name} must not be empty`);
+      config[f.key] = raw;
+      continue;
+    }
+    const text = String(raw);
+    if (f.kind === "choice") {
+      if (!f.choices!.includes(text)) throw new UsageError(`--${f.name} must be one of ${f.choices!.join(", ")}`);
+      config[f.key] = text;
+      continue;
+    }
+    const n = Number(text);
+    if (text.trim() === "" || !Number.isFinite(n) || (f.kind === "int" && !Number.isInteger(n))) {
+      throw new UsageError(`--${f.name} must be ${f.kind === "int" ? "an integer" : "a number"}, got ${text}`);
+    }
+    if (n < f.min! || n > f.max!) throw new UsageError(`--${f.name} must be from ${f.min} to ${f.max}, got ${text}`);
+    config[f.key] = n;
+  }
+  return config;
+}
