@@ -57,6 +57,7 @@ async function runScriptMode(config: ClientConfig, options: { passphrase?: strin
     {
       nick: config.nick,
       iterations: config.iterations,
+      reconnectForMs: config.reconnectFor * 1000,
       onEvent: scriptPrinter({ json: config.json, out: (line) => console.log(line), err }),
     },
   );

@@ -56,7 +56,7 @@ export const COMMANDS: Command[] = [
   {
     name: "join",
     args: "ROOM [--generate]",
-    help: "join ROOM (asks for its passphrase); creating it, --generate makes a strong passphrase",
+    help: "join ROOM, asking for its passphrase (--generate: make a strong one for a new room)",
     async run(ctx, args) {
       const words = args.split(/\s+/).filter((w) => w !== "");
       const generate = words.includes("--generate");

@@ -58,6 +58,8 @@ export interface ClientConfig {
   passphraseFile?: string;
   /** Script mode prints JSON lines. */
   json: boolean;
+  /** Seconds to keep reconnecting after the connection is lost. */
+  reconnectFor: number;
   /** Print help and exit. */
   help: boolean;
   /** Print the version and exit. */
@@ -101,6 +103,16 @@ export const CLIENT_FLAGS: FlagSpec<keyof ClientConfig>[] = [
     kind: "boolean",
     default: false,
     help: "script mode: print one JSON object per message",
+  },
+  {
+    name: "reconnect-for",
+    key: "reconnectFor",
+    kind: "number",
+    default: 60,
+    min: 0,
+    max: 86400,
+    arg: "SECONDS",
+    help: "keep reconnecting this long after the connection is lost",
   },
   { name: "help", key: "help", kind: "boolean", default: false, help: "show this help and exit" },
   { name: "version", key: "version", kind: "boolean", default: false, help: "show the version and exit" },

@@ -104,6 +104,22 @@ class Terminal {
     this.print(formatStatus("end of history", { colour: this.#colour }));
   }
 
+  /**
+   * Removes the line the user just entered (prompt and text, over as many rows as it wrapped), so a sent
+   * message appears once, formatted like everyone else's.
+   *
+   * @param line the text entered
+   */
+  eraseEntered(line: string): void {
+    if (!this.#prompting || !process.stdout.isTTY) return;
+    const columns = process.stdout.columns || 80;
+    const width = [...(this.#rl.getPrompt() + line)].length;
+    const rows = Math.max(1, Math.ceil(width / columns));
+    readline.moveCursor(process.stdout, 0, -rows);
+    readline.cursorTo(process.stdout, 0);
+    readline.clearScreenDown(process.stdout);
+  }
+
   /** Shows the prompt and starts taking lines. */
   prompt(room: string | undefined): void {
     this.#endHistory();
@@ -196,6 +212,7 @@ export async function runTerminal(
       case "message":
         return term.message(event.message);
       case "older":
+        if (event.messages.length === 0) return;
         term.status(`${event.messages.length} older messages${event.more ? " (/history for more)" : ""}`);
         for (const m of event.messages) term.print(formatMessage(m, { colour: false }));
         return term.status("end of older messages");
@@ -338,7 +355,7 @@ export async function runTerminal(
         term.status(`connecting to ${config.host}:${config.port}${config.tls ? " with TLS" : ""}…`);
         session = await Session.connect(
           { host: config.host, port: config.port, tls: config.tls, caCerts: options.caCerts },
-          { nick, onEvent, iterations: config.iterations },
+          { nick, onEvent, iterations: config.iterations, reconnectForMs: config.reconnectFor * 1000 },
         );
       } catch (err) {
         if (!(err instanceof SessionError)) throw err;
@@ -353,6 +370,7 @@ export async function runTerminal(
       return term.end(CLIENT_EXIT.denied);
     }
     term.rl.on("line", (line) => {
+      if (line.trim() !== "" && (!line.startsWith("/") || line.startsWith("//"))) term.eraseEntered(line);
       runLine(ctx, line).catch((err) => term.warn(`internal error: ${(err as Error).message}`)).finally(() => {
         if (!quitting) term.prompt(session?.room);
       });
