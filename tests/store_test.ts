@@ -1,0 +1,276 @@
+/**
+ * The SQLite log: the schema contract outside tools rely on, WAL mode, migration on start, reopening, refusing
+ * files that are not ours (left unchanged), and the append and history queries the hub uses.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { type MessageRow, SCHEMA_VERSION, Store, StoreError } from "../lib/server/store.ts";
+
+async function withTempDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "aeschat-store-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function withDb<T>(path: string, fn: (db: DatabaseSync) => T, options: { readOnly?: boolean } = {}): T {
+  const db = new DatabaseSync(path, { readOnly: options.readOnly ?? true });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+function msgId(n: number): Uint8Array {
+  const id = new Uint8Array(16);
+  id[15] = n;
+  return id;
+}
+
+function row(seq: number, options: { room?: string; id?: number; sender?: string } = {}): MessageRow {
+  const room = options.room ?? "general";
+  return {
+    seq,
+    room,
+    sender: options.sender ?? "alice",
+    msgId: msgId(options.id ?? seq),
+    sentAt: 1_700_000_000_000 + seq,
+    envelope: `{"v":1,"room":${JSON.stringify(room)},"n":${seq}}`,
+  };
+}
+
+const ROOM = {
+  name: "general",
+  salt: new Uint8Array(16).fill(7),
+  iterations: 123_456,
+  accessPub: new Uint8Array(32).fill(9),
+  createdAt: 1_700_000_000_000,
+};
+
+function assertStoreError(fn: () => unknown, kind: StoreError["kind"], message: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof StoreError, `expected a StoreError, got ${err}`);
+    assert.equal(err.kind, kind, err.message);
+    assert.match(err.message, message);
+    return true;
+  });
+}
+
+async function assertUnchanged(path: string, before: Uint8Array): Promise<void> {
+  const after = await Deno.readFile(path);
+  assert.deepEqual(after, before, `${path} was modified`);
+  for (const suffix of ["-wal", "-shm", "-journal"]) {
+    const exists = await Deno.stat(path + suffix).then(() => true, () => false);
+    assert.ok(!exists, `${path}${suffix} was created`);
+  }
+}
+
+Deno.test("a new database has exactly the documented tables, columns, unique key, index and user_version", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    Store.open(path).close();
+    withDb(path, (db) => {
+      const columns = (table: string) =>
+        (db.prepare(`PRAGMA table_info(${table})`).all() as {
+          name: string;
+          type: string;
+          notnull: number;
+          pk: number;
+        }[]).map((c) => [c.name, c.type, Number(c.notnull), Number(c.pk)]);
+      assert.deepEqual(columns("rooms"), [
+        ["name", "TEXT", 0, 1],
+        ["salt", "BLOB", 1, 0],
+        ["iterations", "INTEGER", 1, 0],
+        ["access_pub", "BLOB", 1, 0],
+        ["created_at", "INTEGER", 1, 0],
+      ]);
+      assert.deepEqual(columns("messages"), [
+        ["seq", "INTEGER", 0, 1],
+        ["room", "TEXT", 1, 0],
+        ["sender", "TEXT", 1, 0],
+        ["msg_id", "BLOB", 1, 0],
+        ["sent_at", "INTEGER", 1, 0],
+        ["envelope", "TEXT", 1, 0],
+      ]);
+      const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all()
+        .map((r) => (r as { name: string }).name);
+      assert.deepEqual(tables, ["messages", "rooms"]);
+      const indexes = (db.prepare("PRAGMA index_list(messages)").all() as { name: string; unique: number }[])
+        .map((i) => {
+          const cols = (db.prepare(`PRAGMA index_info(${JSON.stringify(i.name)})`).all() as { name: string }[])
+            .map((c) => c.name);
+          return [Number(i.unique), cols.join(",")];
+        }).sort();
+      assert.deepEqual(indexes, [[0, "room,seq"], [1, "room,msg_id"]]);
+      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 1);
+      assert.equal(SCHEMA_VERSION, 1);
+    });
+  }));
+
+Deno.test("the database file is in WAL journal mode", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    const store = Store.open(path);
+    try {
+      const mode = withDb(path, (db) => db.prepare("PRAGMA journal_mode").get()) as { journal_mode: string };
+      assert.equal(mode.journal_mode, "wal");
+    } finally {
+      store.close();
+    }
+  }));
+
+Deno.test("an empty SQLite file at user_version 0 is migrated on start", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/empty.db`;
+    withDb(path, (db) => db.exec("PRAGMA user_version = 0"), { readOnly: false });
+    const store = Store.open(path);
+    try {
+      assert.equal(store.lastSeq, 0);
+      assert.deepEqual(store.appendBatch([row(1)]), [true]);
+    } finally {
+      store.close();
+    }
+    withDb(path, (db) => {
+      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 1);
+      assert.equal(Number((db.prepare("SELECT count(*) AS n FROM messages").get() as { n: number }).n), 1);
+    });
+  }));
+
+Deno.test("reopening a database keeps its rooms, messages and last seq", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    const first = Store.open(path);
+    assert.equal(first.createRoom(ROOM), true);
+    assert.deepEqual(first.appendBatch([row(1), row(2, { room: "other" }), row(5)]), [true, true, true]);
+    first.close();
+    const second = Store.open(path);
+    try {
+      assert.equal(second.lastSeq, 5);
+      assert.deepEqual(second.getRoom("general"), ROOM);
+      assert.deepEqual(second.recent("general", 10).map((m) => m.seq), [1, 5]);
+      assert.deepEqual(second.recent("general", 10)[1], { seq: 5, sentAt: row(5).sentAt, envelope: row(5).envelope });
+      // Ids stored before the restart are still duplicates after it.
+      assert.deepEqual(second.appendBatch([row(6, { id: 5 }), row(7)]), [false, true]);
+      assert.equal(second.lastSeq, 7);
+    } finally {
+      second.close();
+    }
+  }));
+
+Deno.test("a newer schema version is refused with kind newer and the file is left unchanged", () =>
+  withTempDir(async (dir) => {
+    const path = `${dir}/newer.db`;
+    withDb(path, (db) => db.exec("CREATE TABLE messages (seq INTEGER PRIMARY KEY); PRAGMA user_version = 2"), {
+      readOnly: false,
+    });
+    const before = await Deno.readFile(path);
+    assertStoreError(() => Store.open(path), "newer", /schema version 2; this aeschat understands up to 1/);
+    await assertUnchanged(path, before);
+  }));
+
+Deno.test("a file that is not SQLite is refused with kind corrupt and left unchanged", () =>
+  withTempDir(async (dir) => {
+    const path = `${dir}/notes.db`;
+    await Deno.writeTextFile(path, "these are my notes, not a database\n".repeat(200));
+    const before = await Deno.readFile(path);
+    assertStoreError(() => Store.open(path), "corrupt", /is not a valid SQLite database/);
+    await assertUnchanged(path, before);
+  }));
+
+Deno.test("another program's SQLite database (tables, no schema version) is refused and left unchanged", () =>
+  withTempDir(async (dir) => {
+    const path = `${dir}/foreign.db`;
+    withDb(path, (db) => db.exec("CREATE TABLE contacts (name TEXT); INSERT INTO contacts VALUES ('x')"), {
+      readOnly: false,
+    });
+    const before = await Deno.readFile(path);
+    assertStoreError(() => Store.open(path), "corrupt", /holds other tables and no aeschat schema version/);
+    await assertUnchanged(path, before);
+  }));
+
+Deno.test("a database in a missing directory is refused with kind open, naming the path", () =>
+  withTempDir((dir) => {
+    assertStoreError(() => Store.open(`${dir}/missing/a.db`), "open", /missing\/a\.db/);
+  }));
+
+Deno.test("createRoom stores a room once and getRoom returns its bytes", () => {
+  const store = Store.open(":memory:");
+  try {
+    assert.equal(store.getRoom("general"), undefined);
+    assert.equal(store.createRoom(ROOM), true);
+    assert.equal(store.createRoom({ ...ROOM, salt: new Uint8Array(16) }), false, "a second creation is refused");
+    assert.deepEqual(store.getRoom("general"), ROOM, "the first creation wins");
+    assert.equal(store.getRoom("General"), undefined, "room names are case-sensitive");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("appendBatch skips an id already stored in that room, but not the same id in another room", () => {
+  const store = Store.open(":memory:");
+  try {
+    assert.deepEqual(store.appendBatch([row(1), row(2)]), [true, true]);
+    assert.deepEqual(
+      store.appendBatch([row(3, { id: 1 }), row(4, { id: 1, room: "other" }), row(5, { id: 5 }), row(6, { id: 5 })]),
+      [false, true, true, false],
+    );
+    assert.equal(store.lastSeq, 5, "lastSeq is the highest inserted seq, not the highest attempted");
+    assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [1, 2, 5]);
+    assert.deepEqual(store.recent("other", 10).map((m) => m.seq), [4]);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("appendBatch stores all of a batch or none of it", () => {
+  const store = Store.open(":memory:");
+  try {
+    store.appendBatch([row(1)]);
+    // The third row cannot be bound: the whole transaction is rolled back.
+    const bad = { ...row(4), envelope: undefined as unknown as string };
+    assertStoreError(() => store.appendBatch([row(2), row(3), bad]), "write", /cannot append messages/);
+    assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [1]);
+    assert.equal(store.lastSeq, 1);
+    assert.deepEqual(store.appendBatch([row(2), row(3)]), [true, true], "the batch can be sent again");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("a closed store refuses writes with kind write", () => {
+  const store = Store.open(":memory:");
+  store.close();
+  assertStoreError(() => store.appendBatch([row(1)]), "write", /cannot append messages/);
+  assertStoreError(() => store.createRoom(ROOM), "write", /cannot create room/);
+});
+
+Deno.test("recent, before and after page one room's messages oldest first", () => {
+  const store = Store.open(":memory:");
+  try {
+    const rows: MessageRow[] = [];
+    for (let seq = 1; seq <= 12; seq++) rows.push(row(seq, { room: seq % 3 === 0 ? "other" : "general" }));
+    store.appendBatch(rows);
+    const seqs = (list: { seq: number }[]) => list.map((m) => m.seq);
+    // general holds 1 2 4 5 7 8 10 11.
+    assert.deepEqual(seqs(store.recent("general", 3)), [8, 10, 11]);
+    assert.deepEqual(seqs(store.recent("general", 100)), [1, 2, 4, 5, 7, 8, 10, 11]);
+    assert.deepEqual(seqs(store.recent("general", 0)), []);
+    assert.deepEqual(seqs(store.before("general", { beforeSeq: 8, limit: 3 })), [4, 5, 7]);
+    assert.deepEqual(seqs(store.before("general", { beforeSeq: 3, limit: 10 })), [1, 2]);
+    assert.deepEqual(seqs(store.before("general", { beforeSeq: 1, limit: 10 })), []);
+    assert.deepEqual(seqs(store.after("general", { afterSeq: 4, limit: 3 })), [5, 7, 8]);
+    assert.deepEqual(seqs(store.after("general", { afterSeq: 11, limit: 3 })), []);
+    assert.deepEqual(seqs(store.after("other", { afterSeq: 0, limit: 10 })), [3, 6, 9, 12]);
+    assert.deepEqual(seqs(store.recent("nobody", 10)), []);
+    const [m] = store.after("other", { afterSeq: 8, limit: 1 });
+    assert.deepEqual(m, { seq: 9, sentAt: 1_700_000_000_009, envelope: '{"v":1,"room":"other","n":9}' });
+  } finally {
+    store.close();
+  }
+});
