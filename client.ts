@@ -52,13 +52,18 @@ async function runScriptMode(config: ClientConfig, options: { passphrase?: strin
       `no passphrase: set ${PASSPHRASE_ENV} or use --passphrase-file (stdin is not a terminal to ask on)`,
     );
   }
+  const printer = scriptPrinter({ json: config.json, out: (line) => console.log(line), err });
   const session = await Session.connect(
     { host: config.host, port: config.port, tls: config.tls, caCerts: options.caCerts },
     {
       nick: config.nick,
       iterations: config.iterations,
       reconnectForMs: config.reconnectFor * 1000,
-      onEvent: scriptPrinter({ json: config.json, out: (line) => console.log(line), err }),
+      onEvent: (event) => {
+        printer(event);
+        // Reconnecting gave up: nothing more can be sent or received.
+        if (event.kind === "closed") Deno.exit(EXIT_OF_CLOSE[event.error.kind]);
+      },
     },
   );
   const stop = () => {

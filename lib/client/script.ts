@@ -66,7 +66,7 @@ export function scriptPrinter(
       case "nick":
         return; // scripts read messages; presence would only be noise on stderr
       case "closed":
-        return err(event.error.message);
+        return err(`aeschat client: ${event.error.message}`);
     }
   };
 }

@@ -1,0 +1,299 @@
+/**
+ * End-to-end tests of the client's script mode: the real client.ts and server.ts as processes over loopback TCP,
+ * with real SQLite files. Covers the conversation, the output formats, waiting for acks at EOF, every documented
+ * exit code, and reconnecting across a server restart without losing or repeating a message.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { dirname } from "node:path";
+import { type Program, ROOT, spawnTask, startServer } from "./support/programs.ts";
+
+const PASSPHRASE = "client test passphrase 4f9a";
+const FAST = ["--iterations", "100000"];
+
+function client(port: number, nick: string, options: { args?: string[]; env?: Record<string, string> } = {}) {
+  return spawnTask("client", {
+    args: ["--port", String(port), "--nick", nick, ...FAST, ...(options.args ?? [])],
+    env: { AESCHAT_PASSPHRASE: PASSPHRASE, ...options.env },
+    stdin: true,
+  });
+}
+
+async function exited(program: Program, timeoutMs = 30_000): Promise<Deno.CommandStatus> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      program.status,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no exit within ${timeoutMs} ms\n${program.stderr}`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function rows(db: string): { seq: number; sender: string; envelope: string }[] {
+  const sqlite = new DatabaseSync(db, { readOnly: true });
+  try {
+    return sqlite.prepare("SELECT seq, sender, envelope FROM messages ORDER BY seq").all() as {
+      seq: number;
+      sender: string;
+      envelope: string;
+    }[];
+  } finally {
+    sqlite.close();
+  }
+}
+
+async function poll(test: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!test()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function jsonLines(stdout: string): Record<string, unknown>[] {
+  return stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+}
+
+async function cleanup(server: { program: Program; db: string }, ...programs: (Program | undefined)[]) {
+  for (const p of programs) await p?.stop("SIGKILL").catch(() => {});
+  await server.program.stop().catch(() => {});
+  await Deno.remove(dirname(server.db), { recursive: true }).catch(() => {});
+}
+
+Deno.test("script clients converse: history first, then live, as text lines and as JSON lines", async () => {
+  const server = await startServer();
+  let alice: Program | undefined;
+  let bob: Program | undefined;
+  let carol: Program | undefined;
+  try {
+    alice = client(server.port, "alice");
+    await alice.write("before one\nbefore two\n");
+    await alice.closeStdin();
+    assert.equal((await exited(alice)).code, 0, alice.stderr);
+
+    bob = client(server.port, "bob", { args: ["--json"] });
+    await bob.waitFor(() => jsonLines(bob!.stdout).length === 2, { what: "bob's history" });
+    carol = client(server.port, "carol");
+    await carol.waitFor(() => carol!.stdout.split("\n").length >= 3, { what: "carol's history" });
+    alice = client(server.port, "alice");
+    await alice.write("live one\nlive two\n");
+    await bob.waitFor(() => jsonLines(bob!.stdout).length === 4, { what: "bob's live messages" });
+    await carol.waitFor(() => carol!.stdout.includes("live two"), { what: "carol's live messages" });
+    await Promise.all([alice.closeStdin(), bob.closeStdin(), carol.closeStdin()]);
+    for (const p of [alice, bob, carol]) assert.equal((await exited(p)).code, 0, p.stderr);
+
+    const got = jsonLines(bob.stdout);
+    assert.deepEqual(got.map((m) => [m.text, m.history, m.from, m.type, m.room]), [
+      ["before one", true, "alice", "text", "general"],
+      ["before two", true, "alice", "text", "general"],
+      ["live one", false, "alice", "text", "general"],
+      ["live two", false, "alice", "text", "general"],
+    ]);
+    for (const m of got) {
+      assert.deepEqual(Object.keys(m), ["room", "seq", "from", "ts", "id", "type", "text", "history"]);
+      assert.equal(typeof m.ts, "number");
+      assert.equal(Uint8Array.fromBase64(m.id as string).length, 16);
+    }
+    const seqs = got.map((m) => m.seq as number);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), "in seq order");
+    const carolLines = carol.stdout.split("\n").filter((l) => l !== "");
+    assert.equal(carolLines.length, 4, carol.stdout);
+    for (const [i, text] of ["before one", "before two", "live one", "live two"].entries()) {
+      assert.match(carolLines[i], new RegExp(`^\\d\\d:\\d\\d:\\d\\d <alice> ${text}$`));
+    }
+    assert.doesNotMatch(bob.stdout + carol.stdout, /joined|deriving/, "status never goes to stdout");
+    assert.match(bob.stderr, /joined #general/);
+  } finally {
+    await cleanup(server, alice, bob, carol);
+  }
+});
+
+Deno.test("at EOF the client exits 0 only once every line is stored, and blank lines are skipped", async () => {
+  const server = await startServer({ args: ["--rate", "0"] });
+  let alice: Program | undefined;
+  try {
+    alice = client(server.port, "alice");
+    const lines = Array.from({ length: 200 }, (_, i) => `line ${i}`);
+    await alice.write(lines.join("\n\n") + "\n   \n");
+    await alice.closeStdin();
+    assert.equal((await exited(alice)).code, 0, alice.stderr);
+    // Read right after the exit: every acked message is already committed.
+    const stored = rows(server.db);
+    assert.equal(stored.length, 200);
+    assert.ok(stored.every((r) => r.sender === "alice"));
+    assert.equal(alice.stdout, "", "a sender shows nothing on stdout");
+  } finally {
+    await cleanup(server, alice);
+  }
+});
+
+Deno.test("a line over 16384 bytes is refused with one line on stderr and exit 2; the others are sent", async () => {
+  const server = await startServer();
+  let alice: Program | undefined;
+  try {
+    alice = client(server.port, "alice");
+    await alice.write(`first\n${"x".repeat(16385)}\nlast\n`);
+    await alice.closeStdin();
+    assert.equal((await exited(alice)).code, 2);
+    assert.match(alice.stderr, /line 2 not sent: message is 16385 bytes; the limit is 16384/);
+    assert.equal(rows(server.db).length, 2);
+  } finally {
+    await cleanup(server, alice);
+  }
+});
+
+Deno.test("the passphrase can come from the first line of --passphrase-file", async () => {
+  const server = await startServer();
+  const file = `${dirname(server.db)}/pass.txt`;
+  await Deno.writeTextFile(file, `${PASSPHRASE}\nignored second line\n`);
+  let alice: Program | undefined;
+  let bob: Program | undefined;
+  try {
+    alice = client(server.port, "alice");
+    await alice.write("hello\n");
+    await alice.closeStdin();
+    assert.equal((await exited(alice)).code, 0, alice.stderr);
+    bob = client(server.port, "bob", { args: ["--passphrase-file", file], env: { AESCHAT_PASSPHRASE: "" } });
+    await bob.waitFor(() => bob!.stdout.includes("<alice> hello"), { what: "history via the file's passphrase" });
+    await bob.closeStdin();
+    assert.equal((await exited(bob)).code, 0);
+  } finally {
+    await cleanup(server, alice, bob);
+  }
+});
+
+Deno.test("exit codes: 2 usage, 3 cannot connect, 4 wrong passphrase, 5 nick in use, 6 server gone", async () => {
+  const server = await startServer();
+  let holder: Program | undefined;
+  try {
+    const oneLine = (p: Program) => {
+      const lines = p.stderr.split("\n").filter((l) => l.startsWith("aeschat client:"));
+      assert.equal(lines.length, 1, p.stderr);
+      assert.doesNotMatch(p.stderr, /^\s+at /m, "no stack trace");
+      return lines[0];
+    };
+    const run = async (args: string[], env: Record<string, string> = {}) => {
+      const p = spawnTask("client", { args, env: { AESCHAT_PASSPHRASE: PASSPHRASE, ...env }, stdin: true });
+      await p.closeStdin();
+      const status = await exited(p);
+      return { status, line: oneLine(p) };
+    };
+    const port = String(server.port);
+    let r = await run(["--port", port]);
+    assert.equal(r.status.code, 2);
+    assert.match(r.line, /--nick is required/);
+    r = await run(["--port", port, "--nick", "x"], { AESCHAT_PASSPHRASE: "" });
+    assert.equal(r.status.code, 2);
+    assert.match(r.line, /no passphrase/);
+    r = await run(["--port", port, "--nick", "x", "--passphrase", "secret"]);
+    assert.equal(r.status.code, 2);
+    r = await run(["--nick", "x y", "--port", port]);
+    assert.equal(r.status.code, 2);
+    assert.match(r.line, /whitespace/);
+    r = await run(["--port", "1", "--nick", "x"]);
+    assert.equal(r.status.code, 3);
+    assert.match(r.line, /cannot connect/);
+
+    holder = client(server.port, "holder", { args: ["--reconnect-for", "1"] });
+    await holder.waitFor(() => holder!.stderr.includes("joined #general"), { what: "holder joined" });
+    r = await run(["--port", port, "--nick", "HOLDER"]);
+    assert.equal(r.status.code, 5);
+    assert.match(r.line, /in use/);
+    r = await run(["--port", port, "--nick", "eve"], { AESCHAT_PASSPHRASE: "not the passphrase" });
+    assert.equal(r.status.code, 4);
+    assert.match(r.line, /denied/);
+
+    await server.program.stop();
+    const status = await exited(holder, 20_000);
+    assert.equal(status.code, 6);
+    assert.match(holder.stderr, /connection lost/);
+    assert.match(holder.stderr, /gave up/);
+  } finally {
+    await cleanup(server, holder);
+  }
+});
+
+Deno.test("a client with --reconnect-for 2 gives up with exit 6 when the server stays down", async () => {
+  const server = await startServer();
+  let alice: Program | undefined;
+  try {
+    alice = client(server.port, "alice", { args: ["--reconnect-for", "2"] });
+    await alice.waitFor(() => alice!.stderr.includes("joined #general"), { what: "joined" });
+    await alice.write("stored before the outage\n");
+    await poll(() => rows(server.db).length === 1, "the first message stored");
+    await server.program.stop("SIGKILL");
+    await alice.write("never stored\n");
+    const status = await exited(alice);
+    assert.equal(status.code, 6, alice.stderr);
+    assert.match(alice.stderr, /reconnecting gave up/);
+  } finally {
+    await cleanup(server, alice);
+  }
+});
+
+Deno.test("across a server restart mid-conversation no message is lost or shown twice", async () => {
+  const first = await startServer();
+  const db = first.db;
+  const port = first.port;
+  let second: Awaited<ReturnType<typeof startServer>> | undefined;
+  let alice: Program | undefined;
+  let bob: Program | undefined;
+  try {
+    bob = client(port, "bob", { args: ["--json"] });
+    await bob.waitFor(() => bob!.stderr.includes("joined #general"), { what: "bob joined" });
+    alice = client(port, "alice");
+    await alice.waitFor(() => alice!.stderr.includes("joined #general"), { what: "alice joined" });
+    const texts = Array.from({ length: 60 }, (_, i) => `message ${i}`);
+    for (const text of texts.slice(0, 20)) await alice.write(text + "\n");
+    await bob.waitFor(() => jsonLines(bob!.stdout).length >= 5, { what: "bob receiving" });
+    // Crash the server in the middle of the burst; some of these lines are in flight, some unacked.
+    for (const text of texts.slice(20, 30)) await alice.write(text + "\n");
+    await first.program.stop("SIGKILL");
+    // Lines typed while the server is down wait in the client and are sent after the reconnect.
+    for (const text of texts.slice(30, 45)) await alice.write(text + "\n");
+    second = await startServer({ db, args: ["--port", String(port)] });
+    await alice.waitFor(() => alice!.stderr.includes("reconnected"), { what: "alice reconnected", timeoutMs: 30_000 });
+    for (const text of texts.slice(45)) await alice.write(text + "\n");
+    await alice.closeStdin();
+    assert.equal((await exited(alice)).code, 0, alice.stderr);
+    await bob.waitFor(() => jsonLines(bob!.stdout).length >= texts.length, {
+      what: "every message at bob",
+      timeoutMs: 30_000,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500)); // a duplicate would arrive now
+    await bob.closeStdin();
+    assert.equal((await exited(bob)).code, 0, bob.stderr);
+
+    const shown = jsonLines(bob.stdout).map((m) => m.text);
+    assert.deepEqual(shown, texts, "every message once, in order");
+    const stored = rows(db);
+    assert.equal(stored.length, texts.length, "each message stored once");
+    assert.match(bob.stderr, /reconnected/);
+    // The lines written during the outage waited in alice's client and went out after the reconnect.
+    assert.match(alice.stderr, /reconnected: \d+ missed messages fetched, [1-9]\d* resent/);
+  } finally {
+    await second?.program.stop().catch(() => {});
+    await cleanup(first, alice, bob);
+  }
+});
+
+Deno.test("--help documents every flag and the exit codes; --version prints the version", async () => {
+  const help = spawnTask("client", { args: ["--help"] });
+  assert.equal((await help.status).code, 0);
+  for (const flag of ["host", "port", "nick", "room", "tls", "ca", "iterations", "passphrase-file", "json"]) {
+    assert.match(help.stdout, new RegExp(`--${flag}\\b`));
+  }
+  assert.match(help.stdout, /AESCHAT_PASSPHRASE/);
+  assert.match(help.stdout, /6 server closed/);
+  const version = spawnTask("client", { args: ["--version"] });
+  assert.equal((await version.status).code, 0);
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  assert.equal(version.stdout.trim(), `aeschat client ${config.version}`);
+});

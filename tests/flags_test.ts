@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { flagHelp, type FlagSpec, parseFlags, UsageError } from "../lib/flags.ts";
+import { CLIENT_FLAGS, clientHelp, parseClientFlags } from "../lib/client/config.ts";
+
+const TABLE: FlagSpec[] = [
+  { name: "port", key: "port", kind: "int", default: 5000, min: 0, max: 65535, help: "TCP port" },
+  { name: "rate", key: "rate", kind: "number", default: 20, min: 0, max: 100, help: "rate" },
+  { name: "mode", key: "mode", kind: "choice", default: "a", choices: ["a", "b"], help: "mode" },
+  { name: "name", key: "name", kind: "string", help: "name" },
+  { name: "on", key: "on", kind: "boolean", default: false, help: "switch" },
+];
+
+Deno.test("parseFlags fills defaults and reads every kind of value", () => {
+  assert.deepEqual(parseFlags(TABLE, []), { port: 5000, rate: 20, mode: "a", name: undefined, on: false });
+  assert.deepEqual(parseFlags(TABLE, ["--port", "0", "--rate=2.5", "--mode", "b", "--name", "x", "--on"]), {
+    port: 0,
+    rate: 2.5,
+    mode: "b",
+    name: "x",
+    on: true,
+  });
+});
+
+Deno.test("parseFlags refuses unknown flags, positionals, bad numbers, ranges, choices and empty strings", () => {
+  for (
+    const [args, pattern] of [
+      [["--nope"], /nope/],
+      [["extra"], /extra|positional/i],
+      [["--port", "1.5"], /--port must be an integer, got 1.5/],
+      [["--port", "x"], /--port must be an integer/],
+      [["--port", ""], /--port must be an integer/],
+      [["--port", "70000"], /--port must be from 0 to 65535, got 70000/],
+      [["--rate", "Infinity"], /--rate must be a number/],
+      [["--mode", "c"], /--mode must be one of a, b/],
+      [["--name", ""], /--name must not be empty/],
+      [["--port"], /port/],
+    ] as [string[], RegExp][]
+  ) {
+    assert.throws(
+      () => parseFlags(TABLE, args),
+      (err: Error) => err instanceof UsageError && pattern.test(err.message),
+    );
+  }
+});
+
+Deno.test("flagHelp shows one line per flag with its default", () => {
+  const lines = flagHelp(TABLE);
+  assert.equal(lines.length, TABLE.length);
+  assert.match(lines[0], /^ {2}--port VALUE +TCP port \(default 5000\)$/);
+  assert.match(lines[2], /--mode a\|b +mode \(default a\)/);
+  assert.doesNotMatch(lines[4], /default/);
+});
+
+Deno.test("client flags: defaults, --ca implies --tls, names checked, no --passphrase flag", () => {
+  const config = parseClientFlags([]);
+  assert.equal(config.host, "127.0.0.1");
+  assert.equal(config.port, 5000);
+  assert.equal(config.room, "general");
+  assert.equal(config.iterations, 600000);
+  assert.equal(config.reconnectFor, 60);
+  assert.equal(config.tls, false);
+  assert.equal(parseClientFlags(["--ca", "ca.pem"]).tls, true);
+  assert.throws(() => parseClientFlags(["--iterations", "99999"]), UsageError);
+  assert.throws(() => parseClientFlags(["--room", "two words"]), /whitespace/);
+  assert.throws(() => parseClientFlags(["--nick", "e\u0301"]), /NFC/);
+  assert.throws(() => parseClientFlags(["--passphrase", "x"]), UsageError);
+  const help = clientHelp("9.9.9");
+  for (const f of CLIENT_FLAGS) assert.ok(help.includes(`--${f.name}`), f.name);
+  assert.match(help, /aeschat client 9\.9\.9/);
+});

@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import {
+  generatePassphrase,
+  isWeakPassphrase,
+  PassphraseError,
+  presetPassphrase,
+  WEAK_PASSPHRASE_CHARS,
+} from "../lib/client/passphrase.ts";
+
+Deno.test("isWeakPassphrase counts characters, not bytes, after NFC", () => {
+  assert.equal(WEAK_PASSPHRASE_CHARS, 12);
+  assert.ok(isWeakPassphrase("elevenchars"));
+  assert.ok(!isWeakPassphrase("twelve chars"));
+  assert.ok(isWeakPassphrase("ééééééééééé"), "11 two-byte characters are still 11");
+  assert.ok(isWeakPassphrase("e\u0301".repeat(11)), "11 decomposed é are 11 after NFC, not 22");
+  assert.ok(!isWeakPassphrase("🔑".repeat(12)));
+});
+
+Deno.test("generatePassphrase gives 24 base32 characters in six groups, different every time", () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const p = generatePassphrase();
+    assert.match(p, /^[0-9a-hjkmnp-tv-z]{4}(-[0-9a-hjkmnp-tv-z]{4}){5}$/);
+    assert.ok(!isWeakPassphrase(p));
+    seen.add(p);
+  }
+  assert.equal(seen.size, 200);
+});
+
+Deno.test("presetPassphrase prefers the environment, then the first line of the file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/p`;
+    await Deno.writeTextFile(file, "from file\r\nsecond\n");
+    assert.equal(await presetPassphrase({ env: "from env", file }), "from env");
+    assert.equal(await presetPassphrase({ env: "", file }), "from file");
+    assert.equal(await presetPassphrase({}), undefined);
+    await assert.rejects(presetPassphrase({ file: `${dir}/missing` }), PassphraseError);
+    await Deno.writeTextFile(file, "\nsecond\n");
+    await assert.rejects(presetPassphrase({ file }), /first line is empty/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
