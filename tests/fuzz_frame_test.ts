@@ -15,7 +15,7 @@ import { encodeFrame, FrameError, FrameReader, HEADER_BYTES } from "../lib/frame
 import { describeBytes, fuzzCount, fuzzSeed, Rng } from "./support/fuzz.ts";
 
 /** Streams per run (each is one generated input: a byte stream and a way of cutting it). */
-const STREAMS = 40_000;
+const STREAMS = 90_000;
 /** Texts round-tripped through encodeFrame and the reader per run. */
 const TEXTS = 10_000;
 

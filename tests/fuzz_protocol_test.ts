@@ -29,7 +29,7 @@ import { Store } from "../lib/server/store.ts";
 import { describeBytes, fuzzCount, fuzzSeed, hostileBody, randomJsonText, randomString, Rng } from "./support/fuzz.ts";
 
 /** Client bodies parsed per run. */
-const CLIENT_BODIES = 60_000;
+const CLIENT_BODIES = 70_000;
 /** Server bodies parsed per run. */
 const SERVER_BODIES = 30_000;
 /** Envelopes sent through the hub per run. */
