@@ -97,8 +97,10 @@ export function parseFlags<K extends string>(table: readonly FlagSpec<K>[], args
       config[f.key] = text;
       continue;
     }
+    // Plain decimals only: Number() would also take "0x10", "1e3", " 5" and "+5" without a word.
+    const decimal = f.kind === "int" ? /^-?\d+$/ : /^-?(\d+\.?\d*|\.\d+)$/;
     const n = Number(text);
-    if (text.trim() === "" || !Number.isFinite(n) || (f.kind === "int" && !Number.isInteger(n))) {
+    if (!decimal.test(text) || !Number.isFinite(n)) {
       throw new UsageError(`--${f.name} must be ${f.kind === "int" ? "an integer" : "a number"}, got ${text}`);
     }
     if (n < f.min! || n > f.max!) throw new UsageError(`--${f.name} must be from ${f.min} to ${f.max}, got ${text}`);

@@ -12,6 +12,8 @@ const TABLE: FlagSpec[] = [
 
 Deno.test("parseFlags fills defaults and reads every kind of value", () => {
   assert.deepEqual(parseFlags(TABLE, []), { port: 5000, rate: 20, mode: "a", name: undefined, on: false });
+  assert.equal(parseFlags(TABLE, ["--rate", ".5"]).rate, 0.5);
+  assert.throws(() => parseFlags(TABLE, ["--port=-1"]), /--port must be from 0 to 65535, got -1/);
   assert.deepEqual(parseFlags(TABLE, ["--port", "0", "--rate=2.5", "--mode", "b", "--name", "x", "--on"]), {
     port: 0,
     rate: 2.5,
@@ -31,6 +33,11 @@ Deno.test("parseFlags refuses unknown flags, positionals, bad numbers, ranges, c
       [["--port", ""], /--port must be an integer/],
       [["--port", "70000"], /--port must be from 0 to 65535, got 70000/],
       [["--rate", "Infinity"], /--rate must be a number/],
+      [["--port", "0x10"], /--port must be an integer, got 0x10/],
+      [["--port", "1e3"], /--port must be an integer/],
+      [["--port", " 5"], /--port must be an integer/],
+      [["--rate", "+5"], /--rate must be a number/],
+      [["--rate", "1e2"], /--rate must be a number/],
       [["--mode", "c"], /--mode must be one of a, b/],
       [["--name", ""], /--name must not be empty/],
       [["--port"], /port/],
