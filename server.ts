@@ -78,7 +78,8 @@ function main(args: string[]): void {
     server.shutdown().then(() => Deno.exit(EXIT.ok));
   });
   const { hostname, port } = server.addr;
-  console.log(`aeschat server listening on ${hostname}:${port} (db ${config.db})${config.tlsCert ? " with TLS" : ""}`);
+  console.log(`aeschat server listening on ${hostname}:${port} (db ${config.db})`);
+  if (config.tlsCert) console.log(`aeschat server: TLS with certificate ${config.tlsCert}`);
 }
 
 if (import.meta.main) {

@@ -61,9 +61,10 @@ async function decryptHistory(client: WireClient, history: Msg<"joined">["histor
   return bodies;
 }
 
-function assertListeningLine(server: ServerProcess, suffix = ""): void {
-  const first = server.program.stdout.split("\n")[0];
-  assert.equal(first, `aeschat server listening on 127.0.0.1:${server.port} (db ${server.db})${suffix}`);
+function assertListeningLine(server: ServerProcess, options: { tls?: string } = {}): void {
+  const [first, second] = server.program.stdout.split("\n");
+  assert.equal(first, `aeschat server listening on 127.0.0.1:${server.port} (db ${server.db})`);
+  if (options.tls) assert.equal(second, `aeschat server: TLS with certificate ${options.tls}`);
   assert.ok(server.port > 0);
 }
 
@@ -227,7 +228,8 @@ Deno.test({
     const clients: WireClient[] = [];
     try {
       server = await startServer({ db: `${dir}/tls.db`, args: ["--tls-cert", cert, "--tls-key", key] });
-      assertListeningLine(server, " with TLS");
+      await server.program.waitFor(() => server!.program.stdout.includes("TLS with"), { what: "the TLS line" });
+      assertListeningLine(server, { tls: cert });
       const alice = await member(server.port, "alice", { caCert: pem });
       const bob = await member(server.port, "bob", { caCert: pem });
       clients.push(alice, bob);

@@ -250,7 +250,9 @@ Deno.test({
       // The matching pair starts (so the failures above are about the mismatch, not about TLS as such).
       const good = spawnTask("server", { args: ["--port", "0", ...db, "--tls-cert", one.cert, "--tls-key", one.key] });
       try {
-        await good.waitFor(() => /listening on .* with TLS/.test(good.stdout), { what: "the TLS listening line" });
+        await good.waitFor(() => /listening on .*\naeschat server: TLS with certificate /.test(good.stdout), {
+          what: "the TLS listening line",
+        });
       } finally {
         const status = await good.stop("SIGTERM");
         assert.equal(status.code, 0, "a clean stop exits 0");
