@@ -136,7 +136,11 @@ export class Connection implements Peer {
             this.send(encodeMessage({ type: "error", code: err.code, message: err.message, id: err.id }));
             continue;
           }
-          if (this.#member.nick !== undefined) await this.#throttle();
+          // Only a connection over its budget pays for an await; unlimited (--rate 0) never does.
+          if (this.#member.nick !== undefined) {
+            const wait = this.#bucket.take();
+            if (wait > 0) await this.#throttle(wait);
+          }
           const pending = this.#hub.handle(this.#member, msg);
           if (pending) await pending;
           if (this.#member.nick !== undefined) clearTimeout(this.#handshakeTimer);
@@ -175,7 +179,12 @@ export class Connection implements Peer {
     }
     this.#queue.push(frame);
     this.#queued += frame.length;
-    if (!this.#writing) this.#drain();
+    if (!this.#writing) {
+      this.#writing = true;
+      // Start writing once the current task is over, so every frame queued in it (a whole fan-out batch) goes out
+      // in one write.
+      queueMicrotask(() => this.#drain());
+    }
   }
 
   /**
@@ -204,9 +213,8 @@ export class Connection implements Peer {
     return true;
   }
 
-  async #throttle(): Promise<void> {
-    let wait = this.#bucket.take();
-    if (wait === 0) return;
+  async #throttle(first: number): Promise<void> {
+    let wait = first;
     const now = performance.now();
     if (now - this.#throttleNoticeAt > 1000) {
       this.#throttleNoticeAt = now;
@@ -231,7 +239,6 @@ export class Connection implements Peer {
   }
 
   async #drain(): Promise<void> {
-    this.#writing = true;
     try {
       while (this.#queue.length > 0 && !this.#closed) {
         const chunk = this.#queue.length === 1 ? this.#queue[0] : concat(this.#queue, this.#queued);

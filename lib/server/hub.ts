@@ -440,7 +440,8 @@ export class Hub {
     });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      setTimeout(() => this.flush(), 0);
+      // setImmediate runs after the I/O callbacks of this event-loop turn (a setTimeout of 0 costs 1-4 ms).
+      setImmediate(() => this.flush());
     }
   }
 
