@@ -12,8 +12,25 @@ import type { Hub, Member, Peer } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { TokenBucket } from "./rate_limit.ts";
 
-/** Bytes read from the socket at a time. */
-const READ_BUFFER_BYTES = 64 * 1024;
+/**
+ * Bytes of a connection's read buffer at first and after a quiet spell: small, because every connection keeps one
+ * pending read with its buffer all the time, and most connections are quiet most of the time.
+ */
+const READ_BUFFER_MIN = 1024;
+/** The read buffer doubles, up to this, each time a read fills it. */
+const READ_BUFFER_MAX = 64 * 1024;
+/** Reads in a row that fill at most a quarter of the buffer before it is halved. */
+const READ_SHRINK_AFTER = 16;
+/**
+ * Most bytes copied into one write. A connection's queued frames go out in chunks of at most this size, so that a
+ * slow reader with a long queue holds one chunk besides the (shared) frames, not a copy of its whole queue.
+ */
+const WRITE_CHUNK_BYTES = 64 * 1024;
+/**
+ * Bytes of write chunks kept for reuse by all connections (one full chunk each for 512 busy ones), so that fan-out
+ * does not allocate, and leave to the garbage collector, a chunk per connection per turn.
+ */
+const SPARE_CHUNK_BYTES = 32 * 1024 * 1024;
 /** How long a closing connection may take to flush its last frames before it is cut. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -35,15 +52,31 @@ export interface ConnectionOptions {
   log: Logger;
 }
 
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
+const EMPTY = new Uint8Array(0);
+
+/** Write chunks of power-of-two sizes (1 KiB to WRITE_CHUNK_BYTES), kept for reuse up to SPARE_CHUNK_BYTES. */
+class ChunkPool {
+  #free: Uint8Array<ArrayBuffer>[][] = [];
+  #bytes = 0;
+
+  /** A buffer of at least `n` (<= WRITE_CHUNK_BYTES) bytes. */
+  take(n: number): Uint8Array<ArrayBuffer> {
+    const size = Math.max(1024, 2 ** Math.ceil(Math.log2(n)));
+    const spare = this.#free[size]?.pop();
+    if (spare === undefined) return new Uint8Array(size);
+    this.#bytes -= size;
+    return spare;
   }
-  return out;
+
+  /** Takes back a buffer from {@link ChunkPool.take} that nothing refers to any more. */
+  give(buffer: Uint8Array<ArrayBuffer>): void {
+    if (this.#bytes + buffer.length > SPARE_CHUNK_BYTES) return;
+    (this.#free[buffer.length] ??= []).push(buffer);
+    this.#bytes += buffer.length;
+  }
 }
+
+const chunks = new ChunkPool();
 
 /**
  * A client connection. Call {@link Connection.run} once; it resolves when the connection is gone.
@@ -61,13 +94,17 @@ export class Connection implements Peer {
   #options: ConnectionOptions;
   #remote: string;
   #queue: Uint8Array[] = [];
+  /** Index of the first frame of #queue not yet taken by the writer. */
+  #head = 0;
   #queued = 0;
+  #startDrain = () => this.#drain();
   #writing = false;
   #closing = false;
   #closed = false;
   #lastFrameAt = performance.now();
   #throttleNoticeAt = -Infinity;
-  #bucket: TokenBucket;
+  /** The message budget; none when --rate is 0 (unlimited). */
+  #bucket: TokenBucket | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
   #done = Promise.withResolvers<void>();
@@ -83,7 +120,9 @@ export class Connection implements Peer {
     this.#hub = context.hub;
     this.#remote = context.remote;
     this.#options = context.options;
-    this.#bucket = new TokenBucket({ rate: this.#options.rate, burst: this.#options.burst });
+    if (this.#options.rate > 0) {
+      this.#bucket = new TokenBucket({ rate: this.#options.rate, burst: this.#options.burst });
+    }
     this.#member = this.#hub.attach(this, this.#remote);
   }
 
@@ -103,7 +142,8 @@ export class Connection implements Peer {
       this.#refuse("handshake_timeout", `no hello within ${this.#options.handshakeTimeoutMs} ms`);
     }, this.#options.handshakeTimeoutMs);
     const reader = new FrameReader({ maxFrame: this.#options.maxFrame });
-    const buf = new Uint8Array(READ_BUFFER_BYTES);
+    let buf = new Uint8Array(READ_BUFFER_MIN);
+    let smallReads = 0;
     try {
       reading: while (!this.#closing) {
         let n: number | null;
@@ -113,17 +153,28 @@ export class Connection implements Peer {
           break;
         }
         if (n === null) break;
+        const chunk = buf.subarray(0, n);
+        // The frames are views of `chunk`, handled before the next read; a new buffer does not disturb them.
+        if (n === buf.length) {
+          smallReads = 0;
+          if (buf.length < READ_BUFFER_MAX) buf = new Uint8Array(buf.length * 2);
+        } else if (n > buf.length / 4 || buf.length === READ_BUFFER_MIN) {
+          smallReads = 0;
+        } else if (++smallReads >= READ_SHRINK_AFTER) {
+          smallReads = 0;
+          buf = new Uint8Array(buf.length / 2);
+        }
         let frames: Uint8Array[];
         try {
-          frames = reader.push(buf.subarray(0, n));
+          frames = reader.push(chunk);
         } catch (err) {
           if (!(err instanceof FrameError)) throw err;
           this.#refuse(err.code, err.message);
           break;
         }
+        if (frames.length > 0) this.#lastFrameAt = performance.now();
         for (const body of frames) {
           if (this.#closing) break reading;
-          this.#lastFrameAt = performance.now();
           let msg;
           try {
             msg = parseClientMessage(body);
@@ -137,13 +188,16 @@ export class Connection implements Peer {
             continue;
           }
           // Only a connection over its budget pays for an await; unlimited (--rate 0) never does.
-          if (this.#member.nick !== undefined) {
+          if (this.#bucket !== undefined && this.#member.nick !== undefined) {
             const wait = this.#bucket.take();
             if (wait > 0) await this.#throttle(wait);
           }
           const pending = this.#hub.handle(this.#member, msg);
           if (pending) await pending;
-          if (this.#member.nick !== undefined) clearTimeout(this.#handshakeTimer);
+          if (this.#member.nick !== undefined && this.#handshakeTimer !== undefined) {
+            clearTimeout(this.#handshakeTimer);
+            this.#handshakeTimer = undefined;
+          }
         }
       }
     } finally {
@@ -183,7 +237,7 @@ export class Connection implements Peer {
       this.#writing = true;
       // Start writing once the current task is over, so every frame queued in it (a whole fan-out batch) goes out
       // in one write.
-      queueMicrotask(() => this.#drain());
+      queueMicrotask(this.#startDrain);
     }
   }
 
@@ -228,7 +282,7 @@ export class Connection implements Peer {
     }
     while (wait > 0 && !this.#closing) {
       await new Promise((resolve) => setTimeout(resolve, wait));
-      wait = this.#bucket.take();
+      wait = this.#bucket!.take();
     }
   }
 
@@ -240,12 +294,13 @@ export class Connection implements Peer {
 
   async #drain(): Promise<void> {
     try {
-      while (this.#queue.length > 0 && !this.#closed) {
-        const chunk = this.#queue.length === 1 ? this.#queue[0] : concat(this.#queue, this.#queued);
-        this.#queue = [];
+      while (this.#head < this.#queue.length && !this.#closed) {
+        const { chunk, copy } = this.#take();
         let at = 0;
         while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
         this.#queued -= chunk.length;
+        // The write is complete, so nothing refers to the copy any more.
+        if (copy) chunks.give(copy);
       }
     } catch {
       this.#abort();
@@ -253,6 +308,40 @@ export class Connection implements Peer {
       this.#writing = false;
     }
     if (this.#closing) this.#finish();
+  }
+
+  /**
+   * Takes the next frames off the queue: one frame as it is (frames are shared by every recipient, so it is never
+   * reused), or several copied into a chunk buffer (`copy`, this connection's own until the write completes).
+   */
+  #take(): { chunk: Uint8Array; copy?: Uint8Array<ArrayBuffer> } {
+    const queue = this.#queue;
+    let i = this.#head;
+    const first = queue[i];
+    let taken: { chunk: Uint8Array; copy?: Uint8Array<ArrayBuffer> };
+    if (i + 1 === queue.length || first.length + queue[i + 1].length > WRITE_CHUNK_BYTES) {
+      taken = { chunk: first };
+      queue[i++] = EMPTY;
+    } else {
+      let bytes = 0;
+      let end = i;
+      while (end < queue.length && bytes + queue[end].length <= WRITE_CHUNK_BYTES) bytes += queue[end++].length;
+      const copy = chunks.take(bytes);
+      let n = 0;
+      for (; i < end; i++) {
+        copy.set(queue[i], n);
+        n += queue[i].length;
+        queue[i] = EMPTY;
+      }
+      taken = { chunk: copy.subarray(0, n), copy };
+    }
+    if (i === queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else {
+      this.#head = i;
+    }
+    return taken;
   }
 
   #finish(): void {
@@ -270,6 +359,7 @@ export class Connection implements Peer {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue = [];
+    this.#head = 0;
     this.#queued = 0;
     try {
       this.#conn.close();
