@@ -1,0 +1,189 @@
+/**
+ * `deno task demo`: the product in one command. Starts the real server on an ephemeral port with a temporary
+ * database, lets two real clients in script mode converse in a passphrase room, then prints the decrypted
+ * conversation next to the rows SQLite stores for it (ciphertext only), checks that no plaintext or passphrase is in
+ * the database files, and removes everything it made.
+ *
+ * @module
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import denoConfig from "../deno.json" with { type: "json" };
+import { generatePassphrase } from "../lib/client/passphrase.ts";
+import { clockTime } from "../lib/client/render.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const ROOM = "demo";
+const CONVERSATION: [speaker: "alice" | "bob", text: string][] = [
+  ["alice", "Morning Bob! The release is tagged: v0.1.0."],
+  ["bob", "Great. I will deploy it to staging after lunch."],
+  ["alice", "The staging database password is in the vault, entry 'staging-db'."],
+  ["bob", "Got it, thanks. I will post here when it is live."],
+];
+const WAIT_MS = 20_000;
+
+/** The deno arguments of `deno task server` or `deno task client`, from deno.json (same permission flags). */
+function taskArgs(task: "server" | "client"): string[] {
+  const words = (denoConfig.tasks as Record<string, string>)[task].split(/\s+/);
+  return words.slice(1).map((w) => (w.endsWith(".ts") ? ROOT + w : w));
+}
+
+/** A started program whose output is collected as it arrives. */
+class Program {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly done: Promise<Deno.CommandStatus>;
+  #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
+
+  constructor(task: "server" | "client", options: { args: string[]; env?: Record<string, string>; stdin?: boolean }) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: [...taskArgs(task), ...options.args],
+      cwd: ROOT,
+      env: { NO_COLOR: "1", ...options.env },
+      stdin: options.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    if (options.stdin) this.#stdin = this.child.stdin.getWriter();
+    const collect = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
+      for await (const text of stream.pipeThrough(new TextDecoderStream())) this[key] += text;
+    };
+    const collected = Promise.all([collect(this.child.stdout, "stdout"), collect(this.child.stderr, "stderr")]);
+    this.done = collected.then(() => this.child.status);
+  }
+
+  async until(test: () => boolean, what: string): Promise<void> {
+    const deadline = performance.now() + WAIT_MS;
+    while (!test()) {
+      if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}\n${this.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  async say(line: string): Promise<void> {
+    await this.#stdin!.write(new TextEncoder().encode(line + "\n"));
+  }
+
+  async finish(): Promise<Deno.CommandStatus> {
+    await this.#stdin?.close().catch(() => {});
+    return await this.done;
+  }
+
+  kill(): void {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function received(program: Program): { seq: number; from: string; ts: number; text: string }[] {
+  return program.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+}
+
+function clip(text: string, width: number): string {
+  return text.length <= width ? text.padEnd(width) : text.slice(0, width - 1) + "…";
+}
+
+async function main(): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "aeschat-demo-" });
+  const db = `${dir}/aeschat.db`;
+  const passphrase = generatePassphrase();
+  const programs: Program[] = [];
+  try {
+    console.log(`aeschat demo: temporary directory ${dir}`);
+    const server = new Program("server", { args: ["--port", "0", "--db", db, "--log-level", "warn"] });
+    programs.push(server);
+    const listening = /aeschat server listening on [^:\s]+:(\d+) /;
+    await server.until(() => listening.test(server.stdout), "the server's listening line");
+    const port = listening.exec(server.stdout)![1];
+    console.log(`server:  ${server.stdout.split("\n")[0]}`);
+    console.log(`room #${ROOM}, passphrase generated for this run (given to both clients in AESCHAT_PASSPHRASE)\n`);
+
+    const start = (nick: string) => {
+      const program = new Program("client", {
+        args: ["--port", port, "--nick", nick, "--room", ROOM, "--json"],
+        env: { AESCHAT_PASSPHRASE: passphrase },
+        stdin: true,
+      });
+      programs.push(program);
+      return program;
+    };
+    const clients = { alice: start("alice") } as Record<"alice" | "bob", Program>;
+    await clients.alice.until(() => clients.alice.stderr.includes(`joined #${ROOM}`), "alice to create the room");
+    clients.bob = start("bob");
+    await clients.bob.until(() => clients.bob.stderr.includes(`joined #${ROOM}`), "bob to join");
+
+    // Each line is said only once the previous one has reached the other side: a real exchange.
+    for (const [speaker, text] of CONVERSATION) {
+      const listener = clients[speaker === "alice" ? "bob" : "alice"];
+      await clients[speaker].say(text);
+      await listener.until(() => received(listener).some((m) => m.text === text), `"${text}" to arrive`);
+    }
+    for (const [nick, program] of Object.entries(clients)) {
+      const status = await program.finish();
+      if (!status.success) throw new Error(`${nick}'s client exited with ${status.code}:\n${program.stderr}`);
+    }
+
+    const shown = [...received(clients.alice), ...received(clients.bob)].sort((a, b) => a.seq - b.seq);
+    console.log("What the clients showed (decrypted on each client):");
+    for (const m of shown) {
+      console.log(`  #${m.seq}  ${clockTime(m.ts)} <${m.from}> ${m.text}`);
+    }
+
+    // Read the database while the server still holds it: WAL mode lets a reader in.
+    const sqlite = new DatabaseSync(db, { readOnly: true });
+    const rows = sqlite.prepare("SELECT seq, room, sender, msg_id, envelope FROM messages ORDER BY seq").all() as {
+      seq: number;
+      room: string;
+      sender: string;
+      msg_id: Uint8Array;
+      envelope: string;
+    }[];
+    sqlite.close();
+    console.log("\nThe same messages as SQLite stores them (table messages):");
+    console.log(`  ${"seq".padEnd(4)} ${"room".padEnd(6)} ${"sender".padEnd(7)} ${"msg_id".padEnd(14)} envelope.ct`);
+    for (const row of rows) {
+      const ct = JSON.parse(row.envelope).ct as string;
+      console.log(
+        `  ${String(row.seq).padEnd(4)} ${row.room.padEnd(6)} ${row.sender.padEnd(7)} ${clip(row.msg_id.toHex(), 14)} ${
+          clip(ct, 60)
+        }`,
+      );
+    }
+    if (rows.length !== CONVERSATION.length) {
+      throw new Error(`expected ${CONVERSATION.length} stored messages, found ${rows.length}`);
+    }
+
+    const bytes = new TextDecoder("latin1").decode(
+      new Uint8Array(
+        (await Promise.all(
+          [db, `${db}-wal`].map((f) => Deno.readFile(f).catch(() => new Uint8Array(0))),
+        )).flatMap((b) => [...b]),
+      ),
+    );
+    const leaked = [...CONVERSATION.map(([, text]) => text), passphrase].filter((secret) => bytes.includes(secret));
+    if (leaked.length > 0) throw new Error(`plaintext found in the database: ${leaked.join(" | ")}`);
+    console.log("\nno plaintext or passphrase in the database or its -wal file: checked");
+
+    server.child.kill("SIGTERM");
+    const status = await server.done;
+    if (!status.success) throw new Error(`the server exited with ${status.code}:\n${server.stderr}`);
+  } finally {
+    for (const program of programs) program.kill();
+    await Promise.all(programs.map((p) => p.done.catch(() => {})));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    console.log(`removed ${dir}`);
+  }
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (err) {
+    console.error(`aeschat demo failed: ${err instanceof Error ? err.message : String(err)}`);
+    Deno.exit(1);
+  }
+}
