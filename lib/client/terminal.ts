@@ -283,7 +283,7 @@ export async function runTerminal(
     deriving: (_room, { iterations }) => term.spinner(`deriving room key (${iterations} iterations)…`),
   });
 
-  const join = async (room: string, generate: boolean): Promise<boolean> => {
+  const join = async (room: string, generate: boolean): Promise<"joined" | "cancelled" | "failed"> => {
     for (let attempt = 1;; attempt++) {
       const fromPreset = preset !== undefined;
       try {
@@ -293,15 +293,15 @@ export async function runTerminal(
             joined.members.length === 1 ? "is" : "are"
           } here`,
         );
-        return true;
+        return "joined";
       } catch (err) {
         if (!(err instanceof JoinError)) throw err;
         if (err.code === "cancelled") {
           term.status(`not joined #${room}`);
-          return false;
+          return "cancelled";
         }
         term.warn(err.code === "access_denied" ? `wrong passphrase for #${room}` : err.message);
-        if (err.code !== "access_denied" || fromPreset || attempt >= PASSPHRASE_TRIES) return false;
+        if (err.code !== "access_denied" || fromPreset || attempt >= PASSPHRASE_TRIES) return "failed";
       }
     }
   };
@@ -365,9 +365,11 @@ export async function runTerminal(
       }
     }
     term.status(`connected as ${session.nick}; type /help for commands`);
-    if (!await join(config.room, false)) {
-      await session.close("denied");
-      return term.end(CLIENT_EXIT.denied);
+    const first = await join(config.room, false);
+    if (first !== "joined") {
+      // Declining to create the room is the user's choice, not a failure.
+      await session.close(first);
+      return term.end(first === "cancelled" ? CLIENT_EXIT.ok : CLIENT_EXIT.denied);
     }
     term.rl.on("line", (line) => {
       if (line.trim() !== "" && (!line.startsWith("/") || line.startsWith("//"))) term.eraseEntered(line);
