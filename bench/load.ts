@@ -51,6 +51,11 @@ export interface LoadConfig {
   mode: "flood" | "steady" | "idle";
   /** flood: unacked messages per client; steady: the most unacked before a client skips its turn. */
   window: number;
+  /**
+   * flood: the most messages of this worker's senders that any of its receivers may be behind by; beyond it the
+   * worker holds its senders, so that no receiver falls so far behind that the server cuts it off (--send-queue).
+   */
+  maxLag: number;
   /** steady: messages per second per client. */
   ratePerClient: number;
   /** Fully open one delivery in this many. */
@@ -177,25 +182,32 @@ async function main(configPath: string): Promise<void> {
   let unreadable = 0;
   let lastRecvAt = 0;
   let sampleCountdown = config.sampleEvery;
-  const opening: Promise<boolean>[] = [];
+  // Sampled deliveries are opened after the run, so that the crypto does not compete with the server for the CPU.
+  const samples: { text: string; room: string; s: number; k: number }[] = [];
   const byIndex = new Map<number, string>(config.clients.map((c) => [c.index, c.nick]));
   const nickOf = (s: number) => byIndex.get(s) ?? `?${s}`;
   const stride = config.stride;
   let stopped = false;
   let goAt = 0;
   const lag = new Histogram();
+  // Receive-side flow control (flood): messages of this worker's senders received by each of its receivers.
+  const localSender = new Int32Array(N).fill(-1);
+  const ownSender: (Sender | undefined)[] = new Array(config.clients.length);
+  const receivedLocal = new Float64Array(config.clients.length);
+  let ackedLocal = 0;
+  let held = false;
+  let heldChecks = 0;
+  let checks = 0;
 
-  const openSample = (body: Uint8Array, room: string, s: number, k: number) => {
-    const text = decoder.decode(body);
-    opening.push((async () => {
-      try {
-        const msg = JSON.parse(text);
-        const opened = await openEnvelope(keys as RoomKeys, { envelope: msg.envelope, room });
-        return opened.plaintext.body === messageBody(s, k) && (byIndex.has(s) ? opened.from === nickOf(s) : true);
-      } catch {
-        return false;
-      }
-    })());
+  const openSample = async (sample: { text: string; room: string; s: number; k: number }) => {
+    try {
+      const msg = JSON.parse(sample.text);
+      const opened = await openEnvelope(keys as RoomKeys, { envelope: msg.envelope, room: sample.room });
+      return opened.plaintext.body === messageBody(sample.s, sample.k) &&
+        (byIndex.has(sample.s) ? opened.from === nickOf(sample.s) : true);
+    } catch {
+      return false;
+    }
   };
 
   for (let r = 0; r < config.clients.length; r++) {
@@ -209,7 +221,11 @@ async function main(configPath: string): Promise<void> {
         poolBytes.subarray(spec.poolOffset, spec.poolOffset + spec.poolCount * spec.frameLength),
       )
       : undefined;
-    if (sender) senders.push(sender);
+    if (sender) {
+      localSender[spec.index] = senders.length;
+      senders.push(sender);
+    }
+    ownSender[r] = sender;
     const base = r * N;
     let newAcks = 0;
     client.fast = {
@@ -233,16 +249,18 @@ async function main(configPath: string): Promise<void> {
           gaps += k - want;
           next[base + s] = k + 1;
         }
+        if (localSender[s] >= 0) receivedLocal[r]++;
         log.add(index, at);
         lastRecvAt = at;
         if (--sampleCountdown === 0) {
           sampleCountdown = config.sampleEvery;
-          openSample(body, spec.room, s, k);
+          samples.push({ text: decoder.decode(body), room: spec.room, s, k });
         }
       },
       ack() {
         if (sender) {
           sender.acked++;
+          ackedLocal++;
           newAcks++;
         }
       },
@@ -255,7 +273,7 @@ async function main(configPath: string): Promise<void> {
           errorCodes.push(...client.errors.map((e) => e.code));
           client.errors = [];
         }
-        if (config.mode === "flood" && newAcks > 0 && !stopped) {
+        if (config.mode === "flood" && newAcks > 0 && !stopped && !held) {
           sender.sendMore(config.window - sender.outstanding, at);
         }
         newAcks = 0;
@@ -265,6 +283,28 @@ async function main(configPath: string): Promise<void> {
   let rejectedTotal = 0;
   const errorCodes: string[] = [];
   emit({ event: "ready", clients: clients.length, setupMs });
+
+  /** The most messages of this worker's senders that one of its (still connected) receivers has yet to get. */
+  const worstLag = () => {
+    let worst = 0;
+    for (let r = 0; r < clients.length; r++) {
+      if (clients[r].closed) continue;
+      const behind = ackedLocal - (ownSender[r]?.acked ?? 0) - receivedLocal[r];
+      if (behind > worst) worst = behind;
+    }
+    return worst;
+  };
+  const floodTick = () => {
+    if (stopped) return;
+    checks++;
+    held = worstLag() > config.maxLag;
+    if (held) {
+      heldChecks++;
+      return;
+    }
+    const at = clock();
+    for (const s of senders) if (s.outstanding < config.window) s.sendMore(config.window - s.outstanding, at);
+  };
 
   let steadyTimer: ReturnType<typeof setInterval> | undefined;
   const steadyTick = () => {
@@ -284,6 +324,7 @@ async function main(configPath: string): Promise<void> {
       goAt = clock();
       if (config.mode === "flood") {
         for (const s of senders) s.sendMore(config.window, goAt);
+        steadyTimer = setInterval(floodTick, 1);
       } else if (config.mode === "steady") {
         // Spread the clients' schedules evenly over one period, so the total rate is smooth.
         const period = 1000 / config.ratePerClient;
@@ -306,6 +347,7 @@ async function main(configPath: string): Promise<void> {
         rejected: rejectedTotal,
         errorCodes: [...new Set(errorCodes)],
         lagP99Ms: lag.total > 0 ? lag.quantile(0.99) / 1000 : null,
+        heldPct: checks > 0 ? (heldChecks / checks) * 100 : 0,
       });
     },
     async expect(cmd) {
@@ -338,7 +380,7 @@ async function main(configPath: string): Promise<void> {
         await new Promise((resolve) => setTimeout(resolve, 20));
         state = missingNow();
       }
-      const results = await Promise.all(opening);
+      const results = await Promise.all(samples.map(openSample));
       emit({
         event: "received",
         delivered: log.count,
@@ -421,6 +463,8 @@ async function main(configPath: string): Promise<void> {
 }
 
 if (import.meta.main) {
+  // A clean exit on SIGTERM, so that --cpu-prof can write its profile.
+  Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
   main(Deno.args[0]).catch((err) => {
     emit({ event: "fatal", message: err instanceof Error ? err.stack ?? err.message : String(err) });
     Deno.exit(1);

@@ -82,6 +82,9 @@ export function openFileLimit(): number {
 
 /** A child process whose stdout is JSON lines (events) or plain lines. */
 export class Child {
+  /** Every child started and not yet known to have exited, for {@link stopAll}. */
+  static readonly running: Set<Child> = new Set();
+
   /** The process. */
   readonly process: Deno.ChildProcess;
   /** Its pid (the deno process itself, also when started through sh). */
@@ -126,7 +129,9 @@ export class Child {
     this.pid = this.process.pid;
     if (options.stdin) this.#stdin = this.process.stdin.getWriter();
     const pumps = Promise.all([this.#pumpLines(this.process.stdout), this.#pumpErr(this.process.stderr)]);
+    Child.running.add(this);
     this.status = pumps.then(() => this.process.status).finally(() => {
+      Child.running.delete(this);
       this.#exited = true;
       this.#wake?.();
     });
@@ -237,4 +242,14 @@ export class Child {
     clearTimeout(timer);
     return await this.status;
   }
+}
+
+/**
+ * Stops every child still running (SIGTERM, then SIGKILL after the grace period), for a clean exit on Ctrl-C or
+ * on a failure.
+ *
+ * @param options.graceMs how long each child may take before SIGKILL
+ */
+export async function stopAll(options: { graceMs?: number } = {}): Promise<void> {
+  await Promise.allSettled([...Child.running].map((c) => c.stop("SIGTERM", { graceMs: options.graceMs ?? 3000 })));
 }

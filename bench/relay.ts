@@ -25,21 +25,33 @@ interface RelayRoom {
 const rooms = new Map<string, RelayRoom>();
 let lastSeq = 0;
 
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+// The same write path as lib/server/connection.ts, so that the comparison is about the work per message only:
+// queued frames are copied into pooled chunks of at most 64 KiB, one write per chunk.
+const WRITE_CHUNK_BYTES = 64 * 1024;
+const SPARE_CHUNK_BYTES = 32 * 1024 * 1024;
+const spare: Uint8Array<ArrayBuffer>[][] = [];
+let spareBytes = 0;
+
+function takeChunk(n: number): Uint8Array<ArrayBuffer> {
+  const size = Math.max(1024, 2 ** Math.ceil(Math.log2(n)));
+  const buffer = spare[size]?.pop();
+  if (buffer === undefined) return new Uint8Array(size);
+  spareBytes -= size;
+  return buffer;
+}
+
+function giveChunk(buffer: Uint8Array<ArrayBuffer>): void {
+  if (spareBytes + buffer.length > SPARE_CHUNK_BYTES) return;
+  (spare[buffer.length] ??= []).push(buffer);
+  spareBytes += buffer.length;
 }
 
 /** One client of the relay: a read loop and a coalescing writer. */
 class RelayConnection {
   #conn: Deno.Conn;
   #queue: Uint8Array[] = [];
-  #queued = 0;
+  #head = 0;
+  #startDrain = () => this.#drain();
   #writing = false;
   #closed = false;
   #nick = "";
@@ -73,22 +85,45 @@ class RelayConnection {
   send(frame: Uint8Array): void {
     if (this.#closed) return;
     this.#queue.push(frame);
-    this.#queued += frame.length;
     if (!this.#writing) {
       this.#writing = true;
       // Start writing at the end of this turn, so everything queued in the turn goes out in one write.
-      queueMicrotask(() => this.#drain());
+      queueMicrotask(this.#startDrain);
     }
   }
 
   async #drain(): Promise<void> {
     try {
-      while (this.#queue.length > 0 && !this.#closed) {
-        const chunk = this.#queue.length === 1 ? this.#queue[0] : concat(this.#queue, this.#queued);
-        this.#queue = [];
-        this.#queued = 0;
+      while (this.#head < this.#queue.length && !this.#closed) {
+        const queue = this.#queue;
+        let i = this.#head;
+        let bytes = 0;
+        let end = i;
+        while (end < queue.length && (end === i || bytes + queue[end].length <= WRITE_CHUNK_BYTES)) {
+          bytes += queue[end++].length;
+        }
+        let chunk: Uint8Array;
+        let copy: Uint8Array<ArrayBuffer> | undefined;
+        if (end === i + 1) {
+          chunk = queue[i++];
+        } else {
+          copy = takeChunk(bytes);
+          let n = 0;
+          for (; i < end; i++) {
+            copy.set(queue[i], n);
+            n += queue[i].length;
+          }
+          chunk = copy.subarray(0, n);
+        }
+        if (i === queue.length) {
+          this.#queue = [];
+          this.#head = 0;
+        } else {
+          this.#head = i;
+        }
         let at = 0;
         while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
+        if (copy) giveChunk(copy);
       }
     } catch {
       this.#close();
@@ -187,6 +222,7 @@ class RelayConnection {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue = [];
+    this.#head = 0;
     try {
       this.#conn.close();
     } catch {
