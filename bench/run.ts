@@ -12,7 +12,7 @@
  * Flags: --quick (a subset, one run each, under a minute), --runs N, --only NAME[,NAME], --workers N,
  * --duration SECONDS, --synchronous full|normal (passed to the server), --target aeschat|relay|both, --out FILE,
  * --profile DIR (V8 CPU profiles of the server, relay and load workers; summarize with bench/cpu_profile.ts),
- * --in-flight N (flood: unacked messages per room, default 200), --verbose.
+ * --in-flight N (flood: unacked messages per room, default 200), --server-v8-flags FLAGS (an experiment), --verbose.
  *
  * @module
  */
@@ -117,9 +117,17 @@ const { values: flags } = parseArgs({
     target: { type: "string", default: "both" },
     profile: { type: "string" },
     "in-flight": { type: "string", default: "200" },
+    "server-v8-flags": { type: "string" },
   },
 });
 const QUICK_MODE = flags.quick!;
+/** V8 flags for the server process (an experiment: `deno task server` itself has none). */
+const SERVER_V8_FLAGS = flags["server-v8-flags"];
+/** The server's deno arguments: exactly those of `deno task server`, unless --server-v8-flags asks otherwise. */
+function serverArgs(): string[] {
+  const args = serverTaskArgs();
+  return SERVER_V8_FLAGS ? [args[0], `--v8-flags=${SERVER_V8_FLAGS}`, ...args.slice(1)] : args;
+}
 /** Flood: unacked messages per room in total, shared out as a per-client window. */
 const IN_FLIGHT = Number(flags["in-flight"]);
 const RUNS = Number(flags.runs ?? (QUICK_MODE ? 1 : 3));
@@ -218,7 +226,7 @@ async function startTarget(
   options: { db: string; openFiles: number },
 ): Promise<{ child: Child; port: number }> {
   const args = target === "aeschat"
-    ? [...serverTaskArgs(), "--port", "0", "--db", options.db, ...serverFlags]
+    ? [...serverArgs(), "--port", "0", "--db", options.db, ...serverFlags]
     : ["run", "-q", "--allow-net", `${ROOT}bench/relay.ts`, "--port", "0"];
   // --profile DIR: V8 CPU profiles of the server and relay (and the load workers), written when they exit.
   if (flags.profile) args.splice(1, 0, "--cpu-prof", `--cpu-prof-dir=${flags.profile}/${target}`);
@@ -745,6 +753,18 @@ function bottleneckNotes(summaries: Summary[]): string[] {
           }, so deliveries/s is a lower bound for the server; CPU per delivery still holds.`,
       );
     }
+    const busy = (x.serverCpuPct ?? 0) + (x.loadCpuPct ?? 0);
+    if (s.scenario.mode === "steady" && busy >= 80 * navigator.hardwareConcurrency) {
+      notes.push(
+        `${s.scenario.name}: the ${navigator.hardwareConcurrency} cores were nearly saturated (server ` +
+          `${fmt(x.serverCpuPct)}% + load workers ${fmt(x.loadCpuPct)}%): latency includes waiting for a core.`,
+      );
+    } else if (s.scenario.mode === "steady" && (x.serverCpuPct ?? 0) >= 85) {
+      notes.push(
+        `${s.scenario.name}: the server was nearly saturated (${fmt(x.serverCpuPct)}% of one core): latency ` +
+          `includes queueing behind its own work.`,
+      );
+    }
     if (
       s.scenario.mode === "steady" && x.deliveriesPerS !== null && x.deliveriesPerS < 0.95 * STEADY_DELIVERIES_PER_S
     ) {
@@ -762,9 +782,7 @@ async function main(): Promise<number> {
   const command = `deno task bench${Deno.args.length > 0 ? " " + Deno.args.join(" ") : ""}`;
   console.log(`aeschat benchmark: ${command}`);
   console.log(
-    `server: ${["deno", ...serverTaskArgs()].join(" ").replace(ROOT, "")} --port 0 --db <temp> ${
-      serverFlags.join(" ")
-    }`,
+    `server: ${["deno", ...serverArgs()].join(" ").replace(ROOT, "")} --port 0 --db <temp> ${serverFlags.join(" ")}`,
   );
   console.log(
     `  (--rate 0: no per-connection rate limit; --max-connections 6000 for the idle scenario; --log-level warn: no ` +
@@ -817,8 +835,11 @@ async function main(): Promise<number> {
   for (const c of checks) console.log(`${c.ok === null ? "n/a " : c.ok ? "MET " : "MISS"} ${c.name}: ${c.detail}`);
   const notes = bottleneckNotes(summaries);
   for (const s of summaries) {
-    const seen = new Set([...s.aeschat, ...s.relay].flatMap((x) => x.notes.map((n) => `${x.target}: ${n}`)));
-    for (const n of seen) notes.push(`${s.scenario.name} ${n}`);
+    for (const target of ["aeschat", "relay"] as const) {
+      const runs = s[target];
+      if (s.scenario.mode === "idle" || runs.every((r) => r.notes.length === 0)) continue;
+      notes.push(`${s.scenario.name} ${target}, run by run: ${runs.map((r) => r.notes.join(", ") || "-").join(" | ")}`);
+    }
   }
   if (notes.length > 0) console.log("");
   for (const n of notes) console.log(`note: ${n}`);
