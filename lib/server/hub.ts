@@ -478,6 +478,8 @@ export class Hub {
 
   #history(member: Member, beforeSeq: number, limit: number): void {
     if (member.room === undefined) return this.#fail(member, "not_ready", "join a room first");
+    // Like since: messages of this turn are stored first, so a page never misses one that was already acked.
+    this.flush();
     const n = Math.min(Math.max(limit, 1), HISTORY_PAGE);
     const rows = this.#store.before(member.room, { beforeSeq, limit: n + 1 });
     const all = rows.length > n ? rows.slice(1) : rows;
