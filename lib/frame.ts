@@ -26,6 +26,9 @@ export class FrameError extends Error {
 }
 
 const encoder = new TextEncoder();
+/** Texts up to this many UTF-16 code units are encoded into a reused buffer and copied out at their exact size. */
+const SCRATCH_UNITS = 64 * 1024;
+let scratch: Uint8Array<ArrayBuffer> | undefined;
 
 /**
  * Encodes text as one frame: header and body in a single buffer, so it is written with one call.
@@ -39,10 +42,18 @@ const encoder = new TextEncoder();
  */
 export function encodeFrame(text: string): Uint8Array<ArrayBuffer> {
   // UTF-8 needs at most 3 bytes per UTF-16 code unit.
-  const out = new Uint8Array(HEADER_BYTES + text.length * 3);
-  const { written } = encoder.encodeInto(text, out.subarray(HEADER_BYTES));
+  if (text.length > SCRATCH_UNITS) {
+    const out = new Uint8Array(HEADER_BYTES + text.length * 3);
+    const { written } = encoder.encodeInto(text, out.subarray(HEADER_BYTES));
+    new DataView(out.buffer).setUint32(0, written);
+    return out.subarray(0, HEADER_BYTES + written) as Uint8Array<ArrayBuffer>;
+  }
+  // A server keeps frames queued for slow readers: an exact-size copy holds a third of a worst-case buffer.
+  scratch ??= new Uint8Array(HEADER_BYTES + SCRATCH_UNITS * 3);
+  const { written } = encoder.encodeInto(text, scratch.subarray(HEADER_BYTES));
+  const out = scratch.slice(0, HEADER_BYTES + written);
   new DataView(out.buffer).setUint32(0, written);
-  return out.subarray(0, HEADER_BYTES + written) as Uint8Array<ArrayBuffer>;
+  return out;
 }
 
 /**
