@@ -12,7 +12,8 @@
  * Flags: --quick (a subset, one run each, under a minute), --runs N, --only NAME[,NAME], --workers N,
  * --duration SECONDS, --synchronous full|normal (passed to the server), --target aeschat|relay|both, --out FILE,
  * --profile DIR (V8 CPU profiles of the server, relay and load workers; summarize with bench/cpu_profile.ts),
- * --in-flight N (flood: unacked messages per room, default 200), --server-v8-flags FLAGS (an experiment), --verbose.
+ * --in-flight N (flood: unacked messages per room, default 200), --steady-rate N (deliveries/s, default 100000),
+ * --server-v8-flags FLAGS (an experiment), --verbose.
  *
  * @module
  */
@@ -46,7 +47,6 @@ const SERVER_BENCH_FLAGS = [
 const SEND_QUEUE_BYTES = 1024 * 1024;
 const PASSPHRASE = "benchmark passphrase, not a secret";
 const ITERATIONS = 100_000;
-const STEADY_DELIVERIES_PER_S = 100_000;
 const JOIN_HISTORY = 50;
 const JOINERS = 100;
 
@@ -118,9 +118,12 @@ const { values: flags } = parseArgs({
     profile: { type: "string" },
     "in-flight": { type: "string", default: "200" },
     "server-v8-flags": { type: "string" },
+    "steady-rate": { type: "string", default: "100000" },
   },
 });
 const QUICK_MODE = flags.quick!;
+/** Steady: deliveries per second in total (issue 5: about 100000). */
+const STEADY_DELIVERIES_PER_S = Number(flags["steady-rate"]);
 /** V8 flags for the server process (an experiment: `deno task server` itself has none). */
 const SERVER_V8_FLAGS = flags["server-v8-flags"];
 /** The server's deno arguments: exactly those of `deno task server`, unless --server-v8-flags asks otherwise. */
