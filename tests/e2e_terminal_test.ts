@@ -2,46 +2,64 @@
  * End-to-end tests of the interactive client: the real client.ts runs in a real terminal (tmux, on a private socket
  * per test) against the real server, and the tests read the screen. The other members are raw protocol clients.
  *
+ * Nothing here waits a fixed time before asserting: every check polls the screen until a deadline, and a check that
+ * something did NOT happen first waits for a later, positive sign (a marker typed after the keys under test, or a
+ * message sent after the one that must not show).
+ *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
+import { COMMANDS } from "../lib/client/commands.ts";
+import { nickColour } from "../lib/client/render.ts";
+import { openEnvelope } from "../lib/crypto.ts";
 import { type ServerProcess, startServer, taskArgs } from "./support/programs.ts";
 import { type FrameTransform, parseBody, TcpProxy } from "./support/proxy.ts";
 import { WireClient } from "./support/wire.ts";
 
 const PASSPHRASE = "terminal test passphrase 77";
 const ROOT = new URL("../", import.meta.url).pathname;
+/** Keeps key derivation fast for rooms the terminal client creates. */
+const FAST = ["--iterations", "100000"];
 
 function quote(word: string): string {
   return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
-/** One terminal with the client running in it. */
+/** One terminal (120 x 40) with the client running in it, on a private tmux server. */
 class Screen {
   readonly socket = `aeschat-${crypto.randomUUID().slice(0, 8)}`;
   #dir = "";
 
-  static async start(
-    args: string[],
-    options: { env?: Record<string, string>; colour?: boolean } = {},
-  ): Promise<Screen> {
+  /**
+   * Starts the client in a new tmux server; after the client exits the pane shows `EXIT=<code>`.
+   *
+   * @param args client flags
+   * @param options.env extra environment for the client
+   * @param options.colour leave NO_COLOR unset (it is set by default)
+   */
+  static async start(args: string[], options: { env?: Record<string, string>; colour?: boolean } = {}) {
     const screen = new Screen();
-    screen.#dir = await Deno.makeTempDir({ prefix: "aeschat-tty-" });
-    const env = { ...(options.colour ? {} : { NO_COLOR: "1" }), TERM: "xterm-256color", ...options.env };
-    const script = [
-      `cd ${quote(ROOT)}`,
-      ...(options.colour ? ["unset NO_COLOR"] : []),
-      `${Object.entries(env).map(([k, v]) => `${k}=${quote(v)}`).join(" ")} ${quote(Deno.execPath())} ${
-        [...taskArgs("client"), ...args].map(quote).join(" ")
-      }`,
-      'echo "EXIT=$?"',
-      "sleep 600",
-    ].join("\n");
-    await Deno.writeTextFile(`${screen.#dir}/run.sh`, script);
-    await screen.tmux("new-session", "-d", "-s", "main", "-x", "120", "-y", "40", `sh ${screen.#dir}/run.sh`);
-    return screen;
+    try {
+      screen.#dir = await Deno.makeTempDir({ prefix: "aeschat-tty-" });
+      const env = { ...(options.colour ? {} : { NO_COLOR: "1" }), TERM: "xterm-256color", ...options.env };
+      const script = [
+        `cd ${quote(ROOT)}`,
+        "unset NO_COLOR AESCHAT_PASSPHRASE",
+        `${Object.entries(env).map(([k, v]) => `${k}=${quote(v)}`).join(" ")} ${quote(Deno.execPath())} ${
+          [...taskArgs("client"), ...args].map(quote).join(" ")
+        }`,
+        'echo "EXIT=$?"',
+        "sleep 600",
+      ].join("\n");
+      await Deno.writeTextFile(`${screen.#dir}/run.sh`, script);
+      await screen.tmux("new-session", "-d", "-s", "main", "-x", "120", "-y", "40", `sh ${screen.#dir}/run.sh`);
+      return screen;
+    } catch (err) {
+      await screen.close();
+      throw err;
+    }
   }
 
   async tmux(...args: string[]): Promise<string> {
@@ -62,6 +80,7 @@ class Screen {
     return lines[lines.length - 1] ?? "";
   }
 
+  /** Polls the screen until `test` holds, and returns it; fails with the screen after `timeoutMs`. */
   async waitFor(test: (text: string) => boolean, what: string, timeoutMs = 20_000): Promise<string> {
     const deadline = performance.now() + timeoutMs;
     while (true) {
@@ -72,31 +91,56 @@ class Screen {
     }
   }
 
+  /** Polls until the prompt line (the last non-empty line) is exactly `expected`, trailing blanks aside. */
+  async waitForLastLine(expected: string, what: string): Promise<void> {
+    await this.waitFor((t) => {
+      const lines = t.split("\n").filter((l) => l.trim() !== "");
+      return lines[lines.length - 1]?.trimEnd() === expected.trimEnd();
+    }, `${what} (last line ${JSON.stringify(expected)})`);
+  }
+
+  /** Types text literally, without Enter. */
   async type(text: string): Promise<void> {
     await this.tmux("send-keys", "-t", "main", "-l", text);
   }
 
+  /** Presses keys by tmux name (Enter, Up, C-c…). */
   async press(...keys: string[]): Promise<void> {
     await this.tmux("send-keys", "-t", "main", ...keys);
   }
 
+  /** Types a line and presses Enter. */
   async line(text: string): Promise<void> {
     await this.type(text);
     await this.press("Enter");
   }
 
+  /** Waits for the `EXIT=` line the shell prints after the client and returns the code. */
+  async exitCode(): Promise<number> {
+    const text = await this.waitFor((t) => /EXIT=\d+/.test(t), "the client to exit");
+    return Number(/EXIT=(\d+)/.exec(text)![1]);
+  }
+
   async close(): Promise<void> {
     await this.tmux("kill-server").catch(() => {});
-    await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
+    if (this.#dir) await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }
 
-async function member(port: number, nick: string, room = "general"): Promise<WireClient> {
+/** A raw protocol client in `room`. */
+async function member(port: number, nick: string, options: { room?: string; passphrase?: string } = {}) {
   const client = await WireClient.connect(port);
   await client.hello(nick);
-  const joined = await client.join(room, PASSPHRASE);
+  const joined = await client.join(options.room ?? "general", options.passphrase ?? PASSPHRASE);
   assert.equal(joined.type, "joined", JSON.stringify(joined));
   return client;
+}
+
+/** The text of the next message `client` receives. */
+async function nextText(client: WireClient): Promise<{ from: string; text: string }> {
+  const m = await client.next("message");
+  const opened = await openEnvelope(client.keys!, { envelope: m.envelope, room: client.room });
+  return { from: m.envelope.from, text: opened.plaintext.body };
 }
 
 async function stopAll(server: ServerProcess | undefined, screen: Screen | undefined, clients: WireClient[]) {
@@ -107,140 +151,296 @@ async function stopAll(server: ServerProcess | undefined, screen: Screen | undef
 }
 
 const count = (text: string, needle: string) => text.split(needle).length - 1;
+const TIME = String.raw`\d\d:\d\d:\d\d`;
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 
-Deno.test("creating a room: nick prompt, hidden passphrase, weak-passphrase confirmation, and /quit exits 0", async () => {
+Deno.test("a new room: the nick is asked, a weak passphrase needs confirmation, and declining creates nothing", async () => {
   const server = await startServer();
   let screen: Screen | undefined;
   const clients: WireClient[] = [];
   try {
-    screen = await Screen.start(["--port", String(server.port), "--iterations", "100000"]);
+    screen = await Screen.start(["--port", String(server.port), ...FAST]);
     await screen.waitFor((t) => t.includes("nick:"), "the nick prompt");
     await screen.line("alice");
-    await screen.waitFor((t) => t.includes("does not exist yet: creating it"), "the creation notice");
+    await screen.waitFor((t) => t.includes("#general does not exist yet: creating it"), "the creation notice");
     await screen.waitFor((t) => t.includes("choose a passphrase for #general"), "the passphrase prompt");
     await screen.line("tooshort");
     let text = await screen.waitFor((t) => t.includes("create the room with it anyway? [y/N]"), "the confirmation");
-    assert.match(text, /shorter than 12 characters/);
+    assert.match(text, /!! this passphrase is shorter than 12 characters/);
     await screen.line("n");
-    text = await screen.waitFor((t) => t.includes("EXIT="), "the client to stop after the refusal");
-    assert.match(text, /not joined #general/);
-    assert.match(text, /EXIT=0/, "declining is not an error");
-    assert.ok(!text.includes("tooshort"), "the passphrase was never echoed");
+    assert.equal(await screen.exitCode(), 0, "declining to create the first room is the user's choice");
+    text = await screen.text();
+    assert.match(text, /-- not joined #general/);
+    assert.ok(!text.includes("tooshort"), `the passphrase was never echoed:\n${text}`);
     await screen.close();
 
-    screen = await Screen.start(["--port", String(server.port), "--nick", "alice", "--iterations", "100000"]);
+    // Nothing was created: the next client is told again that the room does not exist, and answers y this time.
+    screen = await Screen.start(["--port", String(server.port), "--nick", "alice", ...FAST]);
+    await screen.waitFor((t) => t.includes("#general does not exist yet: creating it"), "the creation notice again");
     await screen.waitFor((t) => t.includes("choose a passphrase for #general"), "the passphrase prompt");
-    await screen.line(PASSPHRASE);
+    await screen.line("tooshort");
+    await screen.waitFor((t) => t.includes("create the room with it anyway? [y/N]"), "the confirmation");
+    await screen.line("y");
     await screen.waitFor((t) => t.includes("repeat the passphrase"), "the repeat prompt");
-    await screen.line(PASSPHRASE);
-    text = await screen.waitFor((t) => t.includes("#general> "), "the prompt");
-    assert.match(text, /deriving room key \(100000 iterations\): done in/);
-    assert.match(text, /created #general: alice is here/);
-    assert.ok(!text.includes(PASSPHRASE), "the passphrase was never echoed");
-    // The room really uses that passphrase: a raw member proves it.
-    const bob = await member(server.port, "bob");
+    await screen.line("tooshort");
+    text = await screen.waitFor((t) => t.includes("#general> "), "the chat prompt");
+    assert.match(text, /-- deriving room key \(100000 iterations\): done in/);
+    assert.match(text, /-- created #general: alice is here/);
+    assert.ok(!text.includes("tooshort"), `the passphrase was never echoed:\n${text}`);
+    // The room really has that passphrase: a raw member gets in with it.
+    const bob = await member(server.port, "bob", { passphrase: "tooshort" });
     clients.push(bob);
-    await screen.line("hello from the terminal");
-    const m = await bob.next("message");
-    assert.equal(m.envelope.from, "alice");
-    text = await screen.waitFor((t) => /\d\d:\d\d:\d\d <alice> hello from the terminal/.test(t), "the sent line");
-    assert.equal(count(text, "hello from the terminal"), 1, "the typed line is replaced by the formatted message");
-    // Up recalls input history, which holds the message but never the passphrase.
-    await screen.press("Up", "Up", "Up");
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.ok(!(await screen.text()).includes(PASSPHRASE), "the passphrase is not in the input history");
-    await screen.press("C-u");
-    await screen.line("/quit");
-    text = await screen.waitFor((t) => t.includes("EXIT="), "the exit");
-    assert.match(text, /EXIT=0/);
+    await screen.waitFor((t) => t.includes("-- bob joined #general"), "bob's presence");
   } finally {
     await stopAll(server, screen, clients);
   }
 });
 
-Deno.test("an incoming message prints above the prompt and the half-typed line stays intact; commands work", async () => {
+Deno.test("a typed passphrase never shows and cannot be brought back by history, yank or undo", async () => {
+  const server = await startServer();
+  let screen: Screen | undefined;
+  const clients: WireClient[] = [];
+  try {
+    screen = await Screen.start(["--port", String(server.port), ...FAST]);
+    await screen.waitFor((t) => t.includes("nick:"), "the nick prompt");
+    await screen.line("alice");
+    await screen.waitFor((t) => t.includes("choose a passphrase for #general"), "the passphrase prompt");
+    // A slip corrected with Ctrl-U (which keeps the killed text for Ctrl-Y), then the real passphrase.
+    await screen.type(PASSPHRASE.slice(0, 15));
+    await screen.press("C-u");
+    await screen.line(PASSPHRASE);
+    await screen.waitFor((t) => t.includes("repeat the passphrase"), "the repeat prompt");
+    await screen.line(PASSPHRASE);
+    let text = await screen.waitFor((t) => t.includes("#general> "), "the chat prompt");
+    assert.match(text, /-- created #general: alice is here/);
+    // The hidden prompts stay on screen as asked, even after Ctrl-U redrew the (invisible) line.
+    assert.match(
+      text,
+      /\nchoose a passphrase for #general \(empty: generate a strong one\): *\nrepeat the passphrase: *\n/,
+    );
+    const bob = await member(server.port, "bob");
+    clients.push(bob);
+    await screen.line("hello from the terminal");
+    assert.deepEqual(await nextText(bob), { from: "alice", text: "hello from the terminal" });
+    text = await screen.waitFor((t) => new RegExp(`${TIME} <alice> hello from the terminal`).test(t), "the sent line");
+    assert.equal(count(text, "hello from the terminal"), 1, "the typed line is replaced by the formatted message");
+
+    // Right after joining, Ctrl-Y (yank the last killed text) and Ctrl-_ (undo) bring back nothing.
+    await screen.press("C-y", "C-_", "C-_");
+    await screen.type("?");
+    await screen.waitForLastLine("#general> ?", "the marker after yank and undo");
+    await screen.press("BSpace");
+    // Up recalls the message; the next Up finds nothing older (no nick, no passphrase) and shows an empty line.
+    await screen.press("Up");
+    await screen.waitForLastLine("#general> hello from the terminal", "the recalled message");
+    await screen.press("Up");
+    await screen.type("!");
+    await screen.waitForLastLine("#general> !", "the marker after a second Up");
+    text = await screen.text();
+    assert.ok(!text.includes(PASSPHRASE.slice(0, 15)), `no part of the passphrase is on screen:\n${text}`);
+    await screen.press("BSpace");
+    await screen.line("/quit");
+    assert.equal(await screen.exitCode(), 0);
+  } finally {
+    await stopAll(server, screen, clients);
+  }
+});
+
+Deno.test("an empty passphrase answer creates the room with a strong generated passphrase shown once", async () => {
+  const server = await startServer();
+  let screen: Screen | undefined;
+  const clients: WireClient[] = [];
+  try {
+    screen = await Screen.start(["--port", String(server.port), "--nick", "alice", "--room", "den", ...FAST]);
+    await screen.waitFor((t) => t.includes("choose a passphrase for #den (empty: generate a strong one)"), "prompt");
+    await screen.press("Enter");
+    const text = await screen.waitFor((t) => t.includes("#den> "), "the chat prompt");
+    const shown = /-- passphrase for #den: (\S+)/.exec(text);
+    assert.ok(shown, `the generated passphrase is shown:\n${text}`);
+    assert.ok(shown[1].length >= 24, shown[1]);
+    assert.equal(count(text, shown[1]), 1, "shown exactly once");
+    assert.match(text, /it is not shown again/);
+    assert.match(text, /-- created #den: alice is here/);
+    assert.doesNotMatch(text, /shorter than 12 characters|repeat the passphrase/);
+    const bob = await member(server.port, "bob", { room: "den", passphrase: shown[1] });
+    clients.push(bob);
+    await screen.waitFor((t) => t.includes("-- bob joined #den"), "bob's presence");
+  } finally {
+    await stopAll(server, screen, clients);
+  }
+});
+
+Deno.test("an incoming message prints above the prompt while a half-typed line stays intact", async () => {
   const server = await startServer();
   let screen: Screen | undefined;
   const clients: WireClient[] = [];
   try {
     const bob = await member(server.port, "bob");
     clients.push(bob);
-    await bob.say("said before carol came");
+    screen = await Screen.start(["--port", String(server.port), "--nick", "carol"], {
+      env: { AESCHAT_PASSPHRASE: PASSPHRASE },
+    });
+    await screen.waitFor((t) => t.includes("#general> "), "the prompt");
+    await bob.next("presence", { where: (p) => p.nick === "carol" });
+
+    await screen.type("half typed wo");
+    await screen.waitForLastLine("#general> half typed wo", "the half-typed line");
+    await bob.say("hello carol");
+    let text = await screen.waitFor((t) => t.includes("<bob> hello carol"), "bob's live message");
+    await screen.waitForLastLine("#general> half typed wo", "the half-typed line after the message");
+    const lines = text.split("\n").filter((l) => l.trim() !== "");
+    assert.match(lines[lines.length - 2], new RegExp(`^${TIME} <bob> hello carol$`), text);
+    assert.equal(count(text, "half typed wo"), 1, `no stale copy of the typed line:\n${text}`);
+    await screen.line("rds");
+    assert.deepEqual(await nextText(bob), { from: "carol", text: "half typed words" });
+    await screen.waitFor((t) => new RegExp(`${TIME} <carol> half typed words`).test(t), "carol's own line");
+
+    // A half-typed line longer than the terminal is wide (it wraps over two rows) survives the same way.
+    const long = "a long line " + "x".repeat(130) + " end";
+    await screen.type(long);
+    await screen.waitForLastLine(`#general> ${long}`, "the wrapped half-typed line");
+    await bob.say("second interruption");
+    text = await screen.waitFor((t) => t.includes("<bob> second interruption"), "the second message");
+    await screen.waitForLastLine(`#general> ${long}`, "the wrapped line after the message");
+    assert.equal(count(await screen.text(), long.slice(0, 40)), 1, `no stale copy of the wrapped line:\n${text}`);
+    await screen.press("Enter");
+    assert.deepEqual(await nextText(bob), { from: "carol", text: long });
+  } finally {
+    await stopAll(server, screen, clients);
+  }
+});
+
+Deno.test("history on join is marked; /me, /who, /rooms, /nick, /history, /help and unknown commands", async () => {
+  const server = await startServer({ args: ["--history", "3"] });
+  let screen: Screen | undefined;
+  const clients: WireClient[] = [];
+  try {
+    const bob = await member(server.port, "bob");
+    clients.push(bob);
+    for (let i = 1; i <= 5; i++) await bob.say(`old message ${i}`);
     screen = await Screen.start(["--port", String(server.port), "--nick", "carol"], {
       env: { AESCHAT_PASSPHRASE: PASSPHRASE },
     });
     let text = await screen.waitFor((t) => t.includes("#general> "), "the prompt");
-    assert.match(text, /-- history\n\d\d:\d\d:\d\d <bob> said before carol came\n-- end of history/);
+    assert.match(
+      text,
+      new RegExp(`-- history\n${[3, 4, 5].map((i) => `${TIME} <bob> old message ${i}\n`).join("")}-- end of history`),
+    );
+    assert.doesNotMatch(text, /old message [12]\b/);
     await bob.next("presence", { where: (p) => p.nick === "carol" });
 
-    await screen.type("half typed wo");
-    await screen.waitFor((t) => t.includes("#general> half typed wo"), "the half-typed line");
-    await bob.say("hello carol");
-    text = await screen.waitFor((t) => t.includes("<bob> hello carol"), "bob's live message");
-    assert.equal(await screen.lastLine(), "#general> half typed wo", `the prompt line after the message:\n${text}`);
-    await screen.line("rds");
-    const m = await bob.next("message");
-    const opened = await (await import("../lib/crypto.ts")).openEnvelope(bob.keys!, {
-      envelope: m.envelope,
-      room: "general",
-    });
-    assert.equal(opened.plaintext.body, "half typed words");
-
     await screen.line("/me waves");
-    await screen.waitFor((t) => /\d\d:\d\d:\d\d \* carol waves/.test(t), "the action");
+    await screen.waitFor((t) => new RegExp(`${TIME} \\* carol waves`).test(t), "the action");
+    const action = await bob.next("message");
+    assert.equal(
+      (await openEnvelope(bob.keys!, { envelope: action.envelope, room: "general" })).plaintext.type,
+      "action",
+    );
     await screen.line("/who");
     await screen.waitFor((t) => /-- in #general: (bob, carol|carol, bob) \(2\)/.test(t), "/who");
     await screen.line("/rooms");
     await screen.waitFor((t) => t.includes("-- rooms: #general (2)"), "/rooms");
     await screen.line("/nick carol2");
-    await screen.waitFor((t) => t.includes("you are now known as carol2"), "the nick change");
+    await screen.waitFor((t) => t.includes("-- you are now known as carol2"), "the nick change");
     const presence = await bob.next("presence", { where: (p) => p.event === "nick" });
-    assert.equal(presence.nick, "carol2");
-    await screen.line("/frobnicate");
-    await screen.waitFor((t) => t.includes("!! unknown command /frobnicate"), "the unknown command");
+    assert.deepEqual([presence.old, presence.nick], ["carol", "carol2"]);
+    await bob.say("hi carol2");
+    await screen.waitFor((t) => t.includes("<bob> hi carol2"), "a message after the nick change");
+
+    await screen.line("/history 1");
+    text = await screen.waitFor((t) => new RegExp(`${TIME} <bob> old message 2\n`).test(t), "one older message");
+    assert.doesNotMatch(text, /old message 1\b/);
+    assert.match(text, /-- 1 older messages \(\/history for more\)/);
+    await screen.line("/history 5");
+    text = await screen.waitFor((t) => new RegExp(`${TIME} <bob> old message 1\n`).test(t), "the oldest message");
+    await screen.line("/history");
+    await screen.waitFor((t) => t.includes("-- no older messages"), "the end of the history");
+    await screen.line("/history 0");
+    await screen.waitFor((t) => t.includes("!! usage: /history [N], N from 1 to 500"), "a bad /history count");
+
+    await screen.line("/frobnicate now");
+    await screen.waitFor((t) => t.includes("!! unknown command /frobnicate: type /help for the list"), "unknown");
     await screen.line("/help");
     text = await screen.waitFor((t) => t.includes("Start a message with //"), "/help");
-    for (const name of ["join", "leave", "who", "rooms", "me", "nick", "history", "help", "quit"]) {
-      assert.match(text, new RegExp(`-- /${name}\\b`), name);
+    for (const c of COMMANDS) {
+      assert.match(text, new RegExp(`^-- /${c.name}\\b.* ${escapeRegExp(c.help)}$`, "m"), `/help lists /${c.name}`);
     }
-    await screen.line("/history 5");
-    await screen.waitFor((t) => t.includes("no older messages"), "/history");
+    // Nothing a command printed was sent to the room: bob's next message is the last one carol typed as text.
+    await screen.line("//etc is a path");
+    assert.deepEqual(await nextText(bob), { from: "carol2", text: "/etc is a path" });
   } finally {
     await stopAll(server, screen, clients);
   }
 });
 
-Deno.test("/join asks for the other room's passphrase and moves; --generate makes one; /leave goes back", async () => {
+Deno.test("/join asks for the other room's passphrase and moves; a question keeps its line; /leave goes back", async () => {
   const server = await startServer();
   let screen: Screen | undefined;
   const clients: WireClient[] = [];
   try {
-    const dave = await member(server.port, "dave", "ops");
-    clients.push(dave);
-    screen = await Screen.start(["--port", String(server.port), "--nick", "erin", "--iterations", "100000"], {
+    const bob = await member(server.port, "bob");
+    const dave = await member(server.port, "dave", { room: "ops" });
+    clients.push(bob, dave);
+    screen = await Screen.start(["--port", String(server.port), "--nick", "erin", ...FAST], {
       env: { AESCHAT_PASSPHRASE: PASSPHRASE },
     });
     await screen.waitFor((t) => t.includes("#general> "), "the prompt");
+    // Ctrl-C at a passphrase prompt cancels the join only, and what was typed there cannot be yanked or undone back.
     await screen.line("/join ops");
     await screen.waitFor((t) => t.includes("passphrase for #ops:"), "the passphrase prompt for ops");
+    await screen.type("half a secret");
+    await screen.press("C-w", "C-c");
+    await screen.waitFor((t) => t.includes("-- not joined #ops"), "the cancelled join");
+    await screen.waitForLastLine("#general>", "the prompt after the cancel");
+    await screen.press("C-y", "C-_");
+    await screen.type("?");
+    await screen.waitForLastLine("#general> ?", "nothing yanked or undone back");
+    await screen.press("BSpace");
+    await screen.line("/join ops");
+    await screen.waitFor((t) => count(t, "passphrase for #ops:") === 2, "the passphrase prompt for ops again");
+    // A message arriving during the hidden prompt is held until it is answered, then shown.
+    await bob.say("during the secret prompt");
     await screen.line(PASSPHRASE);
     let text = await screen.waitFor((t) => t.includes("#ops> "), "the ops prompt");
-    assert.match(text, /joined #ops: (dave, erin|erin, dave) are here/);
+    assert.match(text, /-- joined #ops: (dave, erin|erin, dave) are here/);
+    assert.match(text, new RegExp(`${TIME} <bob> during the secret prompt`));
+    assert.ok(!text.includes(PASSPHRASE), "the passphrase was never echoed");
+    assert.ok(!text.includes("half a"), "the cancelled input was never echoed");
     await dave.next("presence", { where: (p) => p.nick === "erin" && p.room === "ops" });
+    await dave.say("welcome to ops");
+    await screen.waitFor((t) => t.includes("<dave> welcome to ops"), "a message in ops");
+    await screen.line("an ops message");
+    assert.deepEqual(await nextText(dave), { from: "erin", text: "an ops message" });
+
+    // A new room with a weak passphrase: the y/N question stays on its own line while a message arrives.
+    await screen.line("/join vault");
+    await screen.waitFor((t) => t.includes("choose a passphrase for #vault"), "the new room's prompt");
+    await screen.line("short");
+    await screen.waitFor((t) => t.includes("create the room with it anyway? [y/N]"), "the confirmation");
+    await dave.say("during the question");
+    await screen.waitFor((t) => t.includes("<dave> during the question"), "the message during the question");
+    await screen.waitForLastLine("create the room with it anyway? [y/N]", "the question line");
+    await screen.line("n");
+    await screen.waitFor((t) => t.includes("-- not joined #vault"), "the refusal");
+    await screen.waitForLastLine("#ops>", "still in ops");
+    await screen.line("/rooms");
+    text = await screen.waitFor((t) => t.includes("-- rooms: "), "/rooms");
+    assert.match(text, /^-- rooms: #general \(1\), #ops \(2\)$/m, "no #vault");
 
     await screen.line("/join vault --generate");
     text = await screen.waitFor((t) => t.includes("#vault> "), "the new room");
     const generated = /passphrase for #vault: ([0-9a-z]{4}(?:-[0-9a-z]{4}){5})/.exec(text);
     assert.ok(generated, `a generated passphrase is shown:\n${text}`);
-    assert.match(text, /share it with your team/);
-    // It works: a raw member joins the new room with it.
-    const frank = await WireClient.connect(server.port);
+    assert.match(text, /-- created #vault: erin is here/);
+    const frank = await member(server.port, "frank", { room: "vault", passphrase: generated[1] });
     clients.push(frank);
-    await frank.hello("frank");
-    assert.equal((await frank.join("vault", generated[1])).type, "joined");
 
     await screen.line("/leave");
-    await screen.waitFor((t) => t.trimEnd().endsWith("#general>"), "back in general");
+    await screen.waitForLastLine("#general>", "back in general");
+    text = await screen.text();
+    assert.match(text, /-- joined #general: (bob, erin|erin, bob) are here/);
+    await screen.line("/leave");
+    await screen.waitFor((t) => t.includes("!! you are already in #general"), "/leave in general");
   } finally {
     await stopAll(server, screen, clients);
   }
@@ -284,7 +484,7 @@ Deno.test("a forged message shows one warning naming the sender and never its te
   }
 });
 
-Deno.test("a server restart shows a status line and the client reconnects; Ctrl-C exits 0", async () => {
+Deno.test("a server shutdown shows a status line, the client reconnects to the restarted server; Ctrl-C exits 0", async () => {
   const first = await startServer();
   let second: ServerProcess | undefined;
   let screen: Screen | undefined;
@@ -295,16 +495,19 @@ Deno.test("a server restart shows a status line and the client reconnects; Ctrl-
     });
     await screen.waitFor((t) => t.includes("#general> "), "the prompt");
     await first.program.stop("SIGTERM");
-    await screen.waitFor((t) => t.includes("connection lost"), "the lost-connection status");
+    await screen.waitFor((t) => /-- connection lost \(.*\); reconnecting/.test(t), "the lost-connection status");
     second = await startServer({ db: first.db, args: ["--port", String(first.port)] });
-    await screen.waitFor((t) => t.includes("reconnected:"), "the reconnect", 30_000);
+    await screen.waitFor((t) => t.includes("-- reconnected:"), "the reconnect", 30_000);
+    await screen.waitForLastLine("#general>", "the prompt after the reconnect");
     const ivy = await member(second.port, "ivy");
     clients.push(ivy);
     await ivy.say("after the restart");
     await screen.waitFor((t) => t.includes("<ivy> after the restart"), "a message after the restart");
+    await screen.line("reply after the restart");
+    assert.deepEqual(await nextText(ivy), { from: "hank", text: "reply after the restart" });
+    await screen.type("half typed, then Ctrl-C");
     await screen.press("C-c");
-    const text = await screen.waitFor((t) => t.includes("EXIT="), "the exit");
-    assert.match(text, /EXIT=0/);
+    assert.equal(await screen.exitCode(), 0);
   } finally {
     await stopAll(second, screen, clients);
     await first.program.stop().catch(() => {});
@@ -329,11 +532,10 @@ Deno.test("without NO_COLOR each nick has its own stable colour", async () => {
     await screen.waitFor((t) => t.includes("<jack> three"), "the messages");
     const raw = await screen.text({ escapes: true });
     const colourOf = (nick: string) =>
-      [...raw.matchAll(new RegExp(`\\x1b\\[38;5;(\\d+)m${nick}\\x1b\\[(?:0|39)m`, "g"))].map((m) => m[1]);
-    const jacks = colourOf("jack");
-    assert.equal(jacks.length, 2, raw);
-    assert.equal(jacks[0], jacks[1], "the same nick, the same colour");
-    assert.equal(colourOf("kate").length, 1, raw);
+      [...raw.matchAll(new RegExp(`\\x1b\\[38;5;(\\d+)m${nick}\\x1b\\[(?:0|39)m`, "g"))].map((m) => Number(m[1]));
+    assert.deepEqual(colourOf("jack"), [nickColour("jack"), nickColour("jack")], raw);
+    assert.deepEqual(colourOf("kate"), [nickColour("kate")], raw);
+    assert.notEqual(nickColour("jack"), nickColour("kate"), "these two nicks were picked to differ");
   } finally {
     await stopAll(server, screen, clients);
   }

@@ -21,10 +21,28 @@ const PASSPHRASE_TRIES = 3;
 const QUIT_DRAIN_MS = 5_000;
 const SPINNER = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
+/** The parts of node:readline's Interface used here that its types leave out (stable since Node 10). */
 type ReadlineWithInternals = readline.Interface & {
-  _writeToOutput(text: string): void;
+  output: NodeJS.WritableStream;
   history: string[];
+  prevRows?: number;
 };
+
+/** Where readline's drawing goes while a secret is typed: nowhere, so the screen stays as the question left it. */
+const NO_OUTPUT = { write: () => true, columns: 80, isTTY: true } as unknown as NodeJS.WritableStream;
+
+/**
+ * The editing state node:readline keeps between lines besides the history (the kill ring Ctrl-Y yanks from, and the
+ * undo and redo stacks of Ctrl-_), reached by symbol description because they are private. A secret typed at a
+ * prompt must not be recoverable from them at the next prompt.
+ */
+function editingMemory(rl: readline.Interface): unknown[][] {
+  const names = ["kKillRing", "kUndoStack", "kRedoStack"];
+  return Object.getOwnPropertySymbols(rl)
+    .filter((s) => names.includes(s.description ?? ""))
+    .map((s) => (rl as unknown as Record<symbol, unknown>)[s])
+    .filter((v): v is unknown[] => Array.isArray(v));
+}
 
 /** One interactive terminal: owns stdin/stdout while it runs. */
 class Terminal {
@@ -46,15 +64,16 @@ class Terminal {
       terminal: true,
       historySize: 500,
     }) as ReadlineWithInternals;
-    const write = this.#rl._writeToOutput.bind(this.#rl);
-    this.#rl._writeToOutput = (text: string) => {
-      if (!this.#muted) write(text);
-    };
     this.finished = new Promise((resolve) => this.#done = resolve);
   }
 
   get rl(): ReadlineWithInternals {
     return this.#rl;
+  }
+
+  /** Whether lines are coloured. */
+  get colour(): boolean {
+    return this.#colour;
   }
 
   /** Whether a question is waiting for its answer (Ctrl-C then cancels the question, not the program). */
@@ -68,13 +87,17 @@ class Terminal {
       this.#held.push(line);
       return;
     }
-    if (!this.#prompting) {
+    if (!this.#prompting && !this.#asking) {
       process.stdout.write(line + "\n");
       return;
     }
-    readline.clearLine(process.stdout, 0);
+    // The prompt and the half-typed line (or a question and its answer so far) may wrap over several rows, and the
+    // cursor may be on any of them: clear from the first, print, and let readline redraw them below.
+    readline.moveCursor(process.stdout, 0, -this.#rl.getCursorPos().rows);
     readline.cursorTo(process.stdout, 0);
+    readline.clearScreenDown(process.stdout);
     process.stdout.write(line + "\n");
+    this.#rl.prevRows = 0;
     this.#rl.prompt(true);
   }
 
@@ -141,15 +164,21 @@ class Terminal {
     const onInterrupt = () => controller.abort();
     this.#rl.once("SIGINT", onInterrupt);
     this.#asking = true;
+    // Answers (nicks, y/N, passphrases) are not chat input: Up must never bring them back.
+    const history = [...this.#rl.history];
+    const memory = editingMemory(this.#rl).map((stack) => [...stack]);
+    const output = this.#rl.output;
     return new Promise<string | undefined>((resolve) => {
       const finish = (answer: string | undefined) => {
         if (!this.#asking) return;
         this.#asking = false;
         this.#rl.off("SIGINT", onInterrupt);
+        this.#rl.history.splice(0, Infinity, ...history);
         if (options.secret) {
+          editingMemory(this.#rl).forEach((stack, i) => stack.splice(0, Infinity, ...(memory[i] ?? [])));
+          this.#rl.output = output;
           this.#muted = false;
           process.stdout.write("\n");
-          if (answer !== undefined && this.#rl.history[0] === answer) this.#rl.history.shift();
           const held = this.#held;
           this.#held = [];
           for (const line of held) this.print(line);
@@ -157,10 +186,15 @@ class Terminal {
         this.#prompting = wasPrompting;
         resolve(answer);
       };
-      controller.signal.addEventListener("abort", () => finish(undefined), { once: true });
       this.#rl.question(query, { signal: controller.signal }, (answer) => finish(answer));
-      // question() has drawn the query by now; from here on nothing typed is echoed.
-      if (options.secret) this.#muted = true;
+      // After question(), so readline has dropped the question (into NO_OUTPUT for a secret) before finish runs.
+      controller.signal.addEventListener("abort", () => finish(undefined), { once: true });
+      // question() has drawn the query by now. From here on readline draws nothing at all, not even the cursor
+      // moves of a redraw (Ctrl-U, Backspace), so neither the secret nor its length shows.
+      if (options.secret) {
+        this.#muted = true;
+        this.#rl.output = NO_OUTPUT;
+      }
     });
   }
 
@@ -214,7 +248,7 @@ export async function runTerminal(
       case "older":
         if (event.messages.length === 0) return;
         term.status(`${event.messages.length} older messages${event.more ? " (/history for more)" : ""}`);
-        for (const m of event.messages) term.print(formatMessage(m, { colour: false }));
+        for (const m of event.messages) term.print(formatMessage(m, { colour: term.colour }));
         return term.status("end of older messages");
       case "forged":
         return term.warn(
