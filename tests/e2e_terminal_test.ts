@@ -239,8 +239,10 @@ Deno.test("a typed passphrase never shows and cannot be brought back by history,
     text = await screen.text();
     assert.ok(!text.includes(PASSPHRASE.slice(0, 15)), `no part of the passphrase is on screen:\n${text}`);
     await screen.press("BSpace");
-    await screen.line("/quit");
-    assert.equal(await screen.exitCode(), 0);
+    await screen.waitForLastLine("#general>", "the empty prompt");
+    await screen.press("C-d");
+    assert.equal(await screen.exitCode(), 0, "Ctrl-D on an empty line quits");
+    assert.match(await screen.text(), /^EXIT=0$/m, "the shell gets a fresh line");
   } finally {
     await stopAll(server, screen, clients);
   }
@@ -368,6 +370,9 @@ Deno.test("history on join is marked; /me, /who, /rooms, /nick, /history, /help 
     // Nothing a command printed was sent to the room: bob's next message is the last one carol typed as text.
     await screen.line("//etc is a path");
     assert.deepEqual(await nextText(bob), { from: "carol2", text: "/etc is a path" });
+    await screen.line("/quit");
+    assert.equal(await screen.exitCode(), 0);
+    await bob.next("presence", { where: (p) => p.event === "leave" && p.nick === "carol2" });
   } finally {
     await stopAll(server, screen, clients);
   }
@@ -508,6 +513,9 @@ Deno.test("a server shutdown shows a status line, the client reconnects to the r
     await screen.type("half typed, then Ctrl-C");
     await screen.press("C-c");
     assert.equal(await screen.exitCode(), 0);
+    const text = await screen.text();
+    assert.match(text, /^EXIT=0$/m, `the shell gets a fresh line:\n${text}`);
+    assert.ok(!text.includes("half typed, then"), "nothing half typed is left behind");
   } finally {
     await stopAll(second, screen, clients);
     await first.program.stop().catch(() => {});

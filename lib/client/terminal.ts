@@ -213,7 +213,16 @@ class Terminal {
     };
   }
 
+  /** Stops reading; the screen ends on a fresh line for the shell, without a stale prompt. */
   end(code: number): void {
+    if (this.#prompting && process.stdout.isTTY) {
+      // Quitting with Ctrl-C or Ctrl-D leaves the cursor after the prompt: the shell would print its own there.
+      readline.moveCursor(process.stdout, 0, -this.#rl.getCursorPos().rows);
+      readline.cursorTo(process.stdout, 0);
+      readline.clearScreenDown(process.stdout);
+    } else if (this.#asking && process.stdout.isTTY) {
+      process.stdout.write("\n");
+    }
     this.#prompting = false;
     this.#rl.close();
     this.#done(code);
