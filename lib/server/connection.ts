@@ -16,7 +16,7 @@ import { TokenBucket } from "./rate_limit.ts";
  * Bytes of a connection's read buffer at first and after a quiet spell: small, because every connection keeps one
  * pending read with its buffer all the time, and most connections are quiet most of the time.
  */
-const READ_BUFFER_MIN = 1024;
+const READ_BUFFER_MIN = 512;
 /** The read buffer doubles, up to this, each time a read fills it. */
 const READ_BUFFER_MAX = 64 * 1024;
 /** Reads in a row that fill at most a quarter of the buffer before it is halved. */
@@ -97,7 +97,6 @@ export class Connection implements Peer {
   /** Index of the first frame of #queue not yet taken by the writer. */
   #head = 0;
   #queued = 0;
-  #startDrain = () => this.#drain();
   #writing = false;
   #closing = false;
   #closed = false;
@@ -107,7 +106,10 @@ export class Connection implements Peer {
   #bucket: TokenBucket | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
-  #done = Promise.withResolvers<void>();
+  /** Set while run() waits for the socket to close. */
+  #onClosed: (() => void) | undefined;
+  /** Connections with frames queued in the current task, whose writers start once it is over. */
+  static #starting: Connection[] = [];
 
   /**
    * @param conn the accepted socket
@@ -209,7 +211,7 @@ export class Connection implements Peer {
       }
       log.info("disconnect", { remote: this.#remote, nick: this.#member.nick });
     }
-    await this.#done.promise;
+    if (!this.#closed) await new Promise<void>((resolve) => this.#onClosed = resolve);
   }
 
   /**
@@ -237,7 +239,7 @@ export class Connection implements Peer {
       this.#writing = true;
       // Start writing once the current task is over, so every frame queued in it (a whole fan-out batch) goes out
       // in one write.
-      queueMicrotask(this.#startDrain);
+      if (Connection.#starting.push(this) === 1) queueMicrotask(Connection.#startWriters);
     }
   }
 
@@ -290,6 +292,12 @@ export class Connection implements Peer {
     this.#options.log.warn("refused", { remote: this.#remote, nick: this.#member.nick, code });
     this.send(encodeMessage({ type: "error", code, message }));
     this.close(code, message);
+  }
+
+  static #startWriters(): void {
+    const starting = Connection.#starting;
+    Connection.#starting = [];
+    for (const c of starting) c.#drain();
   }
 
   async #drain(): Promise<void> {
@@ -366,6 +374,6 @@ export class Connection implements Peer {
     } catch {
       // already closed by the peer
     }
-    this.#done.resolve();
+    this.#onClosed?.();
   }
 }
