@@ -1,3 +1,10 @@
+/**
+ * `deno task demo`, run with the exact deno arguments of the task: it must succeed, show the conversation and the
+ * ciphertext rows, and leave nothing behind.
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import denoConfig from "../deno.json" with { type: "json" };
 import { ROOT } from "./support/programs.ts";
@@ -12,13 +19,36 @@ Deno.test("deno task demo shows the decrypted conversation, the ciphertext rows,
     stderr: "piped",
   }).output();
   const stdout = new TextDecoder().decode(output.stdout);
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-  assert.match(stdout, /#1 {2}\d\d:\d\d:\d\d <alice> Morning Bob! The release is tagged: v0\.1\.0\./);
-  assert.match(stdout, /#4 {2}\d\d:\d\d:\d\d <bob> Got it, thanks\./);
+  assert.equal(output.code, 0, `${stdout}\n${new TextDecoder().decode(output.stderr)}`);
+
+  const conversation = stdout.split("\n").filter((l) => /^ {2}#\d+ {2}\d\d:\d\d:\d\d </.test(l))
+    .map((l) => l.replace(/\d\d:\d\d:\d\d/, "HH:MM:SS"));
+  assert.deepEqual(conversation, [
+    "  #1  HH:MM:SS <alice> Morning Bob! The release is tagged: v0.1.0.",
+    // Bob's lines quote what his client decrypted from alice's.
+    "  #2  HH:MM:SS <bob> Great, v0.1.0 it is. Staging after lunch.",
+    "  #3  HH:MM:SS <alice> The staging database password is in the vault, entry 'staging-db'.",
+    "  #4  HH:MM:SS <bob> Got it: staging-db. I will post when it is live.",
+  ]);
+
   const rows = stdout.split("\n").filter((l) => /^ {2}\d+ +demo +(alice|bob) /.test(l));
-  assert.equal(rows.length, 4, stdout);
-  for (const row of rows) assert.doesNotMatch(row, /release|staging|thanks/i, "rows show ciphertext only");
-  assert.match(stdout, /no plaintext or passphrase in the database or its -wal file: checked/);
-  const dir = /removed (\S+)/.exec(stdout)![1];
+  assert.deepEqual(rows.map((r) => r.trim().split(/\s+/).slice(0, 3)), [
+    ["1", "demo", "alice"],
+    ["2", "demo", "bob"],
+    ["3", "demo", "alice"],
+    ["4", "demo", "bob"],
+  ]);
+  for (const row of rows) {
+    const [, , , msgId, ct] = row.trim().split(/\s+/);
+    assert.match(msgId, /^[0-9a-f]{13}…$/, row);
+    assert.match(ct, /^[A-Za-z0-9+/]{59}…$/, "a ciphertext prefix, not text");
+    assert.doesNotMatch(row, /release|staging|thanks|live/i, "rows show ciphertext only");
+  }
+  assert.match(stdout, /^no plaintext in the database: checked/m);
+
+  const dir = /^removed (\S+)$/m.exec(stdout)![1];
+  assert.match(dir, /aeschat-demo-/);
   await assert.rejects(Deno.stat(dir), Deno.errors.NotFound, "the temporary directory is gone");
+  const port = Number(/listening on 127\.0\.0\.1:(\d+) /.exec(stdout)![1]);
+  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port }), "the server is gone");
 });

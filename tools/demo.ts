@@ -14,11 +14,18 @@ import { clockTime } from "../lib/client/render.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const ROOM = "demo";
-const CONVERSATION: [speaker: "alice" | "bob", text: string][] = [
+/**
+ * Who says what. A line may depend on the last line its speaker received (decrypted by the speaker's client), so
+ * the exchange only works if the messages really went through.
+ */
+const CONVERSATION: [speaker: "alice" | "bob", text: string | ((heard: string) => string)][] = [
   ["alice", "Morning Bob! The release is tagged: v0.1.0."],
-  ["bob", "Great. I will deploy it to staging after lunch."],
+  ["bob", (heard) => `Great, ${/v\d+\.\d+\.\d+/.exec(heard)?.[0] ?? "(no tag heard)"} it is. Staging after lunch.`],
   ["alice", "The staging database password is in the vault, entry 'staging-db'."],
-  ["bob", "Got it, thanks. I will post here when it is live."],
+  [
+    "bob",
+    (heard) => `Got it: ${/entry '([^']+)'/.exec(heard)?.[1] ?? "(no entry heard)"}. I will post when it is live.`,
+  ],
 ];
 const WAIT_MS = 20_000;
 
@@ -28,15 +35,24 @@ function taskArgs(task: "server" | "client"): string[] {
   return words.slice(1).map((w) => (w.endsWith(".ts") ? ROOT + w : w));
 }
 
+/** Aborted by Ctrl-C: every wait stops at once and the cleanup runs. */
+const interrupted = new AbortController();
+
 /** A started program whose output is collected as it arrives. */
 class Program {
   readonly child: Deno.ChildProcess;
+  readonly name: string;
   stdout = "";
   stderr = "";
   readonly done: Promise<Deno.CommandStatus>;
+  #exited = false;
   #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
 
-  constructor(task: "server" | "client", options: { args: string[]; env?: Record<string, string>; stdin?: boolean }) {
+  constructor(
+    task: "server" | "client",
+    options: { name: string; args: string[]; env?: Record<string, string>; stdin?: boolean },
+  ) {
+    this.name = options.name;
     this.child = new Deno.Command(Deno.execPath(), {
       args: [...taskArgs(task), ...options.args],
       cwd: ROOT,
@@ -50,13 +66,16 @@ class Program {
       for await (const text of stream.pipeThrough(new TextDecoderStream())) this[key] += text;
     };
     const collected = Promise.all([collect(this.child.stdout, "stdout"), collect(this.child.stderr, "stderr")]);
-    this.done = collected.then(() => this.child.status);
+    this.done = collected.then(() => this.child.status).finally(() => this.#exited = true);
   }
 
+  /** Waits until `test` holds; fails at once if this program exits first or the demo is interrupted. */
   async until(test: () => boolean, what: string): Promise<void> {
     const deadline = performance.now() + WAIT_MS;
     while (!test()) {
-      if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}\n${this.stderr}`);
+      if (interrupted.signal.aborted) throw new Error("interrupted");
+      if (this.#exited) throw new Error(`${this.name} exited before ${what}:\n${this.stderr}`);
+      if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${this.stderr}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
@@ -79,8 +98,9 @@ class Program {
   }
 }
 
+/** The messages a --json client printed so far (complete lines only: the last one may still be arriving). */
 function received(program: Program): { seq: number; from: string; ts: number; text: string }[] {
-  return program.stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+  return program.stdout.split("\n").slice(0, -1).filter((l) => l !== "").map((l) => JSON.parse(l));
 }
 
 function clip(text: string, width: number): string {
@@ -92,9 +112,21 @@ async function main(): Promise<void> {
   const db = `${dir}/aeschat.db`;
   const passphrase = generatePassphrase();
   const programs: Program[] = [];
+  const onInterrupt = () => {
+    interrupted.abort();
+    for (const program of programs) program.kill();
+  };
+  try {
+    Deno.addSignalListener("SIGINT", onInterrupt);
+  } catch {
+    // No SIGINT listener on this platform: Ctrl-C then ends the demo without its cleanup.
+  }
   try {
     console.log(`aeschat demo: temporary directory ${dir}`);
-    const server = new Program("server", { args: ["--port", "0", "--db", db, "--log-level", "warn"] });
+    const server = new Program("server", {
+      name: "the server",
+      args: ["--port", "0", "--db", db, "--log-level", "warn"],
+    });
     programs.push(server);
     const listening = /aeschat server listening on [^:\s]+:(\d+) /;
     await server.until(() => listening.test(server.stdout), "the server's listening line");
@@ -104,6 +136,7 @@ async function main(): Promise<void> {
 
     const start = (nick: string) => {
       const program = new Program("client", {
+        name: `${nick}'s client`,
         args: ["--port", port, "--nick", nick, "--room", ROOM, "--json"],
         env: { AESCHAT_PASSPHRASE: passphrase },
         stdin: true,
@@ -117,10 +150,13 @@ async function main(): Promise<void> {
     await clients.bob.until(() => clients.bob.stderr.includes(`joined #${ROOM}`), "bob to join");
 
     // Each line is said only once the previous one has reached the other side: a real exchange.
-    for (const [speaker, text] of CONVERSATION) {
+    const said: string[] = [];
+    for (const [speaker, line] of CONVERSATION) {
       const listener = clients[speaker === "alice" ? "bob" : "alice"];
+      const text = typeof line === "string" ? line : line(received(clients[speaker]).at(-1)?.text ?? "");
       await clients[speaker].say(text);
       await listener.until(() => received(listener).some((m) => m.text === text), `"${text}" to arrive`);
+      said.push(text);
     }
     for (const [nick, program] of Object.entries(clients)) {
       const status = await program.finish();
@@ -164,14 +200,21 @@ async function main(): Promise<void> {
         )).flatMap((b) => [...b]),
       ),
     );
-    const leaked = [...CONVERSATION.map(([, text]) => text), passphrase].filter((secret) => bytes.includes(secret));
+    const leaked = [...said, passphrase].filter((secret) => bytes.includes(secret));
     if (leaked.length > 0) throw new Error(`plaintext found in the database: ${leaked.join(" | ")}`);
-    console.log("\nno plaintext or passphrase in the database or its -wal file: checked");
+    console.log(
+      `\nno plaintext in the database: checked (the ${said.length} lines and the passphrase, in aeschat.db and -wal)`,
+    );
 
     server.child.kill("SIGTERM");
     const status = await server.done;
     if (!status.success) throw new Error(`the server exited with ${status.code}:\n${server.stderr}`);
   } finally {
+    try {
+      Deno.removeSignalListener("SIGINT", onInterrupt);
+    } catch {
+      // never added
+    }
     for (const program of programs) program.kill();
     await Promise.all(programs.map((p) => p.done.catch(() => {})));
     await Deno.remove(dir, { recursive: true }).catch(() => {});
