@@ -27,10 +27,13 @@ function quote(word: string): string {
   return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
-/** One terminal (120 x 40) with the client running in it, on a private tmux server. */
+/**
+ * One terminal (120 x 40) with the client running in it, on a private tmux server whose socket lives in the test's
+ * own temporary directory (tmux leaves a `-L` socket behind in /tmp/tmux-UID after kill-server).
+ */
 class Screen {
-  readonly socket = `aeschat-${crypto.randomUUID().slice(0, 8)}`;
   #dir = "";
+  #socket = "";
 
   /**
    * Starts the client in a new tmux server; after the client exits the pane shows `EXIT=<code>`.
@@ -43,6 +46,7 @@ class Screen {
     const screen = new Screen();
     try {
       screen.#dir = await Deno.makeTempDir({ prefix: "aeschat-tty-" });
+      screen.#socket = `${screen.#dir}/tmux.sock`;
       const env = { ...(options.colour ? {} : { NO_COLOR: "1" }), TERM: "xterm-256color", ...options.env };
       const script = [
         `cd ${quote(ROOT)}`,
@@ -63,7 +67,11 @@ class Screen {
   }
 
   async tmux(...args: string[]): Promise<string> {
-    const out = await new Deno.Command("tmux", { args: ["-L", this.socket, ...args], stdout: "piped", stderr: "piped" })
+    const out = await new Deno.Command("tmux", {
+      args: ["-S", this.#socket, ...args],
+      stdout: "piped",
+      stderr: "piped",
+    })
       .output();
     if (!out.success) throw new Error(`tmux ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
     return new TextDecoder().decode(out.stdout);
@@ -122,7 +130,7 @@ class Screen {
   }
 
   async close(): Promise<void> {
-    await this.tmux("kill-server").catch(() => {});
+    if (this.#socket) await this.tmux("kill-server").catch(() => {});
     if (this.#dir) await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
 }
