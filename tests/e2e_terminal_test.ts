@@ -531,7 +531,7 @@ Deno.test("a server shutdown shows a status line, the client reconnects to the r
   }
 });
 
-Deno.test("without NO_COLOR each nick has its own stable colour", async () => {
+Deno.test("without NO_COLOR each nick has its own stable colour, and history stays dim after the nick", async () => {
   const server = await startServer();
   let screen: Screen | undefined;
   const clients: WireClient[] = [];
@@ -539,6 +539,7 @@ Deno.test("without NO_COLOR each nick has its own stable colour", async () => {
     const jack = await member(server.port, "jack");
     const kate = await member(server.port, "kate");
     clients.push(jack, kate);
+    await kate.say("from the history");
     screen = await Screen.start(["--port", String(server.port), "--nick", "liam"], {
       env: { AESCHAT_PASSPHRASE: PASSPHRASE },
       colour: true,
@@ -550,7 +551,12 @@ Deno.test("without NO_COLOR each nick has its own stable colour", async () => {
     const colourOf = (nick: string) =>
       [...raw.matchAll(new RegExp(`\\x1b\\[38;5;(\\d+)m${nick}\\x1b\\[(?:0|39)m`, "g"))].map((m) => Number(m[1]));
     assert.deepEqual(colourOf("jack"), [nickColour("jack"), nickColour("jack")], raw);
-    assert.deepEqual(colourOf("kate"), [nickColour("kate")], raw);
+    assert.deepEqual(colourOf("kate"), [nickColour("kate"), nickColour("kate")], raw);
+    // A history line is dim from end to end: the nick's colour ends without ending the dimming (tmux would then
+    // report a reset, \x1b[0m or \x1b[22m, before the text).
+    const historyLine = raw.split("\n").find((l) => l.includes("from the history"));
+    const expected = `<\x1b[38;5;${nickColour("kate")}mkate\x1b[39m> from the history`;
+    assert.ok(historyLine?.endsWith(expected), JSON.stringify(historyLine));
     assert.notEqual(nickColour("jack"), nickColour("kate"), "these two nicks were picked to differ");
   } finally {
     await stopAll(server, screen, clients);

@@ -83,10 +83,12 @@ function paint(text: string, colour: number | "dim" | "bold", on: boolean): stri
 export function formatMessage(message: ShownMessage, options: { colour: boolean }): string {
   const on = options.colour;
   const time = clockTime(message.ts);
-  const from = paint(sanitize(message.from), nickColour(message.from), on);
+  const dim = message.history && on;
+  // The nick's colour ends with a full reset, which also ends the dimming of a history line: dim again after it.
+  const from = paint(sanitize(message.from), nickColour(message.from), on) + (dim ? "\x1b[2m" : "");
   const text = sanitize(message.text);
   const line = message.type === "action" ? `${time} * ${from} ${text}` : `${time} <${from}> ${text}`;
-  return message.history && on ? paint(line, "dim", on) : line;
+  return dim ? paint(line, "dim", on) : line;
 }
 
 /**
