@@ -123,6 +123,15 @@ class Screen {
     await this.press("Enter");
   }
 
+  /** The process id of the client (the child of the pane's shell). */
+  async clientPid(): Promise<number> {
+    const shell = (await this.tmux("list-panes", "-t", "main", "-F", "#{pane_pid}")).trim();
+    const out = await new Deno.Command("pgrep", { args: ["-P", shell], stdout: "piped" }).output();
+    const pids = new TextDecoder().decode(out.stdout).trim().split("\n").filter((p) => p !== "");
+    assert.equal(pids.length, 1, `one child of the pane's shell ${shell}: ${pids}`);
+    return Number(pids[0]);
+  }
+
   /** Waits for the `EXIT=` line the shell prints after the client and returns the code. */
   async exitCode(): Promise<number> {
     const text = await this.waitFor((t) => /EXIT=\d+/.test(t), "the client to exit");
@@ -459,7 +468,7 @@ Deno.test("/join asks for the other room's passphrase and moves; a question keep
   }
 });
 
-Deno.test("a forged message shows one warning naming the sender and never its text", async () => {
+Deno.test("a forged message shows one warning naming the sender and never its text; SIGTERM quits with 0", async () => {
   const server = await startServer();
   const forged = new Set<string>();
   const transform: FrameTransform = (body) => {
@@ -491,6 +500,11 @@ Deno.test("a forged message shows one warning naming the sender and never its te
     const warnings = text.split("\n").filter((l) => /warning/.test(l));
     assert.equal(warnings.length, 1, text);
     assert.match(warnings[0], /^!! warning: a message claiming to be from mallory .*failed authentication/);
+
+    // SIGTERM (kill PID) leaves like /quit: exit 0, and the room sees gina leave.
+    Deno.kill(await screen.clientPid(), "SIGTERM");
+    assert.equal(await screen.exitCode(), 0);
+    await mallory.next("presence", { where: (p) => p.event === "leave" && p.nick === "gina" });
   } finally {
     await stopAll(server, screen, clients);
     await proxy.close();

@@ -381,6 +381,13 @@ export async function runTerminal(
     if (!term.asking) void quit();
   });
   term.rl.on("close", () => void quit());
+  // `kill PID` leaves like /quit: unacknowledged messages get their chance to be stored, the server a goodbye.
+  const onTerminate = () => void quit();
+  try {
+    Deno.addSignalListener("SIGTERM", onTerminate);
+  } catch {
+    // not available on this platform
+  }
 
   const start = async (): Promise<void> => {
     let nick = config.nick;
@@ -426,5 +433,13 @@ export async function runTerminal(
     term.warn(`internal error: ${(err as Error).message}`);
     term.end(CLIENT_EXIT.internal);
   });
-  return await term.finished;
+  try {
+    return await term.finished;
+  } finally {
+    try {
+      Deno.removeSignalListener("SIGTERM", onTerminate);
+    } catch {
+      // never added
+    }
+  }
 }
