@@ -253,3 +253,17 @@ export class Child {
 export async function stopAll(options: { graceMs?: number } = {}): Promise<void> {
   await Promise.allSettled([...Child.running].map((c) => c.stop("SIGTERM", { graceMs: options.graceMs ?? 3000 })));
 }
+
+/**
+ * CPU time the whole machine spent busy so far (user, nice, system, irq, softirq, steal of every core), from
+ * /proc/stat, in seconds: with the server's and the load workers' own times it tells how much else ran. Read
+ * through `head`, since Deno lets only --allow-all programs read /proc/stat.
+ *
+ * @returns busy seconds since boot, summed over the cores
+ */
+export async function machineBusy(): Promise<number> {
+  const out = await new Deno.Command("head", { args: ["-n", "1", "/proc/stat"], stdout: "piped" }).output();
+  const line = new TextDecoder().decode(out.stdout);
+  const [user, nice, system, _idle, _iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+  return (user + nice + system + irq + softirq + (steal || 0)) / CLOCK_TICKS;
+}

@@ -26,7 +26,7 @@ import { BenchClient, clock } from "./bench_client.ts";
 import { Histogram } from "./histogram.ts";
 import type { LoadClient, LoadConfig } from "./load.ts";
 import { type ClientPool, sealPool } from "./pool.ts";
-import { Child, openFileLimit, ROOT, sampleProcesses, serverTaskArgs, stopAll } from "./processes.ts";
+import { Child, machineBusy, openFileLimit, ROOT, sampleProcesses, serverTaskArgs, stopAll } from "./processes.ts";
 
 /** Flags the server runs with in the benchmark, and why. */
 const SERVER_BENCH_FLAGS = [
@@ -80,6 +80,8 @@ interface RunResult {
   cpuUsPerDelivery: number | null;
   serverCpuPct: number;
   loadCpuPct: number;
+  /** CPU the rest of the machine used meanwhile (other programs, and kernel work not charged to a process). */
+  otherCpuPct: number;
   p50: number | null;
   p99: number | null;
   max: number | null;
@@ -351,6 +353,7 @@ async function runLoad(s: Scenario, target: Target, dir: string): Promise<RunRes
 
     const pids = [server.pid, ...workers.map((w) => w.pid)];
     const before = await sampleProcesses(pids);
+    const busy0 = await machineBusy();
     const t0 = clock();
     const cpuOf = (samples: { cpu: number }[]) => ({
       server: samples[0].cpu,
@@ -360,14 +363,17 @@ async function runLoad(s: Scenario, target: Target, dir: string): Promise<RunRes
     if (s.mode === "idle") {
       await new Promise((resolve) => setTimeout(resolve, DURATION_S * 1000));
       const after = await sampleProcesses(pids);
+      const busy1 = await machineBusy();
       const cpu1 = cpuOf(after);
       const wall = (clock() - t0) / 1000;
+      const other = busy1 - busy0 - (cpu1.server - cpu0.server) - (cpu1.load - cpu0.load);
       return {
         target,
         deliveriesPerS: null,
         cpuUsPerDelivery: null,
         serverCpuPct: ((cpu1.server - cpu0.server) / wall) * 100,
         loadCpuPct: ((cpu1.load - cpu0.load) / wall) * 100,
+        otherCpuPct: (other / wall) * 100,
         p50: null,
         p99: null,
         max: null,
@@ -413,6 +419,7 @@ async function runLoad(s: Scenario, target: Target, dir: string): Promise<RunRes
     for (const w of workers) await w.command({ cmd: "expect", acked, timeoutMs: 30_000 });
     const received = await Promise.all(workers.map((w) => w.event("received", { timeoutMs: 90_000 })));
     const after = await sampleProcesses(pids);
+    const busy1 = await machineBusy();
     const t1 = clock();
     const cpu1 = cpuOf(after);
     const sum = (key: string) => received.reduce((n, r) => n + Number(r[key]), 0);
@@ -455,6 +462,7 @@ async function runLoad(s: Scenario, target: Target, dir: string): Promise<RunRes
       cpuUsPerDelivery: delivered > 0 ? ((cpu1.server - cpu0.server) * 1e6) / delivered : null,
       serverCpuPct: ((cpu1.server - cpu0.server) / wall) * 100,
       loadCpuPct: ((cpu1.load - cpu0.load) / wall) * 100,
+      otherCpuPct: ((busy1 - busy0 - (cpu1.server - cpu0.server) - (cpu1.load - cpu0.load)) / wall) * 100,
       p50: hist.quantile(0.5) / 1000,
       p99: hist.quantile(0.99) / 1000,
       max: hist.quantile(1) / 1000,
@@ -533,6 +541,7 @@ async function runJoin(dir: string): Promise<RunResult> {
       cpuUsPerDelivery: null,
       serverCpuPct: (cpu / wall) * 100,
       loadCpuPct: NaN,
+      otherCpuPct: NaN,
       p50: hist.quantile(0.5) / 1000,
       p99: hist.quantile(0.99) / 1000,
       max: hist.quantile(1) / 1000,
@@ -572,6 +581,7 @@ function summarize(runs: RunResult[]): Record<string, number | null> {
     cpu: m((r) => r.cpuUsPerDelivery),
     serverCpuPct: m((r) => r.serverCpuPct),
     loadCpuPct: m((r) => r.loadCpuPct),
+    otherCpuPct: m((r) => r.otherCpuPct),
     p50: m((r) => r.p50),
     p99: m((r) => r.p99),
     max: m((r) => r.max),
@@ -621,6 +631,7 @@ function printTable(summaries: Summary[]): void {
     "lost",
     "srv cpu%",
     "load cpu%",
+    "other%",
   ];
   const rows: string[][] = [header];
   for (const s of summaries) {
@@ -646,6 +657,7 @@ function printTable(summaries: Summary[]): void {
         fmt(x.lost),
         fmt(x.serverCpuPct, 0),
         fmt(x.loadCpuPct, 0),
+        fmt(x.otherCpuPct, 0),
       ]);
     }
   }
@@ -739,6 +751,12 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
+/**
+ * CPU (% of one core) used outside the server and the load workers above which a scenario is called disturbed.
+ * The loopback traffic itself costs some kernel time that /proc charges to no process (about 10-20% here).
+ */
+const OTHER_CPU_NOTE_PCT = 35;
+
 /** Why a run's figures may describe the load generator rather than the server. */
 function bottleneckNotes(summaries: Summary[]): string[] {
   const notes: string[] = [];
@@ -754,6 +772,13 @@ function bottleneckNotes(summaries: Summary[]): string[] {
           `${
             Math.max(...runs.map((r) => r.heldPct)) >= 1 ? ", and its receivers fell behind and held the senders" : ""
           }, so deliveries/s is a lower bound for the server; CPU per delivery still holds.`,
+      );
+    }
+    const others = Math.max(x.otherCpuPct ?? 0, s.relay.length > 0 ? summarize(s.relay).otherCpuPct ?? 0 : 0);
+    if (others >= OTHER_CPU_NOTE_PCT && (s.scenario.mode === "flood" || s.scenario.mode === "steady")) {
+      notes.push(
+        `${s.scenario.name}: the rest of the machine used ${fmt(others)}% of a core during these runs (other ` +
+          `programs, and kernel network work not charged to a process): the figures are disturbed; run again.`,
       );
     }
     const busy = (x.serverCpuPct ?? 0) + (x.loadCpuPct ?? 0);
@@ -819,7 +844,8 @@ async function main(): Promise<number> {
               `${fmt(result.cpuUsPerDelivery, 3)} µs/delivery, p50 ${fmt(result.p50, 2)} p99 ${
                 fmt(result.p99, 2)
               } ms, ` +
-              `server ${fmt(result.serverCpuPct)}% load ${fmt(result.loadCpuPct)}% cpu, ${fmt(result.peakRssMb)} MB` +
+              `server ${fmt(result.serverCpuPct)}% load ${fmt(result.loadCpuPct)}% other ${fmt(result.otherCpuPct)}% ` +
+              `cpu, ${fmt(result.peakRssMb)} MB` +
               `${result.lagP99Ms !== null ? `, sender lag p99 ${fmt(result.lagP99Ms, 1)} ms` : ""}` +
               `${result.notes.length > 0 ? ` [${result.notes.join("; ")}]` : ""}`,
           );
@@ -890,6 +916,7 @@ async function main(): Promise<number> {
         rss_mb: round(a?.rssMb ?? null, 1),
         server_cpu_pct: round(a?.serverCpuPct ?? null, 1),
         load_cpu_pct: round(a?.loadCpuPct ?? null, 1),
+        other_cpu_pct: round(a?.otherCpuPct ?? null, 1),
         join_server_cpu_ms: round(a?.joinCpuMs ?? null, 3),
         runs: s.aeschat.map((x) => ({
           deliveries_per_s: round(x.deliveriesPerS, 0),
