@@ -305,8 +305,9 @@ Deno.test("an incoming message prints above the prompt while a half-typed line s
     await screen.type("half typed wo");
     await screen.waitForLastLine("#general> half typed wo", "the half-typed line");
     await bob.say("hello carol");
-    let text = await screen.waitFor((t) => t.includes("<bob> hello carol"), "bob's live message");
+    await screen.waitFor((t) => t.includes("<bob> hello carol"), "bob's live message");
     await screen.waitForLastLine("#general> half typed wo", "the half-typed line after the message");
+    let text = await screen.text();
     const lines = text.split("\n").filter((l) => l.trim() !== "");
     assert.match(lines[lines.length - 2], new RegExp(`^${TIME} <bob> hello carol$`), text);
     assert.equal(count(text, "half typed wo"), 1, `no stale copy of the typed line:\n${text}`);
@@ -319,9 +320,10 @@ Deno.test("an incoming message prints above the prompt while a half-typed line s
     await screen.type(long);
     await screen.waitForLastLine(`#general> ${long}`, "the wrapped half-typed line");
     await bob.say("second interruption");
-    text = await screen.waitFor((t) => t.includes("<bob> second interruption"), "the second message");
+    await screen.waitFor((t) => t.includes("<bob> second interruption"), "the second message");
     await screen.waitForLastLine(`#general> ${long}`, "the wrapped line after the message");
-    assert.equal(count(await screen.text(), long.slice(0, 40)), 1, `no stale copy of the wrapped line:\n${text}`);
+    text = await screen.text();
+    assert.equal(count(text, long.slice(0, 40)), 1, `no stale copy of the wrapped line:\n${text}`);
     await screen.press("Enter");
     assert.deepEqual(await nextText(bob), { from: "carol", text: long });
   } finally {
@@ -446,8 +448,8 @@ Deno.test("/join asks for the other room's passphrase and moves; a question keep
     await screen.waitFor((t) => t.includes("-- not joined #vault"), "the refusal");
     await screen.waitForLastLine("#ops>", "still in ops");
     await screen.line("/rooms");
-    text = await screen.waitFor((t) => t.includes("-- rooms: "), "/rooms");
-    assert.match(text, /^-- rooms: #general \(1\), #ops \(2\)$/m, "no #vault");
+    // No #vault: it was not created.
+    await screen.waitFor((t) => /^-- rooms: #general \(1\), #ops \(2\)$/m.test(t), "/rooms without #vault");
 
     await screen.line("/join vault --generate");
     text = await screen.waitFor((t) => t.includes("#vault> "), "the new room");
