@@ -66,8 +66,17 @@ async function runScriptMode(config: ClientConfig, options: { passphrase?: strin
       },
     },
   );
-  const stop = () => {
-    session.close("interrupted").then(() => Deno.exit(CLIENT_EXIT.ok));
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    // Like /quit: give what was sent a moment to be stored, say goodbye, and leave.
+    if (session.unacked > 0) {
+      err(`waiting for ${session.unacked} messages to be stored…`);
+      await session.drain({ timeoutMs: 5_000 }).catch((e) => err(`aeschat client: ${e.message}`));
+    }
+    await session.close("interrupted");
+    Deno.exit(CLIENT_EXIT.ok);
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     try {

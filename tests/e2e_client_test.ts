@@ -232,7 +232,7 @@ Deno.test("a client with --reconnect-for 2 gives up with exit 6 when the server 
     await alice.write("never stored\n");
     const status = await exited(alice);
     assert.equal(status.code, 6, alice.stderr);
-    assert.match(alice.stderr, /reconnecting gave up/);
+    assert.match(alice.stderr, /reconnecting gave up after [2-9] s/, "it kept trying for the whole window");
   } finally {
     await cleanup(server, alice);
   }

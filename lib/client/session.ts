@@ -876,8 +876,10 @@ export class Session {
     let delay = RECONNECT_FIRST_DELAY_MS;
     let lastProblem = "";
     while (this.#state === "reconnecting") {
-      const jittered = delay * (0.5 + Math.random());
-      if (performance.now() - started + jittered > this.#reconnectForMs) {
+      const left = this.#reconnectForMs - (performance.now() - started);
+      // The last try comes at the deadline rather than never.
+      const jittered = Math.min(delay * (0.5 + Math.random()), Math.max(left, 0));
+      if (left <= 0) {
         throw new SessionError(
           "closed",
           `the server closed the connection and reconnecting gave up after ${
