@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { type Program, ROOT, spawnTask, startServer } from "./support/programs.ts";
+import { hasOpenssl, selfSigned } from "./support/tls.ts";
 
 const PASSPHRASE = "client test passphrase 4f9a";
 const FAST = ["--iterations", "100000"];
@@ -298,51 +299,28 @@ Deno.test("--help documents every flag and the exit codes; --version prints the 
   assert.equal(version.stdout.trim(), `aeschat client ${config.version}`);
 });
 
-Deno.test("--ca trusts a self-signed server over TLS; without it the client refuses the certificate with exit 3", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "aeschat-tls-" });
-  const openssl = new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      // rustls refuses a certificate marked as a CA when it is also the server's own certificate.
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  });
-  const made = await openssl.output();
-  assert.ok(made.success, new TextDecoder().decode(made.stderr));
-  const server = await startServer({ args: ["--tls-cert", `${dir}/cert.pem`, "--tls-key", `${dir}/key.pem`] });
-  let alice: Program | undefined;
-  let bob: Program | undefined;
-  try {
-    alice = client(server.port, "alice", { args: ["--ca", `${dir}/cert.pem`] });
-    await alice.write("over tls\n");
-    await alice.closeStdin();
-    assert.equal((await exited(alice)).code, 0, alice.stderr);
-    assert.equal(rows(server.db).length, 1);
-    bob = client(server.port, "bob", { args: ["--tls"] });
-    await bob.closeStdin();
-    assert.equal((await exited(bob)).code, 3, bob.stderr);
-    assert.match(bob.stderr, /cannot connect/);
-  } finally {
-    await cleanup(server, alice, bob);
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  }
+Deno.test({
+  name: "--ca trusts a self-signed server over TLS; without it the client refuses the certificate with exit 3",
+  ignore: !hasOpenssl,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "aeschat-tls-" });
+    const { cert, key } = await selfSigned(dir);
+    const server = await startServer({ args: ["--tls-cert", cert, "--tls-key", key] });
+    let alice: Program | undefined;
+    let bob: Program | undefined;
+    try {
+      alice = client(server.port, "alice", { args: ["--ca", cert] });
+      await alice.write("over tls\n");
+      await alice.closeStdin();
+      assert.equal((await exited(alice)).code, 0, alice.stderr);
+      assert.equal(rows(server.db).length, 1);
+      bob = client(server.port, "bob", { args: ["--tls"] });
+      await bob.closeStdin();
+      assert.equal((await exited(bob)).code, 3, bob.stderr);
+      assert.match(bob.stderr, /cannot connect/);
+    } finally {
+      await cleanup(server, alice, bob);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
 });

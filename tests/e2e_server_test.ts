@@ -15,6 +15,7 @@ import { openEnvelope, sealEnvelope } from "../lib/crypto.ts";
 import { type Envelope, serializeEnvelope } from "../lib/envelope.ts";
 import { SERVER_FLAGS } from "../lib/server/config.ts";
 import { type ServerProcess, spawnTask, startServer } from "./support/programs.ts";
+import { hasOpenssl, selfSigned } from "./support/tls.ts";
 import { type Msg, WireClient } from "./support/wire.ts";
 
 const PASSPHRASE = "e2e server passphrase 41d9";
@@ -188,41 +189,12 @@ Deno.test("an envelope whose room or from does not match the sender is refused w
   }
 });
 
-const hasOpenssl = await new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
-  .output().then((o) => o.success, () => false);
-
 Deno.test({
   name: "TLS end to end: members exchange over TLS with a self-signed certificate; plain TCP and untrusted peers fail",
   ignore: !hasOpenssl,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "aeschat-tls-" });
-    const cert = `${dir}/cert.pem`;
-    const key = `${dir}/key.pem`;
-    const made = await new Deno.Command("openssl", {
-      args: [
-        "req",
-        "-x509",
-        "-newkey",
-        "ed25519",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        // Without it, openssl marks the certificate as a CA, which rustls refuses as a server certificate.
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assert.ok(made.success, new TextDecoder().decode(made.stderr));
+    const { cert, key } = await selfSigned(dir);
     const pem = await Deno.readTextFile(cert);
     let server: ServerProcess | undefined;
     const clients: WireClient[] = [];

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { type Program, spawnTask } from "./support/programs.ts";
+import { hasOpenssl, selfSigned } from "./support/tls.ts";
 
 interface Fault {
   /** What is wrong. */
@@ -180,37 +181,6 @@ Deno.test("a corrupt, foreign or newer database exits 5 with one line and is lef
       },
     ]);
   }));
-
-async function selfSigned(dir: string, name: string): Promise<{ cert: string; key: string }> {
-  const cert = `${dir}/${name}-cert.pem`;
-  const key = `${dir}/${name}-key.pem`;
-  const out = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, `openssl failed: ${new TextDecoder().decode(out.stderr)}`);
-  return { cert, key };
-}
-
-const hasOpenssl = await new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
-  .output().then((o) => o.success, () => false);
 
 Deno.test({
   name: "TLS files that do not match, are missing or are not PEM exit 6 with one line",
