@@ -106,6 +106,7 @@ export class BenchClient {
             parsed = true;
           }
         }
+        if (reader.error) throw reader.error;
         if (fast !== undefined) fast.afterRead(at);
         if (parsed) this.#wake?.();
       }

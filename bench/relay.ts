@@ -71,6 +71,7 @@ class RelayConnection {
         const n = await this.#conn.read(buf);
         if (n === null) break;
         for (const body of reader.push(buf.subarray(0, n))) this.#handle(JSON.parse(decoder.decode(body)));
+        if (reader.error) throw reader.error;
       }
     } catch (err) {
       if (!(err instanceof FrameError) && !(err instanceof SyntaxError) && !(err instanceof Deno.errors.BadResource)) {

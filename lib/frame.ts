@@ -84,6 +84,7 @@ export class FrameReader {
   #buffer: Uint8Array = new Uint8Array(0);
   #start = 0;
   #end = 0;
+  #error: FrameError | undefined;
 
   /** @param options.maxFrame largest accepted body in bytes */
   constructor(options: { maxFrame?: number } = {}) {
@@ -96,14 +97,25 @@ export class FrameReader {
   }
 
   /**
+   * The header that made the stream unusable (a zero length or one above the limit), once it has been read. When
+   * the same chunk completed good frames before it, {@link FrameReader.push} returns those and sets this instead of
+   * throwing: handle them, then check it.
+   */
+  get error(): FrameError | undefined {
+    return this.#error;
+  }
+
+  /**
    * Adds a chunk and returns the bodies of every frame it completes. The bodies are views that stay valid
    * only until the next call; decode them before pushing again.
    *
    * @param chunk bytes just read
-   * @returns complete frame bodies, oldest first
-   * @throws {FrameError} for a zero length or a length above the limit; the stream is unusable afterwards
+   * @returns complete frame bodies, oldest first, up to a bad header (see {@link FrameReader.error})
+   * @throws {FrameError} for a zero length or a length above the limit when no good frame comes before it in this
+   *   chunk, and on every push after {@link FrameReader.error} is set; the stream is unusable afterwards
    */
   push(chunk: Uint8Array): Uint8Array[] {
+    if (this.#error) throw this.#error;
     const frames: Uint8Array[] = [];
     let data: Uint8Array;
     let at: number;
@@ -121,12 +133,15 @@ export class FrameReader {
     }
     while (end - at >= HEADER_BYTES) {
       const length = ((data[at] << 24) >>> 0) + (data[at + 1] << 16) + (data[at + 2] << 8) + data[at + 3];
-      if (length === 0) throw new FrameError("bad_frame", "Cannot read frame: length 0 is not allowed");
-      if (length > this.#maxFrame) {
-        throw new FrameError(
-          "frame_too_large",
-          `Cannot read frame: length ${length} exceeds the ${this.#maxFrame}-byte limit`,
-        );
+      if (length === 0 || length > this.#maxFrame) {
+        this.#error = length === 0
+          ? new FrameError("bad_frame", "Cannot read frame: length 0 is not allowed")
+          : new FrameError(
+            "frame_too_large",
+            `Cannot read frame: length ${length} exceeds the ${this.#maxFrame}-byte limit`,
+          );
+        if (frames.length === 0) throw this.#error;
+        return frames;
       }
       if (end - at - HEADER_BYTES < length) break;
       frames.push(data.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length));

@@ -465,3 +465,34 @@ Deno.test("a replayed envelope is refused with duplicate_id and stored and relay
     await removeServerDir(server.db);
   }
 });
+
+Deno.test("a good message written together with a bad frame header is stored and relayed before the sender is cut off", async () => {
+  const server = await startServer();
+  let alice: WireClient | undefined;
+  let mallory: WireClient | undefined;
+  try {
+    alice = await member(server.port, "alice");
+    mallory = await member(server.port, "mallory");
+    const envelope = await mallory.seal("last words");
+    // One write: a valid send, then a header announcing a zero-length frame.
+    await mallory.writeRaw(new Uint8Array([...encodeMessage({ type: "send", envelope }), 0, 0, 0, 0]));
+    const error = await mallory.nextOf(["error"]);
+    assert.equal(error.type === "error" && error.code, "bad_frame");
+    await mallory.ended;
+    const relayed = await alice.nextOf(["message"]);
+    assert.ok(relayed.type === "message");
+    assert.equal(relayed.envelope.id, envelope.id);
+    const opened = await openEnvelope(alice.keys!, { envelope: relayed.envelope, room: "general", from: "mallory" });
+    assert.equal(opened.plaintext.body, "last words");
+    const db = new DatabaseSync(server.db, { readOnly: true });
+    try {
+      assert.equal(Number((db.prepare("SELECT count(*) AS n FROM messages").get() as { n: number }).n), 1);
+    } finally {
+      db.close();
+    }
+  } finally {
+    await closeAll([alice, mallory]);
+    await server.program.stop();
+    await removeServerDir(server.db);
+  }
+});

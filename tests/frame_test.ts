@@ -131,11 +131,26 @@ Deno.test("FrameReader refuses length 0 as bad_frame", () => {
   const reader = new FrameReader();
   assert.deepEqual(reader.push(new Uint8Array([0, 0])), []);
   assertFrameError(() => reader.push(new Uint8Array([0, 0])), "bad_frame", /length 0/);
-  assertFrameError(
-    () => new FrameReader().push(concat([encodeFrame('{"type":"who"}'), header(0)])),
-    "bad_frame",
-    /length 0/,
-  );
+});
+
+Deno.test("FrameReader returns the good frames before a bad header in the same chunk, then refuses", () => {
+  for (const [bad, code] of [[header(0), "bad_frame"], [header(65537), "frame_too_large"]] as const) {
+    const reader = new FrameReader();
+    const frames = reader.push(concat([encodeFrame('{"type":"who"}'), encodeFrame('{"type":"ping"}'), bad]));
+    assert.deepEqual(frames.map((f) => new TextDecoder().decode(f)), ['{"type":"who"}', '{"type":"ping"}']);
+    assert.ok(reader.error instanceof FrameError);
+    assert.equal(reader.error.code, code);
+    // The stream stays unusable: every later push throws the same error.
+    assertFrameError(() => reader.push(encodeFrame('{"type":"ping"}')), code, /Cannot read frame/);
+  }
+  // Also when the good frame was completed from buffered bytes.
+  const reader = new FrameReader();
+  const good = encodeFrame('{"type":"who"}');
+  assert.deepEqual(reader.push(good.subarray(0, 5)), []);
+  assert.equal(reader.push(concat([good.subarray(5), header(0)])).length, 1);
+  assert.equal(reader.error?.code, "bad_frame");
+  // A good reader has no error.
+  assert.equal(new FrameReader().error, undefined);
 });
 
 Deno.test("FrameReader refuses a length above the limit from the header alone, and accepts exactly the limit", () => {

@@ -142,14 +142,35 @@ function checkStream(stream: Uint8Array, options: { maxFrame: number; cuts: numb
       if (!(before < ref.error.at && ref.error.at <= fed)) {
         return `FrameError after ${fed} bytes, expected once byte ${ref.error.at} arrived`;
       }
-      // Frames that ended in earlier chunks must all have been delivered.
-      const due = ref.ends.filter((end) => end <= before).length;
-      if (got.length < due) return `only ${got.length} frames before the error, expected at least ${due}`;
+      // Every frame before the bad header was delivered: a throw means none was left in this chunk.
+      if (got.length !== ref.bodies.length) {
+        return `${got.length} frames before the error, expected ${ref.bodies.length}`;
+      }
       for (let i = 0; i < got.length; i++) if (!sameBytes(got[i], ref.bodies[i])) return `frame ${i} differs`;
       return undefined;
     }
     // The views stay valid only until the next push: copy them now, as the server decodes them now.
     for (const b of bodies) got.push(b.slice());
+    if (reader.error) {
+      // Good frames came before the bad header in this chunk: all of them were returned, and the error is set.
+      if (!ref.error) return `error ${reader.error.code} but the reference expects none`;
+      if (reader.error.code !== ref.error.code) return `error ${reader.error.code}, expected ${ref.error.code}`;
+      if (!(before < ref.error.at && ref.error.at <= fed)) {
+        return `error set after ${fed} bytes, expected at ${ref.error.at}`;
+      }
+      if (bodies.length === 0) return "error set without frames: push must throw instead";
+      if (got.length !== ref.bodies.length) {
+        return `${got.length} frames before the error, expected ${ref.bodies.length}`;
+      }
+      for (let i = 0; i < got.length; i++) if (!sameBytes(got[i], ref.bodies[i])) return `frame ${i} differs`;
+      try {
+        reader.push(new Uint8Array(1));
+        return "push after the error did not throw";
+      } catch (err) {
+        if (!(err instanceof FrameError) || err.code !== ref.error.code) return `push after the error: ${err}`;
+      }
+      return undefined;
+    }
     if (ref.error && ref.error.at <= fed) return `no FrameError once byte ${ref.error.at} arrived`;
     const complete = ref.ends.filter((end) => end <= fed);
     if (got.length !== complete.length) return `${got.length} frames after ${fed} bytes, expected ${complete.length}`;

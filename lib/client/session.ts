@@ -217,6 +217,7 @@ class Link {
         const n = await this.conn.read(buf);
         if (n === null) return "the server closed the connection";
         for (const body of reader.push(buf.subarray(0, n))) onBody(body);
+        if (reader.error) throw reader.error;
       }
     } catch (err) {
       return this.#closed ? "closed" : `connection error: ${(err as Error).message.split("\n")[0]}`;

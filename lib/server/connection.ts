@@ -201,6 +201,11 @@ export class Connection implements Peer {
             this.#handshakeTimer = undefined;
           }
         }
+        // A bad header after good frames in the same read: those were handled above, now refuse.
+        if (reader.error) {
+          this.#refuse(reader.error.code, reader.error.message);
+          break;
+        }
       }
     } finally {
       clearTimeout(this.#handshakeTimer);

@@ -80,6 +80,7 @@ export class WireClient {
         for (const body of reader.push(buf.subarray(0, n))) {
           this.inbox.push(parseServerMessage(body));
         }
+        if (reader.error) throw reader.error;
         this.#wakeAll();
       }
     } catch {
