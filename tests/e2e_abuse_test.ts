@@ -9,29 +9,19 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
-import { openEnvelope, signJoinProof } from "../lib/crypto.ts";
-import { encodeFrame, encodeMessage, FrameReader } from "../lib/frame.ts";
-import { parseServerMessage, type ServerMessage } from "../lib/protocol.ts";
+import { openEnvelope } from "../lib/crypto.ts";
+import { encodeFrame, encodeMessage } from "../lib/frame.ts";
 import { startServer } from "./support/programs.ts";
 import { Rng } from "./support/fuzz.ts";
-import { cachedKeys, WireClient } from "./support/wire.ts";
+import { closeAll, silentMember, WireClient } from "./support/wire.ts";
+import { concat } from "./support/bytes.ts";
 
 const PASSPHRASE = "abuse test passphrase 7f3c";
 /** Most a relayed message may take to arrive while the server is being abused. */
 const ARRIVAL_BOUND_MS = 2000;
 
-async function member(port: number, nick: string, room = "general"): Promise<WireClient> {
-  const client = await WireClient.connect(port);
-  await client.hello(nick);
-  const reply = await client.join(room, PASSPHRASE);
-  assert.equal(reply.type, "joined", `${nick} could not join: ${JSON.stringify(reply)}`);
-  return client;
-}
-
-async function closeAll(clients: (WireClient | undefined)[]): Promise<void> {
-  for (const c of clients) c?.close();
-  await Promise.all(clients.map((c) => c?.ended));
-}
+const member = (port: number, nick: string, room = "general") =>
+  WireClient.member(port, nick, { passphrase: PASSPHRASE, room });
 
 async function removeServerDir(db: string): Promise<void> {
   await Deno.remove(dirname(db), { recursive: true }).catch(() => {});
@@ -197,40 +187,6 @@ Deno.test("a client sending garbage gets an error frame and is disconnected, whi
   }
 });
 
-/** Joins a room over a raw socket, then never reads again. */
-async function silentMember(port: number, nick: string): Promise<Deno.Conn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const reader = new FrameReader({ maxFrame: 1 << 24 });
-  const buf = new Uint8Array(1 << 16);
-  const until = async (type: string): Promise<ServerMessage> => {
-    const pending: ServerMessage[] = [];
-    while (true) {
-      const found = pending.find((m) => m.type === type);
-      if (found) return found;
-      const n = await conn.read(buf);
-      if (n === null) throw new Error(`closed before ${type}`);
-      for (const body of reader.push(buf.subarray(0, n))) pending.push(parseServerMessage(body));
-    }
-  };
-  const write = async (msg: object) => {
-    const bytes = encodeMessage(msg);
-    let at = 0;
-    while (at < bytes.length) at += await conn.write(bytes.subarray(at));
-  };
-  await write({ type: "hello", version: 1, nick });
-  await until("welcome");
-  await write({ type: "join", room: "general" });
-  const challenge = await until("challenge") as Extract<ServerMessage, { type: "challenge" }>;
-  const keys = await cachedKeys(PASSPHRASE, {
-    salt: Uint8Array.fromBase64(challenge.salt!),
-    iterations: challenge.iterations!,
-  });
-  const proof = await signJoinProof(keys, { nonce: Uint8Array.fromBase64(challenge.nonce), room: "general", nick });
-  await write({ type: "prove", room: "general", proof: proof.toBase64() });
-  await until("joined");
-  return conn;
-}
-
 async function rssKiB(pid: number): Promise<number> {
   // Read through cat: Deno asks for --allow-all to read another process's /proc files directly.
   const out = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stdout: "piped" }).output();
@@ -253,7 +209,7 @@ Deno.test({
       alice = await member(server.port, "alice");
       bob = await member(server.port, "bob");
       dave = await member(server.port, "dave");
-      eve = await silentMember(server.port, "eve");
+      eve = await silentMember(server.port, "eve", { passphrase: PASSPHRASE });
       const pid = server.program.child.pid;
       const rssBefore = await rssKiB(pid);
       // Big messages until the server gives up on eve (the kernel buffers take a few MB first), then some more.
@@ -329,7 +285,7 @@ Deno.test("flooding above --rate is throttled with rate_limited while the others
     chat.catch(() => {}); // awaited below; a failure elsewhere must not leave it unhandled
     const envelopes = await Promise.all(Array.from({ length: 20 }, (_, i) => flooder!.seal(`flood ${i}`)));
     const start = performance.now();
-    await flooder.writeRaw(concatFrames(envelopes.map((envelope) => encodeMessage({ type: "send", envelope }))));
+    await flooder.writeRaw(concat(envelopes.map((envelope) => encodeMessage({ type: "send", envelope }))));
     const limited = await flooder.next("error", { where: (e) => e.code === "rate_limited" });
     assert.ok((limited.retry_after_ms ?? 0) > 0, "rate_limited says when to retry");
     const ackTimes: number[] = [];
@@ -356,16 +312,6 @@ Deno.test("flooding above --rate is throttled with rate_limited while the others
     await removeServerDir(server.db);
   }
 });
-
-function concatFrames(frames: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-  let at = 0;
-  for (const f of frames) {
-    out.set(f, at);
-    at += f.length;
-  }
-  return out;
-}
 
 Deno.test("a connection above --max-connections gets server_full and is closed; a freed slot is reused", async () => {
   const server = await startServer({ args: ["--max-connections", "3"] });
@@ -423,7 +369,7 @@ Deno.test("a replayed envelope is refused with duplicate_id and stored and relay
     assert.deepEqual([again.type, again.type === "error" && again.code], ["error", "duplicate_id"]);
     // Twice in one write: both land in the same batch.
     const twin = await alice.seal("twins");
-    await alice.writeRaw(concatFrames([
+    await alice.writeRaw(concat([
       encodeMessage({ type: "send", envelope: twin }),
       encodeFrame(
         JSON.stringify({ type: "send", envelope: twin }),

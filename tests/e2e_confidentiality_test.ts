@@ -10,14 +10,13 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Envelope } from "../lib/envelope.ts";
 import { TcpProxy } from "./support/proxy.ts";
 import { startServer } from "./support/programs.ts";
 import { type Msg, WireClient } from "./support/wire.ts";
 
 const encoder = new TextEncoder();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /**
  * Every form in which a secret could leak: its UTF-8 bytes, its JSON-escaped text, its base64 at each of the three
  * alignments it could start at inside a longer base64 string, and its hex in both cases.

@@ -10,30 +10,18 @@
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { setTimeout as sleep } from "node:timers/promises";
 import { openEnvelope } from "../lib/crypto.ts";
 import type { Envelope } from "../lib/envelope.ts";
 import type { ServerMessage } from "../lib/protocol.ts";
 import { type ServerProcess, startServer } from "./support/programs.ts";
-import { WireClient } from "./support/wire.ts";
+import { closeAll, WireClient } from "./support/wire.ts";
 
 const PASSPHRASE = "faults test passphrase 91be";
 
 type Msg<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function member(port: number, nick: string): Promise<WireClient> {
-  const client = await WireClient.connect(port);
-  await client.hello(nick);
-  const reply = await client.join("general", PASSPHRASE);
-  assert.equal(reply.type, "joined", `${nick} could not join: ${JSON.stringify(reply)}`);
-  return client;
-}
-
-async function closeAll(clients: (WireClient | undefined)[]): Promise<void> {
-  for (const c of clients) c?.close();
-  await Promise.all(clients.map((c) => c?.ended));
-}
+const member = (port: number, nick: string) => WireClient.member(port, nick, { passphrase: PASSPHRASE });
 
 /** Waits for the connection to end; returns how long it took, or throws after `timeoutMs`. */
 async function closedWithin(client: WireClient, timeoutMs: number): Promise<void> {

@@ -16,22 +16,12 @@ import { type Envelope, serializeEnvelope } from "../lib/envelope.ts";
 import { SERVER_FLAGS } from "../lib/server/config.ts";
 import { type ServerProcess, spawnTask, startServer } from "./support/programs.ts";
 import { hasOpenssl, selfSigned } from "./support/tls.ts";
-import { type Msg, WireClient } from "./support/wire.ts";
+import { closeAll, type Msg, WireClient } from "./support/wire.ts";
 
 const PASSPHRASE = "e2e server passphrase 41d9";
 
-async function member(port: number, nick: string, options: { caCert?: string } = {}): Promise<WireClient> {
-  const client = await WireClient.connect(port, options);
-  await client.hello(nick);
-  const reply = await client.join("general", PASSPHRASE);
-  assert.equal(reply.type, "joined", `${nick} could not join: ${JSON.stringify(reply)}`);
-  return client;
-}
-
-async function closeAll(clients: (WireClient | undefined)[]): Promise<void> {
-  for (const c of clients) c?.close();
-  await Promise.all(clients.map((c) => c?.ended));
-}
+const member = (port: number, nick: string, options: { caCert?: string } = {}) =>
+  WireClient.member(port, nick, { passphrase: PASSPHRASE, ...options });
 
 /** Sends a text and returns its envelope and seq, asserting it was acked. */
 async function say(client: WireClient, body: string): Promise<{ envelope: Envelope; seq: number }> {

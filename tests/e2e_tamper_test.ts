@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { openEnvelope, OpenError } from "../lib/crypto.ts";
 import { type FrameTransform, parseBody, TcpProxy } from "./support/proxy.ts";
 import { type Program, spawnTask, startServer } from "./support/programs.ts";
@@ -17,8 +18,6 @@ import { WireClient } from "./support/wire.ts";
 type Relayed = { seq: number; sent_at: number; envelope: Record<string, unknown> };
 
 const PASSPHRASE = "tamper test passphrase c0ffee";
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Applies `change` to every relayed envelope a frame carries (live messages and history items). */
 function eachRelayed(change: (item: Relayed) => void): FrameTransform {
   return (body) => {

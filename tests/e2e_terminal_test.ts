@@ -145,13 +145,8 @@ class Screen {
 }
 
 /** A raw protocol client in `room`. */
-async function member(port: number, nick: string, options: { room?: string; passphrase?: string } = {}) {
-  const client = await WireClient.connect(port);
-  await client.hello(nick);
-  const joined = await client.join(options.room ?? "general", options.passphrase ?? PASSPHRASE);
-  assert.equal(joined.type, "joined", JSON.stringify(joined));
-  return client;
-}
+const member = (port: number, nick: string, options: { room?: string; passphrase?: string } = {}) =>
+  WireClient.member(port, nick, { passphrase: options.passphrase ?? PASSPHRASE, room: options.room });
 
 /** The text of the next message `client` receives. */
 async function nextText(client: WireClient): Promise<{ from: string; text: string }> {

@@ -8,18 +8,9 @@
 import assert from "node:assert/strict";
 import { DEFAULT_MAX_FRAME, encodeFrame, encodeMessage, FrameError, FrameReader, HEADER_BYTES } from "../lib/frame.ts";
 import { parseClientMessage, ProtocolError } from "../lib/protocol.ts";
+import { concat } from "./support/bytes.ts";
 
 const decoder = new TextDecoder();
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 function header(length: number): Uint8Array {
   const out = new Uint8Array(HEADER_BYTES);

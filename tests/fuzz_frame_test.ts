@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { encodeFrame, FrameError, FrameReader, HEADER_BYTES } from "../lib/frame.ts";
 import { describeBytes, fuzzCount, fuzzSeed, Rng } from "./support/fuzz.ts";
+import { concat } from "./support/bytes.ts";
 
 /** Streams per run (each is one generated input: a byte stream and a way of cutting it). */
 const STREAMS = 90_000;
@@ -48,16 +49,6 @@ function referenceFrames(stream: Uint8Array, maxFrame: number): Reference {
 function header(length: number): Uint8Array {
   const out = new Uint8Array(4);
   new DataView(out.buffer).setUint32(0, length >>> 0);
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
   return out;
 }
 

@@ -15,13 +15,13 @@
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { openEnvelope, signJoinProof } from "../../lib/crypto.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import { openEnvelope } from "../../lib/crypto.ts";
 import type { Envelope } from "../../lib/envelope.ts";
-import { encodeMessage, FrameReader } from "../../lib/frame.ts";
-import { parseServerMessage, type ServerMessage } from "../../lib/protocol.ts";
+import type { ServerMessage } from "../../lib/protocol.ts";
 import { fuzzSeed, hostileBody, Rng } from "../support/fuzz.ts";
 import { type ServerProcess, startServer } from "../support/programs.ts";
-import { cachedKeys, WireClient } from "../support/wire.ts";
+import { silentMember, WireClient } from "../support/wire.ts";
 
 function envNumber(name: string, fallback: number): number {
   const text = Deno.env.get(name);
@@ -51,8 +51,6 @@ const SERVER_ARGS = [
 ];
 
 type Msg<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function passphraseOf(room: string): string {
   return `soak passphrase for ${room}`;
@@ -193,35 +191,6 @@ class SoakClient {
   }
 }
 
-/** A connection that joins a room and then never reads. */
-async function silentReader(port: number, nick: string): Promise<Deno.Conn> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const reader = new FrameReader({ maxFrame: 1 << 24 });
-  const buf = new Uint8Array(1 << 16);
-  const pending: ServerMessage[] = [];
-  const until = async (type: string) => {
-    while (!pending.some((m) => m.type === type)) {
-      const n = await conn.read(buf);
-      if (n === null) throw new Error("closed");
-      for (const body of reader.push(buf.subarray(0, n))) pending.push(parseServerMessage(body));
-    }
-    return pending.find((m) => m.type === type)!;
-  };
-  const write = (m: object) => conn.write(encodeMessage(m));
-  await write({ type: "hello", version: 1, nick });
-  await until("welcome");
-  await write({ type: "join", room: "general" });
-  const challenge = await until("challenge") as Msg<"challenge">;
-  const keys = await cachedKeys(passphraseOf("general"), {
-    salt: Uint8Array.fromBase64(challenge.salt!),
-    iterations: challenge.iterations!,
-  });
-  const proof = await signJoinProof(keys, { nonce: Uint8Array.fromBase64(challenge.nonce), room: "general", nick });
-  await write({ type: "prove", room: "general", proof: proof.toBase64() });
-  await until("joined");
-  return conn;
-}
-
 /** Abuses the server until `until`; returns counts per kind. */
 async function abuse(server: ServerHandle, options: { until: number; rng: Rng }): Promise<Map<string, number>> {
   const { rng } = options;
@@ -250,7 +219,7 @@ async function abuse(server: ServerHandle, options: { until: number; rng: Rng })
         c.close();
         await c.ended;
       } else if (kind === "silent_reader") {
-        open.push(await silentReader(port, `silent${n++}`));
+        open.push(await silentMember(port, `silent${n++}`, { passphrase: passphraseOf("general") }));
       } else if (kind === "flooder") {
         const c = await WireClient.connect(port);
         await c.hello(`flooder${n++}`);

@@ -7,6 +7,7 @@
  */
 
 import { encodeFrame, FrameReader, HEADER_BYTES } from "../../lib/frame.ts";
+import { concat } from "./bytes.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -19,16 +20,6 @@ export type FrameTransform = (
   body: Uint8Array,
   context: { connection: number; index: number },
 ) => (Uint8Array | string)[];
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let at = 0;

@@ -174,6 +174,31 @@ export class WireClient {
   }
 
   /**
+   * Connects, says hello and joins a room (creating it when new): a member ready to send.
+   *
+   * @param port the server port
+   * @param nick the nick
+   * @param options.passphrase the room passphrase
+   * @param options.room the room (default "general")
+   * @param options.caCert connect with TLS, trusting this PEM certificate
+   * @throws {Error} when hello or the join is refused
+   */
+  static async member(
+    port: number,
+    nick: string,
+    options: { passphrase: string; room?: string; caCert?: string },
+  ): Promise<WireClient> {
+    const client = await WireClient.connect(port, { caCert: options.caCert });
+    await client.hello(nick);
+    const reply = await client.join(options.room ?? "general", options.passphrase);
+    if (reply.type !== "joined") {
+      client.close();
+      throw new Error(`${nick} could not join: ${JSON.stringify(reply)}`);
+    }
+    return client;
+  }
+
+  /**
    * Joins (or creates) a room with a passphrase and waits for the answer.
    *
    * @param room the room
@@ -273,3 +298,60 @@ export class WireClient {
 
 /** The JSON text of an envelope, as the server stores it. */
 export { encodeFrame, serializeEnvelope };
+
+/**
+ * Closes clients and waits until each connection has ended.
+ *
+ * @param clients the clients; undefined entries (never connected) are skipped
+ */
+export async function closeAll(clients: (WireClient | undefined)[]): Promise<void> {
+  for (const c of clients) c?.close();
+  await Promise.all(clients.map((c) => c?.ended));
+}
+
+/**
+ * Joins a room over a raw socket, then never reads again: a client whose queue only grows on the server.
+ *
+ * @param port the server port
+ * @param nick the nick
+ * @param options.passphrase the room passphrase (the room must exist)
+ * @param options.room the room (default "general")
+ * @returns the socket, still open
+ */
+export async function silentMember(
+  port: number,
+  nick: string,
+  options: { passphrase: string; room?: string },
+): Promise<Deno.Conn> {
+  const room = options.room ?? "general";
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reader = new FrameReader({ maxFrame: 1 << 24 });
+  const buf = new Uint8Array(1 << 16);
+  const pending: ServerMessage[] = [];
+  const until = async (type: string): Promise<ServerMessage> => {
+    while (true) {
+      const found = pending.find((m) => m.type === type);
+      if (found) return found;
+      const n = await conn.read(buf);
+      if (n === null) throw new Error(`${nick}: closed before ${type}`);
+      for (const body of reader.push(buf.subarray(0, n))) pending.push(parseServerMessage(body));
+    }
+  };
+  const write = async (msg: object) => {
+    const bytes = encodeMessage(msg);
+    let at = 0;
+    while (at < bytes.length) at += await conn.write(bytes.subarray(at));
+  };
+  await write({ type: "hello", version: 1, nick });
+  await until("welcome");
+  await write({ type: "join", room });
+  const challenge = await until("challenge") as Msg<"challenge">;
+  const keys = await cachedKeys(options.passphrase, {
+    salt: decodeBase64(challenge.salt!),
+    iterations: challenge.iterations!,
+  });
+  const proof = await signJoinProof(keys, { nonce: decodeBase64(challenge.nonce), room, nick });
+  await write({ type: "prove", room, proof: proof.toBase64() });
+  await until("joined");
+  return conn;
+}
