@@ -19,6 +19,7 @@ import { isWeakPassphrase, PASSPHRASE_ENV, PassphraseError, presetPassphrase } f
 import { runScript, scriptPrinter } from "./lib/client/script.ts";
 import { JoinError, Session, SessionError } from "./lib/client/session.ts";
 import { runTerminal } from "./lib/client/terminal.ts";
+import { versionLine } from "./lib/version.ts";
 
 export { CLIENT_EXIT };
 
@@ -128,7 +129,7 @@ async function main(args: string[]): Promise<number> {
     return CLIENT_EXIT.ok;
   }
   if (config.version) {
-    console.log(`aeschat client ${denoConfig.version}`);
+    console.log(versionLine("client"));
     return CLIENT_EXIT.ok;
   }
   let passphrase: string | undefined;

@@ -10,6 +10,7 @@ import { parseServerFlags, serverHelp, UsageError } from "./lib/server/config.ts
 import { type RunningServer, serve, StartError } from "./lib/server/listener.ts";
 import { Logger } from "./lib/server/log.ts";
 import { StoreError } from "./lib/server/store.ts";
+import { versionLine } from "./lib/version.ts";
 
 /** Exit codes, as documented in --help and README.md. */
 export const EXIT = {
@@ -52,7 +53,7 @@ function main(args: string[]): void {
     return;
   }
   if (config.version) {
-    console.log(`aeschat server ${denoConfig.version}`);
+    console.log(versionLine("server"));
     return;
   }
   const log = new Logger({

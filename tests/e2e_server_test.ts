@@ -234,7 +234,11 @@ Deno.test("--version and --help print to stdout and exit 0 without starting a se
   const version = spawnTask("server", { args: ["--version"] });
   const help = spawnTask("server", { args: ["--help", "--port", "1"] });
   const [v, h] = await Promise.all([version.status, help.status]);
-  assert.deepEqual([v.code, version.stdout, version.stderr], [0, `aeschat server ${denoConfig.version}\n`, ""]);
+  assert.deepEqual([v.code, version.stdout, version.stderr], [
+    0,
+    `aeschat server ${denoConfig.version} (source)\n`,
+    "",
+  ]);
   assert.equal(h.code, 0);
   assert.equal(help.stderr, "");
   assert.ok(!help.stdout.includes("listening"));
