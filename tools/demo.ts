@@ -8,11 +8,10 @@
  */
 
 import { DatabaseSync } from "node:sqlite";
-import denoConfig from "../deno.json" with { type: "json" };
 import { generatePassphrase } from "../lib/client/passphrase.ts";
 import { clockTime } from "../lib/client/render.ts";
+import { fromSource, hasJoined, type Program, received, startClient, startServer } from "./programs.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const ROOM = "demo";
 /**
  * Who says what. A line may depend on the last line its speaker received (decrypted by the speaker's client), so
@@ -27,81 +26,9 @@ const CONVERSATION: [speaker: "alice" | "bob", text: string | ((heard: string) =
     (heard) => `Got it: ${/entry '([^']+)'/.exec(heard)?.[1] ?? "(no entry heard)"}. I will post when it is live.`,
   ],
 ];
-const WAIT_MS = 20_000;
-
-/** The deno arguments of `deno task server` or `deno task client`, from deno.json (same permission flags). */
-function taskArgs(task: "server" | "client"): string[] {
-  const words = (denoConfig.tasks as Record<string, string>)[task].split(/\s+/);
-  return words.slice(1).map((w) => (w.endsWith(".ts") ? ROOT + w : w));
-}
 
 /** Aborted by Ctrl-C: every wait stops at once and the cleanup runs. */
 const interrupted = new AbortController();
-
-/** A started program whose output is collected as it arrives. */
-class Program {
-  readonly child: Deno.ChildProcess;
-  readonly name: string;
-  stdout = "";
-  stderr = "";
-  readonly done: Promise<Deno.CommandStatus>;
-  #exited = false;
-  #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
-
-  constructor(
-    task: "server" | "client",
-    options: { name: string; args: string[]; env?: Record<string, string>; stdin?: boolean },
-  ) {
-    this.name = options.name;
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: [...taskArgs(task), ...options.args],
-      cwd: ROOT,
-      env: { NO_COLOR: "1", ...options.env },
-      stdin: options.stdin ? "piped" : "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    if (options.stdin) this.#stdin = this.child.stdin.getWriter();
-    const collect = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) this[key] += text;
-    };
-    const collected = Promise.all([collect(this.child.stdout, "stdout"), collect(this.child.stderr, "stderr")]);
-    this.done = collected.then(() => this.child.status).finally(() => this.#exited = true);
-  }
-
-  /** Waits until `test` holds; fails at once if this program exits first or the demo is interrupted. */
-  async until(test: () => boolean, what: string): Promise<void> {
-    const deadline = performance.now() + WAIT_MS;
-    while (!test()) {
-      if (interrupted.signal.aborted) throw new Error("interrupted");
-      if (this.#exited) throw new Error(`${this.name} exited before ${what}:\n${this.stderr}`);
-      if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${this.stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-
-  async say(line: string): Promise<void> {
-    await this.#stdin!.write(new TextEncoder().encode(line + "\n"));
-  }
-
-  async finish(): Promise<Deno.CommandStatus> {
-    await this.#stdin?.close().catch(() => {});
-    return await this.done;
-  }
-
-  kill(): void {
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
-
-/** The messages a --json client printed so far (complete lines only: the last one may still be arriving). */
-function received(program: Program): { seq: number; from: string; ts: number; text: string }[] {
-  return program.stdout.split("\n").slice(0, -1).filter((l) => l !== "").map((l) => JSON.parse(l));
-}
 
 function clip(text: string, width: number): string {
   return text.length <= width ? text.padEnd(width) : text.slice(0, width - 1) + "…";
@@ -123,31 +50,23 @@ async function main(): Promise<void> {
   }
   try {
     console.log(`aeschat demo: temporary directory ${dir}`);
-    const server = new Program("server", {
-      name: "the server",
-      args: ["--port", "0", "--db", db, "--log-level", "warn"],
-    });
+    const launch = fromSource();
+    const { program: server, port } = await startServer(launch, { db, signal: interrupted.signal });
     programs.push(server);
-    const listening = /aeschat server listening on [^:\s]+:(\d+) /;
-    await server.until(() => listening.test(server.stdout), "the server's listening line");
-    const port = listening.exec(server.stdout)![1];
     console.log(`server:  ${server.stdout.split("\n")[0]}`);
     console.log(`room #${ROOM}, passphrase generated for this run (given to both clients in AESCHAT_PASSPHRASE)\n`);
 
-    const start = (nick: string) => {
-      const program = new Program("client", {
-        name: `${nick}'s client`,
-        args: ["--port", port, "--nick", nick, "--room", ROOM, "--json"],
-        env: { AESCHAT_PASSPHRASE: passphrase },
-        stdin: true,
-      });
+    const start = async (nick: string) => {
+      const home = `${dir}/${nick}`;
+      await Deno.mkdir(home, { mode: 0o700 });
+      const program = startClient(launch, { port, nick, room: ROOM, passphrase, home, signal: interrupted.signal });
       programs.push(program);
       return program;
     };
-    const clients = { alice: start("alice") } as Record<"alice" | "bob", Program>;
-    await clients.alice.until(() => clients.alice.stderr.includes(`joined #${ROOM}`), "alice to create the room");
-    clients.bob = start("bob");
-    await clients.bob.until(() => clients.bob.stderr.includes(`joined #${ROOM}`), "bob to join");
+    const clients = { alice: await start("alice") } as Record<"alice" | "bob", Program>;
+    await clients.alice.until(() => hasJoined(clients.alice, ROOM), "alice to create the room");
+    clients.bob = await start("bob");
+    await clients.bob.until(() => hasJoined(clients.bob, ROOM), "bob to join");
 
     // Each line is said only once the previous one has reached the other side: a real exchange.
     const said: string[] = [];
@@ -206,8 +125,7 @@ async function main(): Promise<void> {
       `\nno plaintext in the database: checked (the ${said.length} lines and the passphrase, in aeschat.db and -wal)`,
     );
 
-    server.child.kill("SIGTERM");
-    const status = await server.done;
+    const status = await server.stop();
     if (!status.success) throw new Error(`the server exited with ${status.code}:\n${server.stderr}`);
   } finally {
     try {
