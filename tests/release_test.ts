@@ -96,11 +96,12 @@ Deno.test("each program is compiled with the permission set and entry point of i
       TARGETS[0].target,
     ]);
     assert.deepEqual(args.slice(args.indexOf("--output"), args.indexOf("--output") + 2), ["--output", "/tmp/out/x"]);
-    // Files to embed (future GUI assets) go in with --include, one flag each.
-    assert.deepEqual(
-      args.flatMap((a, i) => (a === "--include" ? [args[i + 1]] : [])),
-      INCLUDE.map((f) => join(source, f)),
-    );
+    const included = (list: string[]) => list.flatMap((a, i) => (a === "--include" ? [list[i + 1]] : []));
+    assert.deepEqual(included(args), INCLUDE.map((f) => join(source, f)));
+    // Files to embed (a future GUI's assets) go in from the copy with --include, one flag each, before the entry.
+    const withAssets = compileArgs(program, { target: "t", source, output: "o", include: ["web/", "lib/x.json"] });
+    assert.deepEqual(included(withAssets), [join(source, "web/"), join(source, "lib/x.json")]);
+    assert.equal(withAssets.at(-1), args.at(-1));
   }
 });
 

@@ -93,11 +93,12 @@ export function artifactName(program: ProgramName, options: { version: string; t
  * @param options.target the compile target
  * @param options.source the source tree (a stamped copy of the repository)
  * @param options.output the executable to write
+ * @param options.include files to embed, relative to the source tree (default INCLUDE)
  * @returns the arguments after `deno`
  */
 export function compileArgs(
   program: ProgramName,
-  options: { target: string; source: string; output: string },
+  options: { target: string; source: string; output: string; include?: readonly string[] },
 ): string[] {
   return [
     "compile",
@@ -106,7 +107,7 @@ export function compileArgs(
     join(options.source, "deno.json"),
     "--target",
     options.target,
-    ...INCLUDE.flatMap((file) => ["--include", join(options.source, file)]),
+    ...(options.include ?? INCLUDE).flatMap((file) => ["--include", join(options.source, file)]),
     "--output",
     options.output,
     join(options.source, `${program}.ts`),
