@@ -291,10 +291,31 @@ Deno.test("bad flags, and a tag that is not deno.json's version, stop at once wi
   }
 });
 
+/**
+ * The environment of a release run that cannot get Deno's runtime: the proxy stands between it and the download
+ * server on any machine, even where dl.deno.land is reachable; an empty DENO_DIR holds no cached runtime; TMPDIR shows
+ * whether the script's copy of the source is removed.
+ */
+function isolatedEnv(dir: string, proxy: string): Record<string, string> {
+  return {
+    PATH: Deno.env.get("PATH") ?? "",
+    HOME: Deno.env.get("HOME") ?? dir,
+    DENO_DIR: join(dir, "deno"),
+    TMPDIR: join(dir, "tmp"),
+    HTTPS_PROXY: proxy,
+    https_proxy: proxy,
+  };
+}
+
+/** What a release run must leave in its directory: the DENO_DIR, and an empty TMPDIR. */
+function assertNothingLeft(dir: string): void {
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["deno", "tmp"], "no dist, no partial one");
+  assert.deepEqual([...Deno.readDirSync(join(dir, "tmp"))], [], "the copy of the source is removed");
+}
+
 Deno.test("where Deno's runtime cannot be downloaded, the release stops with one line naming it and makes no dist", async () => {
   const dir = await Deno.makeTempDir({ prefix: "aeschat-release-test-" });
-  // A closed port as the HTTPS proxy fails the download on any machine, even where dl.deno.land is reachable; an
-  // empty DENO_DIR holds no cached runtime; TMPDIR shows whether the script's copy of the source is removed.
+  // A closed port as the proxy: the download fails at once.
   const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const proxy = `http://127.0.0.1:${(closed.addr as Deno.NetAddr).port}`;
   closed.close();
@@ -303,14 +324,7 @@ Deno.test("where Deno's runtime cannot be downloaded, the release stops with one
     const target = TARGETS[0].target;
     const output = await runTask("release", ["--target", target, "--out", join(dir, "dist")], {
       clearEnv: true,
-      env: {
-        PATH: Deno.env.get("PATH") ?? "",
-        HOME: Deno.env.get("HOME") ?? dir,
-        DENO_DIR: join(dir, "deno"),
-        TMPDIR: join(dir, "tmp"),
-        HTTPS_PROXY: proxy,
-        https_proxy: proxy,
-      },
+      env: isolatedEnv(dir, proxy),
     });
     const stderr = decode(output.stderr);
     assert.equal(output.code, 1, stderr);
@@ -328,10 +342,68 @@ Deno.test("where Deno's runtime cannot be downloaded, the release stops with one
       decode(output.stdout),
       new RegExp(`^building ${artifactName("server", { ...denoConfig, target })}$`, "m"),
     );
-    const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    assert.deepEqual(left, ["deno", "tmp"], "no dist and no partial build beside it");
-    assert.deepEqual([...Deno.readDirSync(join(dir, "tmp"))], [], "the copy of the source is removed");
+    assertNothingLeft(dir);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Whether `promise` settles within `ms` milliseconds. */
+async function within(ms: number, promise: Promise<unknown>): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), ms));
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("a build interrupted during the download (SIGINT) stops deno compile and leaves nothing behind", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "aeschat-release-test-" });
+  await Deno.mkdir(join(dir, "tmp"));
+  // A proxy that accepts and never answers: the download hangs until the build is interrupted.
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of silent) held.push(conn);
+  })().catch(() => {});
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...taskArgs("release"), "--target", TARGETS[0].target, "--out", join(dir, "dist")],
+    cwd: ROOT,
+    clearEnv: true,
+    env: { ...isolatedEnv(dir, `http://127.0.0.1:${(silent.addr as Deno.NetAddr).port}`), NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const deadline = Date.now() + 60_000;
+    while (held.length === 0) {
+      assert.ok(Date.now() < deadline, "deno compile asked the proxy for the runtime within 60 s");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    child.kill("SIGINT");
+    const stderr = new Response(child.stderr).text();
+    assert.ok(await within(60_000, child.status), "the release exited within 60 s of SIGINT");
+    assert.equal((await child.status).code, 1, await stderr);
+    assert.equal(await stderr, `aeschat release: interrupted; ${dir}/dist was not touched\n`);
+    // deno compile is gone too: its connection to the proxy (after its CONNECT request) is closed.
+    const closed = (async () => {
+      const buffer = new Uint8Array(4096);
+      while ((await held[0].read(buffer).catch(() => null)) !== null) { /* the request */ }
+    })();
+    assert.ok(await within(30_000, closed), "deno compile closed its connection within 30 s");
+    assertNothingLeft(dir);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await child.status;
+    silent.close();
+    await accepting;
+    for (const conn of held) conn.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
