@@ -156,7 +156,12 @@ Deno.test("offline for longer than --reconnect-for: the client keeps trying, sho
     await screen.waitFor((t) => /offline, retrying in \d+ s/.test(t), "the offline state");
     await screen.line("typed offline 1");
     await screen.line("typed offline 2");
-    await screen.waitFor((t) => /offline, retrying in \d+ s; 2 unsent/.test(t), "two unsent lines in the state");
+    let text = await screen.waitFor(
+      (t) => /offline, retrying in \d+ s; 2 unsent/.test(t),
+      "two unsent lines in the state",
+    );
+    // Pending, not sent: no time yet, just above the state and the prompt.
+    assert.match(text, /--:--:-- <alice> typed offline 1\n--:--:-- <alice> typed offline 2\n!! offline, retrying in/);
     // Well past --reconnect-for: still running, still retrying.
     await screen.waitFor((t) => (t.match(/retrying in/g) ?? []).length >= 1 && !/EXIT=/.test(t), "still running");
     await new Promise((resolve) => setTimeout(resolve, 2_500));
@@ -174,7 +179,11 @@ Deno.test("offline for longer than --reconnect-for: the client keeps trying, sho
       60_000,
     );
     assert.deepEqual(texts, ["before the outage", "typed offline 1", "typed offline 2", "typed offline 3"]);
-    await screen.waitFor((t) => messageRows(t).some((l) => l.endsWith("<alice> typed offline 3")), "shown as sent");
+    text = await screen.waitFor(
+      (t) => messageRows(t).some((l) => l.endsWith("<alice> typed offline 3")),
+      "shown as sent",
+    );
+    assert.doesNotMatch(text, /--:--:--/, "nothing pending any more");
     await screen.line("/quit");
     assert.equal(await screen.exitCode(), 0, "nothing unsent: /quit does not ask");
   } finally {

@@ -356,6 +356,10 @@ export class Screen {
     const memory = editingMemory(this.#rl).map((stack) => [...stack]);
     const output = this.#rl.output;
     const prompt = this.#rl.getPrompt();
+    // A half-typed line waits while the question is asked (readline would take it as the start of the answer).
+    const halfTyped = this.#rl.line;
+    this.#rl.line = "";
+    this.#rl.cursor = 0;
     // readline draws the question where the prompt was (or, with no prompt shown, on the row below the footer).
     if (before === "idle") this.#rl.prevRows = 0;
     this.#mode = "question";
@@ -381,6 +385,7 @@ export class Screen {
         const held = this.#held;
         this.#held = [];
         this.#draw([fitRow(query + shown, this.columns), ...held.flatMap((t) => t.split("\n"))], { up });
+        if (halfTyped !== "") this.#rl.write(halfTyped);
         resolve(answer);
       };
       this.#rl.question(query, { signal: controller.signal }, (answer) => finish(answer));

@@ -59,7 +59,7 @@ class Chat {
   #inHistory = false;
   /** This client's lines not yet stored, by id, oldest first. */
   #pending = new Map<string, OutboxItem>();
-  #offline: { retryAt: number } | undefined;
+  #offline: { retryAt: number; reason: string } | undefined;
   #countdown: ReturnType<typeof setInterval> | undefined;
   /** Typed lines run one after another, in the order typed. */
   #lines: Promise<void> = Promise.resolve();
@@ -183,8 +183,10 @@ class Chat {
       case "status":
         return this.status(event.text);
       case "offline":
+        // Said once, and again only when the reason changes (say, the server is back but refuses the nick).
         if (event.attempt === 1) this.status(`connection lost (${event.reason}); reconnecting…`);
-        this.#offline = { retryAt: Date.now() + event.retryInMs };
+        else if (event.reason !== this.#offline?.reason) this.status(`still offline: ${event.reason}`);
+        this.#offline = { retryAt: Date.now() + event.retryInMs, reason: event.reason };
         this.#countdown ??= setInterval(() => this.#updateFooter(), 1_000);
         return this.#updateFooter();
       case "reconnected":
