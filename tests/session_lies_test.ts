@@ -245,3 +245,29 @@ function idOf(i: number): string {
   new DataView(id.buffer).setUint32(0, i + 1);
   return id.toBase64();
 }
+
+Deno.test("a live message in the same read as joined is shown after the history, not lost or taken for a forgery", async () => {
+  const server = new LyingServer();
+  const keys = await cachedKeys(PASSPHRASE, LYING_ROOM);
+  const seal = (body: string) =>
+    sealEnvelope(keys, { room: "general", from: "bob", plaintext: { type: "text", body } });
+  const old = await seal("from the history");
+  const live = await seal("right behind joined");
+  const answer = server.answer.bind(server);
+  server.answer = (msg, link) => {
+    if (msg.type !== "prove") return answer(msg, link);
+    const history = [{ seq: 1, sent_at: 1, envelope: old }];
+    // Both frames are delivered in one go, as when they arrive in one read.
+    link.send({ type: "joined", room: msg.room, members: ["alice", "bob"], history, latest_seq: 1 });
+    link.send({ type: "message", seq: 2, sent_at: 2, envelope: live });
+  };
+  const { session, events } = await connect(server);
+  await session.join("general", hooks);
+  await poll(() => events.filter((e) => e.kind === "message").length === 2, "both messages");
+  assert.deepEqual(
+    events.flatMap((e) => e.kind === "message" ? [`${e.message.text} ${e.message.history}`] : []),
+    ["from the history true", "right behind joined false"],
+  );
+  assert.ok(!events.some((e) => e.kind === "forged"));
+  await session.close();
+});

@@ -266,6 +266,8 @@ export class Session {
   #waiters: Waiter[] = [];
   #rooms = new Map<string, RoomState>();
   #current: string | undefined;
+  /** A room being joined (not rejoined): its live messages wait until its state exists. */
+  #joining: { room: string; early: unknown[]; bytes: number } | undefined;
   /** Derived keys by room, salt and iterations: memory only, never written anywhere. */
   #keys = new Map<string, RoomKeys>();
   #outbox: Outbox;
@@ -520,8 +522,19 @@ export class Session {
     }
   }
 
-  /** A live message: shown now, or held back (within a byte bound) while its room catches up. */
+  /**
+   * A live message: shown now, or held back (within a byte bound) while its room catches up, or while the room it
+   * names is being joined (it can arrive in the same read as `joined`, before the room's state exists).
+   */
   #onRelayed(msg: ServerMessageOf<"message">, bytes: number): void {
+    const joining = this.#joining;
+    if (joining && (msg.envelope as { room?: unknown } | undefined)?.room === joining.room) {
+      if (joining.bytes + bytes <= this.#bounds.heldBytes) {
+        joining.early.push(msg);
+        joining.bytes += bytes;
+      }
+      return;
+    }
     const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
     if (!room) return;
     const held = room.held;
@@ -810,19 +823,24 @@ export class Session {
       throw new JoinError("bad_reply", `refusing to join #${room}: ${why}`);
     }
     const proof = await signJoinProof(keys, { nonce, room, nick: this.#nick });
+    const joining = options.rejoin ? undefined : { room, early: [], bytes: 0 };
+    this.#joining = joining;
     const joined = await this.#request(
       proveMessage(room, proof, creating ? { salt, iterations, accessPub: keys.accessPub } : undefined),
       "joined",
     ).catch((err) => {
+      if (this.#joining === joining) this.#joining = undefined;
       if (err instanceof JoinError && err.code === "access_denied") this.#keys.delete(keyName(room, salt, iterations));
       throw err;
     });
+    if (this.#joining === joining) this.#joining = undefined;
     let members: string[];
     try {
       members = parseNames(joined.members, "joined.members");
     } catch (err) {
       throw new JoinError("bad_reply", (err as Error).message);
     }
+    const early = joining?.early ?? [];
     this.#keys.set(keyName(room, salt, iterations), keys);
     if (options.rejoin && previous) {
       // Keep what was seen; the caller catches up from the last seq with `since` before showing live messages.
@@ -842,7 +860,11 @@ export class Session {
     };
     this.#rooms.set(room, state);
     this.#current = room;
-    const history = await this.#showMessages(state, joined.history, { history: true });
+    // Both queued at once, before any later live message: history, then what came with `joined`, then the rest.
+    const shown = this.#showMessages(state, joined.history, { history: true });
+    const earlyShown = this.#showMessages(state, early, { history: false });
+    const history = await shown;
+    await earlyShown;
     this.#outbox.kick();
     return { room, members, created: creating, history };
   }
@@ -1022,7 +1044,10 @@ export class Session {
       try {
         await this.#join(room.name, undefined, { rejoin: true });
         missed += await this.#catchUp(room);
-        missed += await this.#showMessages(room, room.held.items, { history: false });
+        // Live again from here: what was held is queued for showing before anything that arrives next.
+        const held = room.held.items;
+        room.held = undefined;
+        missed += await this.#showMessages(room, held, { history: false });
       } finally {
         room.held = undefined;
       }
