@@ -18,6 +18,7 @@ import {
 } from "./lib/client/config.ts";
 import { type Dial, dialServer } from "./lib/client/link.ts";
 import { isWeakPassphrase, PASSPHRASE_ENV, PassphraseError, presetPassphrase } from "./lib/client/passphrase.ts";
+import { sanitize } from "./lib/client/render.ts";
 import { ScriptRun } from "./lib/client/script.ts";
 import { JoinError, Session, SessionError } from "./lib/client/session.ts";
 import { runTerminal } from "./lib/client/terminal.ts";
@@ -164,14 +165,15 @@ if (import.meta.main) {
   try {
     code = await main(Deno.args);
   } catch (err) {
+    // Messages may carry the server's words: neutralized like everything else it sends.
     if (err instanceof Exit) {
-      console.error(`aeschat client: ${err.message}`);
+      console.error(`aeschat client: ${sanitize(err.message)}`);
       code = err.code;
     } else if (err instanceof SessionError) {
-      console.error(`aeschat client: ${err.message}`);
+      console.error(`aeschat client: ${sanitize(err.message)}`);
       code = EXIT_OF_CLOSE[err.kind];
     } else {
-      console.error(`aeschat client: internal error: ${err instanceof Error ? err.message : String(err)}`);
+      console.error(`aeschat client: internal error: ${sanitize(err instanceof Error ? err.message : String(err))}`);
       code = CLIENT_EXIT.internal;
     }
   }

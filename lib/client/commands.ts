@@ -5,6 +5,7 @@
  */
 
 import { validateNick, validateRoom } from "../names.ts";
+import { displayNick } from "./render.ts";
 import { JoinError, SendError, type Session } from "./session.ts";
 
 /** What a command can do to the user interface and the session. */
@@ -87,7 +88,7 @@ export const COMMANDS: Command[] = [
     async run(ctx, args) {
       noArgs("who", args);
       const members = await ctx.session.who();
-      ctx.status(`in #${ctx.session.room}: ${members.join(", ")} (${members.length})`);
+      ctx.status(`in #${ctx.session.room}: ${members.map(displayNick).join(", ")} (${members.length})`);
     },
   },
   {
@@ -98,7 +99,8 @@ export const COMMANDS: Command[] = [
       noArgs("rooms", args);
       const rooms = await ctx.session.rooms();
       if (rooms.length === 0) return ctx.status("no room has members");
-      ctx.status(`rooms: ${rooms.map((r) => `#${r.name} (${r.members})`).join(", ")}`);
+      // Names from the server, shown like nicks: white space collapsed, cut when very long.
+      ctx.status(`rooms: ${rooms.map((r) => `#${displayNick(r.name)} (${r.members})`).join(", ")}`);
     },
   },
   {
