@@ -252,6 +252,11 @@ export class Screen {
    */
   #draw(rows: string[], options: { up?: number } = {}): void {
     if (this.#ended) return;
+    if (this.#out.isTTY === false) {
+      // Output to a file or pipe: the rows only, no cursor moves, no footer.
+      for (const row of rows) this.#out.write(row + "\n");
+      return;
+    }
     const up = options.up ?? this.#drawnFooter + this.#cursorRows();
     let text = up > 0 ? `\x1b[${up}A\r\x1b[J` : "\r\x1b[J";
     for (const row of rows) text += row + "\n";
@@ -426,7 +431,7 @@ export class Screen {
   /** Stops reading and takes the footer and prompt off the screen, so the shell starts on a fresh line. */
   end(): void {
     if (this.#ended) return;
-    if (this.#mode === "question") {
+    if (this.#mode === "question" || this.#out.isTTY === false) {
       // The question stays; the shell starts below it.
       this.#out.write("\n");
     } else {
