@@ -271,3 +271,21 @@ Deno.test("a live message in the same read as joined is shown after the history,
   assert.ok(!events.some((e) => e.kind === "forged"));
   await session.close();
 });
+
+Deno.test("a server that will never take the nick stops the reconnect, saying why", async () => {
+  const server = new LyingServer();
+  const answer = server.answer.bind(server);
+  const { session, events } = await connect(server);
+  await session.join("general", hooks);
+  server.answer = (msg, link) => {
+    if (msg.type !== "hello") return answer(msg, link);
+    link.send({ type: "error", code: "nick_invalid", message: "nick alice breaks the rules here" });
+  };
+  server.link.drop();
+  await poll(() => events.some((e) => e.kind === "closed"), "the session to stop");
+  const closed = events.find((e) => e.kind === "closed");
+  assert.equal(closed?.kind === "closed" && closed.error.kind, "nick");
+  assert.match(closed?.kind === "closed" ? closed.error.message : "", /breaks the rules here/);
+  assert.equal(events.filter((e) => e.kind === "offline").length, 1, "no second attempt");
+  await session.close();
+});

@@ -5,6 +5,7 @@
  */
 
 import { validateNick, validateRoom } from "../names.ts";
+import { HISTORY_PAGE } from "../protocol.ts";
 import { displayNick } from "./render.ts";
 import { JoinError, SendError, type Session } from "./session.ts";
 
@@ -131,7 +132,9 @@ export const COMMANDS: Command[] = [
     help: "show N older messages (default 20)",
     async run(ctx, args) {
       const n = args === "" ? 20 : Number(args);
-      if (!Number.isInteger(n) || n < 1 || n > 500) throw new CommandError("usage: /history [N], N from 1 to 500");
+      if (!Number.isInteger(n) || n < 1 || n > HISTORY_PAGE) {
+        throw new CommandError(`usage: /history [N], N from 1 to ${HISTORY_PAGE}`);
+      }
       const { shown, more } = await ctx.session.older(n);
       if (shown === 0) ctx.status(more ? "no older message could be shown" : "no older messages");
     },

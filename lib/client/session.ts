@@ -31,6 +31,7 @@ import { utf8Length } from "../names.ts";
 import {
   type ClientMessage,
   helloMessage,
+  HISTORY_PAGE,
   parseLimits,
   parseNames,
   parseRelayedMessage,
@@ -928,7 +929,7 @@ export class Session {
   async older(limit: number): Promise<{ shown: number; more: boolean }> {
     const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
     if (!room) throw new SendError("join a room first");
-    const page = Math.max(1, Math.min(limit, this.#limits?.history_page ?? 500));
+    const page = Math.max(1, Math.min(limit, this.#limits?.history_page ?? HISTORY_PAGE));
     const reply = await this.#request({ type: "history", before_seq: room.oldestSeq, limit: page }, "history");
     // Paging back must reach further even past messages already seen.
     for (const raw of reply.messages) {
