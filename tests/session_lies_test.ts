@@ -217,6 +217,7 @@ Deno.test("a flood of envelopes failing authentication gives one warning per cla
   await session.join("general", hooks);
   const alice = await junkEnvelope("alice", 1);
   const mallory = await junkEnvelope("mallory", 2);
+  const started = performance.now();
   let seq = 0;
   for (let i = 0; i < 500; i++) {
     server.link.send({ type: "message", seq: ++seq, sent_at: 1, envelope: { ...alice, id: idOf(i) } });
@@ -229,13 +230,16 @@ Deno.test("a flood of envelopes failing authentication gives one warning per cla
   const forged = () => events.flatMap((e) => e.kind === "forged" ? [e] : []);
   const total = () => forged().reduce((n, e) => n + e.count, 0);
   await poll(() => total() === 1100, "every forgery counted");
+  // At most one warning per sender per interval (and the first at once), however slow the machine is today.
+  const intervals = Math.ceil((performance.now() - started) / 150) + 1;
   const of = (from: string) => forged().filter((e) => e.from === from);
   assert.equal(of("alice")[0].count, 1, "the first one at once");
   assert.equal(of("alice")[0].seq, 1);
   assert.equal(of("alice").reduce((n, e) => n + e.count, 0), 500);
-  assert.ok(of("alice").length <= 3, `${of("alice").length} warnings for alice`);
+  assert.ok(of("alice").length <= 1 + intervals, `${of("alice").length} warnings for alice in ${intervals} intervals`);
   assert.equal(of("mallory").reduce((n, e) => n + e.count, 0), 500);
-  assert.ok(forged().length <= 2 * 3 + 64 + 3, `${forged().length} warnings in all`);
+  assert.ok(forged().length <= 65 * (1 + intervals), `${forged().length} warnings in all`);
+  assert.ok(forged().length < 200, `${forged().length} warnings for 1100 forgeries`);
   assert.ok(of("other senders").length >= 1, "senders beyond the bound are counted together");
   await session.close();
 });
