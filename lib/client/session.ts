@@ -47,6 +47,7 @@ import {
   type ServerMessageOf,
 } from "../protocol.ts";
 import type { Dial, Link, LinkError } from "./link.ts";
+import { ForgeryReports } from "./forgeries.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
 
 /** How long a request waits for its reply before the connection is considered dead. */
@@ -228,13 +229,6 @@ interface RoomState {
   held?: { items: unknown[]; bytes: number; overflowed: boolean };
 }
 
-interface ForgedCount {
-  room: string;
-  from: string;
-  count: number;
-  timer: ReturnType<typeof setTimeout>;
-}
-
 /**
  * A chat session with one server. Create it with {@link Session.connect}, then {@link Session.join} a room.
  *
@@ -279,7 +273,7 @@ export class Session {
   #state: "connecting" | "online" | "offline" | "closed" = "connecting";
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #lastHeard = performance.now();
-  #forged = new Map<string, ForgedCount>();
+  #forged: ForgeryReports;
   /** Ends the wait between reconnect attempts early (on close). */
   #wake: (() => void) | undefined;
 
@@ -299,6 +293,12 @@ export class Session {
       forgedIntervalMs: options.bounds?.forgedIntervalMs ?? FORGED_INTERVAL_MS,
     };
     this.#replyTimeoutMs = options.replyTimeoutMs ?? REPLY_TIMEOUT_MS;
+    const intervalMs = this.#bounds.forgedIntervalMs;
+    this.#forged = new ForgeryReports({
+      intervalMs,
+      senders: FORGED_SENDERS,
+      report: (report) => this.#onEvent({ kind: "forged", ...report, intervalMs }),
+    });
     this.#outbox = new Outbox({
       frame: (item) => this.#frameOf(item),
       write: (frame) => this.#link?.write(frame),
@@ -641,8 +641,7 @@ export class Session {
       item = parseRelayedMessage(raw);
     } catch {
       const claimed = (raw as { envelope?: { from?: unknown } })?.envelope?.from;
-      const seq = (raw as { seq?: unknown })?.seq;
-      this.#warnForged(room.name, typeof claimed === "string" ? claimed : "(unknown sender)", seq);
+      this.#forged.add(room.name, typeof claimed === "string" ? claimed : "(unknown sender)", seqOf(raw));
       return undefined;
     }
     const id = item.envelope.id;
@@ -653,7 +652,7 @@ export class Session {
       opened = await openEnvelope(room.keys, { envelope: item.envelope, room: room.name });
     } catch (err) {
       if (!(err instanceof OpenError)) throw err;
-      this.#warnForged(room.name, item.envelope.from, item.seq);
+      this.#forged.add(room.name, item.envelope.from, item.seq);
       return undefined;
     }
     this.#remember(room, id);
@@ -669,40 +668,6 @@ export class Session {
       text: opened.plaintext.body,
       history: options.history,
     };
-  }
-
-  /** One warning per claimed sender at once, then at most one per interval with the count since. */
-  #warnForged(room: string, from: string, seq: unknown): void {
-    let key = `${room}\u0000${from}`;
-    if (!this.#forged.has(key) && this.#forged.size >= FORGED_SENDERS) {
-      key = `${room}\u0000`;
-      from = "other senders";
-    }
-    const interval = this.#bounds.forgedIntervalMs;
-    const entry = this.#forged.get(key);
-    if (entry) {
-      entry.count++;
-      return;
-    }
-    this.#onEvent({
-      kind: "forged",
-      room,
-      from,
-      count: 1,
-      seq: typeof seq === "number" ? seq : undefined,
-      intervalMs: interval,
-    });
-    const tick = () => {
-      const counted = this.#forged.get(key)!;
-      if (counted.count === 0) {
-        this.#forged.delete(key);
-        return;
-      }
-      this.#onEvent({ kind: "forged", room, from, count: counted.count, intervalMs: interval });
-      counted.count = 0;
-      counted.timer = setTimeout(tick, interval);
-    };
-    this.#forged.set(key, { room, from, count: 0, timer: setTimeout(tick, interval) });
   }
 
   #remember(room: RoomState, id: string): void {
@@ -782,40 +747,75 @@ export class Session {
     }
   }
 
+  /** One join: the challenge, the room's keys, the proof, and (for a new join) entering the room. */
   async #join(room: string, hooks: JoinHooks | undefined, options: { rejoin: boolean }): Promise<Joined> {
     const challenge = await this.#request({ type: "join", room }, "challenge");
     if (challenge.room !== room) throw new JoinError("bad_reply", `the server answered for #${challenge.room}`);
-    const creating = challenge.salt === undefined;
-    const previous = this.#rooms.get(room);
-    let salt: Uint8Array;
-    let iterations: number;
-    let keys: RoomKeys | undefined;
-    let nonce: Uint8Array;
+    const previous = options.rejoin ? this.#rooms.get(room) : undefined;
+    const secrets = await this.#roomSecrets(challenge, { hooks, previous });
+    const { salt, iterations, keys, creating } = secrets;
+    const proof = await signJoinProof(keys, { nonce: secrets.nonce, room, nick: this.#nick });
+    // Live messages of a room being joined can come in the same read as `joined`: they wait for its state.
+    const joining = options.rejoin ? undefined : { room, early: [], bytes: 0 };
+    this.#joining = joining;
+    const joined = await this.#request(
+      proveMessage(room, proof, creating ? { salt, iterations, accessPub: keys.accessPub } : undefined),
+      "joined",
+    ).catch((err) => {
+      if (err instanceof JoinError && err.code === "access_denied") this.#keys.delete(keyName(room, salt, iterations));
+      throw err;
+    }).finally(() => {
+      if (this.#joining === joining) this.#joining = undefined;
+    });
+    if (joined.room !== room) throw new JoinError("bad_reply", `the server answered for #${joined.room}`);
+    let members: string[];
     try {
-      nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
-      if (!creating) {
-        salt = decodeBase64(challenge.salt!, { length: SALT_BYTES });
-        iterations = challenge.iterations ?? NaN;
-        keys = this.#keys.get(keyName(room, salt, iterations));
-      } else if (options.rejoin && previous) {
-        // The server lost the room (a new database): create it again with the same secrets.
-        ({ salt, iterations, keys } = previous);
-      } else {
-        salt = makeSalt();
-        iterations = this.#iterations;
+      members = parseNames(joined.members, "joined.members");
+    } catch (err) {
+      throw new JoinError("bad_reply", (err as Error).message);
+    }
+    this.#keys.set(keyName(room, salt, iterations), keys);
+    if (previous) {
+      // Keep what was seen; the caller catches up from the last seq with `since` before showing live messages.
+      previous.keys = keys;
+      return { room, members, created: creating, history: 0 };
+    }
+    const history = await this.#enter(joined, { salt, iterations, keys, early: joining?.early ?? [] });
+    return { room, members, created: creating, history };
+  }
+
+  /**
+   * The salt, iterations and keys for a challenge: the cached keys, the previous room's secrets (the server lost the
+   * room while this client was away), or keys derived from a passphrase the hooks give. Everything the server sent
+   * is checked before a passphrase is asked for.
+   */
+  async #roomSecrets(
+    challenge: ServerMessageOf<"challenge">,
+    options: { hooks?: JoinHooks; previous?: RoomState },
+  ): Promise<{ nonce: Uint8Array; salt: Uint8Array; iterations: number; keys: RoomKeys; creating: boolean }> {
+    const { room } = challenge;
+    const creating = challenge.salt === undefined;
+    try {
+      const nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
+      if (creating && options.previous) {
+        const { salt, iterations, keys } = options.previous;
+        return { nonce, salt, iterations, keys, creating };
       }
-      if (!keys) {
-        if (!hooks) throw new JoinError("access_denied", `room ${room} changed on the server: join it again`);
-        // Before any prompt: a server announcing a count outside the range would weaken the room.
-        checkIterations(iterations);
-        const passphrase = await hooks.passphrase(room, { creating });
-        if (passphrase === undefined) throw new JoinError("cancelled", `join ${room} cancelled`);
-        const done = hooks.deriving?.(room, { iterations });
-        try {
-          keys = await deriveRoomKeys(passphrase, { salt, iterations });
-        } finally {
-          done?.();
-        }
+      const salt = creating ? makeSalt() : decodeBase64(challenge.salt!, { length: SALT_BYTES });
+      const iterations = creating ? this.#iterations : challenge.iterations ?? NaN;
+      const cached = this.#keys.get(keyName(room, salt, iterations));
+      if (cached) return { nonce, salt, iterations, keys: cached, creating };
+      const hooks = options.hooks;
+      if (!hooks) throw new JoinError("access_denied", `room ${room} changed on the server: join it again`);
+      // Before any prompt: a server announcing a count outside the range would weaken the room.
+      checkIterations(iterations);
+      const passphrase = await hooks.passphrase(room, { creating });
+      if (passphrase === undefined) throw new JoinError("cancelled", `join ${room} cancelled`);
+      const done = hooks.deriving?.(room, { iterations });
+      try {
+        return { nonce, salt, iterations, keys: await deriveRoomKeys(passphrase, { salt, iterations }), creating };
+      } finally {
+        done?.();
       }
     } catch (err) {
       if (err instanceof JoinError) throw err;
@@ -823,37 +823,20 @@ export class Session {
       const why = err instanceof KeyDerivationError ? err.message : `bad challenge: ${(err as Error).message}`;
       throw new JoinError("bad_reply", `refusing to join #${room}: ${why}`);
     }
-    const proof = await signJoinProof(keys, { nonce, room, nick: this.#nick });
-    const joining = options.rejoin ? undefined : { room, early: [], bytes: 0 };
-    this.#joining = joining;
-    const joined = await this.#request(
-      proveMessage(room, proof, creating ? { salt, iterations, accessPub: keys.accessPub } : undefined),
-      "joined",
-    ).catch((err) => {
-      if (this.#joining === joining) this.#joining = undefined;
-      if (err instanceof JoinError && err.code === "access_denied") this.#keys.delete(keyName(room, salt, iterations));
-      throw err;
-    });
-    if (this.#joining === joining) this.#joining = undefined;
-    let members: string[];
-    try {
-      members = parseNames(joined.members, "joined.members");
-    } catch (err) {
-      throw new JoinError("bad_reply", (err as Error).message);
-    }
-    const early = joining?.early ?? [];
-    this.#keys.set(keyName(room, salt, iterations), keys);
-    if (options.rejoin && previous) {
-      // Keep what was seen; the caller catches up from the last seq with `since` before showing live messages.
-      previous.keys = keys;
-      return { room, members, created: creating, history: 0 };
-    }
+  }
+
+  /** Enters a newly joined room (v1: it replaces the room before): its state, its history, what came with it. */
+  async #enter(
+    joined: ServerMessageOf<"joined">,
+    secrets: { salt: Uint8Array; iterations: number; keys: RoomKeys; early: unknown[] },
+  ): Promise<number> {
+    const room = joined.room;
     for (const name of this.#rooms.keys()) if (name !== room) this.#rooms.delete(name);
     const state: RoomState = {
       name: room,
-      keys,
-      salt,
-      iterations,
+      keys: secrets.keys,
+      salt: secrets.salt,
+      iterations: secrets.iterations,
       lastSeq: joined.latest_seq,
       oldestSeq: joined.latest_seq + 1,
       seen: new Set(),
@@ -863,11 +846,11 @@ export class Session {
     this.#current = room;
     // Both queued at once, before any later live message: history, then what came with `joined`, then the rest.
     const shown = this.#showMessages(state, joined.history, { history: true });
-    const earlyShown = this.#showMessages(state, early, { history: false });
+    const earlyShown = this.#showMessages(state, secrets.early, { history: false });
     const history = await shown;
     await earlyShown;
     this.#outbox.kick();
-    return { room, members, created: creating, history };
+    return history;
   }
 
   /**
@@ -932,10 +915,7 @@ export class Session {
     const page = Math.max(1, Math.min(limit, this.#limits?.history_page ?? HISTORY_PAGE));
     const reply = await this.#request({ type: "history", before_seq: room.oldestSeq, limit: page }, "history");
     // Paging back must reach further even past messages already seen.
-    for (const raw of reply.messages) {
-      const seq = (raw as { seq?: unknown })?.seq;
-      if (typeof seq === "number") room.oldestSeq = Math.min(room.oldestSeq, seq);
-    }
+    for (const raw of reply.messages) room.oldestSeq = Math.min(room.oldestSeq, seqOf(raw) ?? Infinity);
     const messages = await this.#openMessages(room, reply.messages, { history: true });
     this.#onEvent({ kind: "older", room: room.name, messages, more: reply.more });
     return { shown: messages.length, more: reply.more };
@@ -958,10 +938,7 @@ export class Session {
       const reply = await this.#request({ type: "since", after_seq: room.lastSeq }, "since");
       const before = room.lastSeq;
       missed += await this.#showMessages(room, reply.messages, { history: false });
-      for (const raw of reply.messages) {
-        const seq = (raw as { seq?: unknown })?.seq;
-        if (typeof seq === "number") room.lastSeq = Math.max(room.lastSeq, seq);
-      }
+      for (const raw of reply.messages) room.lastSeq = Math.max(room.lastSeq, seqOf(raw) ?? 0);
       const overflowed = room.held!.overflowed;
       room.held!.overflowed = false;
       if (overflowed || (reply.more && room.lastSeq > before)) continue;
@@ -1071,14 +1048,7 @@ export class Session {
     this.#state = "closed";
     clearInterval(this.#keepalive);
     // Counts not yet reported are reported now rather than lost.
-    for (const counted of this.#forged.values()) {
-      clearTimeout(counted.timer);
-      if (counted.count > 0) {
-        const { room, from, count } = counted;
-        this.#onEvent({ kind: "forged", room, from, count, intervalMs: this.#bounds.forgedIntervalMs });
-      }
-    }
-    this.#forged.clear();
+    this.#forged.flush();
     this.#wake?.();
     this.#outbox.close(error);
     this.#failWaiters(error.message);
@@ -1110,4 +1080,10 @@ function keyName(room: string, salt: Uint8Array, iterations: number): string {
 
 function seconds(ms: number): string {
   return `${Math.round(ms / 100) / 10} s`;
+}
+
+/** The seq of an untrusted relayed item, when it has a numeric one. */
+function seqOf(raw: unknown): number | undefined {
+  const seq = (raw as { seq?: unknown } | undefined)?.seq;
+  return typeof seq === "number" ? seq : undefined;
 }
