@@ -49,6 +49,7 @@ import {
 import type { Dial, Link, LinkError } from "./link.ts";
 import { ForgeryReports } from "./forgeries.ts";
 import { Outbox, type OutboxItem } from "./outbox.ts";
+import { Replies } from "./replies.ts";
 
 /** How long a request waits for its reply before the connection is considered dead. */
 const REPLY_TIMEOUT_MS = 30_000;
@@ -206,13 +207,6 @@ export interface SessionOptions {
   replyTimeoutMs?: number;
 }
 
-interface Waiter {
-  test: (m: ServerMessage) => boolean;
-  resolve: (m: ServerMessage) => void;
-  reject: (err: Error) => void;
-  timer: ReturnType<typeof setTimeout>;
-}
-
 interface RoomState {
   name: string;
   keys: RoomKeys;
@@ -251,14 +245,13 @@ export class Session {
   #iterations: number;
   #reconnect: ReconnectPolicy;
   #bounds: { heldBytes: number; catchUpPages: number; forgedIntervalMs: number };
-  #replyTimeoutMs: number;
   #link: Link | undefined;
   /** Which link is current: events of an older one are ignored. */
   #generation = 0;
   #limits: ServerLimits | undefined;
   /** Whether the current link has been welcomed. */
   #welcomed = false;
-  #waiters: Waiter[] = [];
+  #replies: Replies<ServerMessage>;
   #rooms = new Map<string, RoomState>();
   #current: string | undefined;
   /** A room being joined (not rejoined): its live messages wait until its state exists. */
@@ -292,7 +285,11 @@ export class Session {
       catchUpPages: options.bounds?.catchUpPages ?? CATCH_UP_PAGES,
       forgedIntervalMs: options.bounds?.forgedIntervalMs ?? FORGED_INTERVAL_MS,
     };
-    this.#replyTimeoutMs = options.replyTimeoutMs ?? REPLY_TIMEOUT_MS;
+    this.#replies = new Replies({
+      timeoutMs: options.replyTimeoutMs ?? REPLY_TIMEOUT_MS,
+      // A server that does not answer in time is taken for gone.
+      timedOut: () => this.#link?.close(),
+    });
     const intervalMs = this.#bounds.forgedIntervalMs;
     this.#forged = new ForgeryReports({
       intervalMs,
@@ -383,7 +380,7 @@ export class Session {
     link.write(encodeMessage(helloMessage(this.#nick)));
     let reply: ServerMessage;
     try {
-      reply = await this.#expect((m) => m.type === "welcome" || m.type === "error");
+      reply = await this.#replies.expect((m) => m.type === "welcome" || m.type === "error");
     } catch (err) {
       link.close();
       throw new SessionError("connect", (err as Error).message);
@@ -430,23 +427,6 @@ export class Session {
     this.#link?.write(encodeMessage(message));
   }
 
-  /** Waits for the next message passing `test` (checked before normal handling, which then skips it). */
-  #expect(test: (m: ServerMessage) => boolean): Promise<ServerMessage> {
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        test,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.#waiters = this.#waiters.filter((w) => w !== waiter);
-          reject(new Error("the server did not answer in time"));
-          this.#link?.close();
-        }, this.#replyTimeoutMs),
-      };
-      this.#waiters.push(waiter);
-    });
-  }
-
   /** Writes a request and waits for its reply (or an error about it). */
   async #request<T extends ServerMessage["type"]>(message: ClientMessage, replyType: T): Promise<ServerMessageOf<T>> {
     if (!this.#link || this.#link.closed || this.#state === "closed") {
@@ -454,20 +434,11 @@ export class Session {
     }
     const isError = (m: ServerMessage) => m.type === "error" && m.id === undefined && m.code !== "rate_limited";
     this.#write(message);
-    const reply = await this.#expect((m) => m.type === replyType || isError(m)).catch((err) => {
+    const reply = await this.#replies.expect((m) => m.type === replyType || isError(m)).catch((err) => {
       throw new JoinError("offline", err.message);
     });
     if (reply.type === "error") throw new JoinError(reply.code, reply.message);
     return reply as ServerMessageOf<T>;
-  }
-
-  #failWaiters(reason: string): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) {
-      clearTimeout(w.timer);
-      w.reject(new Error(reason));
-    }
   }
 
   #onBody(generation: number, body: Uint8Array): void {
@@ -479,20 +450,14 @@ export class Session {
     } catch (err) {
       if (!this.#welcomed) {
         // Not even welcomed yet: a server that starts with garbage is not one to use.
-        this.#failWaiters(`refusing the server: ${(err as Error).message}`);
+        this.#replies.failAll(`refusing the server: ${(err as Error).message}`);
         this.#link?.close();
         return;
       }
       this.#onEvent({ kind: "status", text: `ignored an invalid message from the server: ${(err as Error).message}` });
       return;
     }
-    const i = this.#waiters.findIndex((w) => w.test(msg));
-    if (i >= 0) {
-      const [waiter] = this.#waiters.splice(i, 1);
-      clearTimeout(waiter.timer);
-      waiter.resolve(msg);
-      return;
-    }
+    if (this.#replies.offer(msg)) return;
     this.#handle(msg, body.length);
   }
 
@@ -948,7 +913,7 @@ export class Session {
 
   #onLost(generation: number, error: LinkError): void {
     if (generation !== this.#generation) return;
-    this.#failWaiters(error.message);
+    this.#replies.failAll(error.message);
     clearInterval(this.#keepalive);
     if (this.#state !== "online") return; // connecting: #open reports it; offline: the reconnect loop does
     this.#state = "offline";
@@ -1051,7 +1016,7 @@ export class Session {
     this.#forged.flush();
     this.#wake?.();
     this.#outbox.close(error);
-    this.#failWaiters(error.message);
+    this.#replies.failAll(error.message);
   }
 
   /**
