@@ -12,16 +12,22 @@ import {
   type ClientConfig,
   clientHelp,
   EXIT_OF_CLOSE,
+  NickFlagError,
   parseClientFlags,
   UsageError,
 } from "./lib/client/config.ts";
+import { type Dial, dialServer } from "./lib/client/link.ts";
 import { isWeakPassphrase, PASSPHRASE_ENV, PassphraseError, presetPassphrase } from "./lib/client/passphrase.ts";
-import { runScript, scriptPrinter } from "./lib/client/script.ts";
+import { sanitize } from "./lib/client/render.ts";
+import { ScriptRun } from "./lib/client/script.ts";
 import { JoinError, Session, SessionError } from "./lib/client/session.ts";
 import { runTerminal } from "./lib/client/terminal.ts";
 import { versionLine } from "./lib/version.ts";
 
 export { CLIENT_EXIT };
+
+/** How long script mode waits for unstored lines after SIGINT or SIGTERM. */
+const INTERRUPT_DRAIN_MS = 5_000;
 
 class Exit extends Error {
   readonly code: number;
@@ -41,7 +47,7 @@ async function readCa(config: ClientConfig): Promise<string[] | undefined> {
   }
 }
 
-async function runScriptMode(config: ClientConfig, options: { passphrase?: string; caCerts?: string[] }) {
+async function runScriptMode(config: ClientConfig, options: { passphrase?: string; dial: Dial }): Promise<number> {
   const err = (line: string) => console.error(line);
   if (config.nick === undefined) {
     throw new Exit(CLIENT_EXIT.usage, "--nick is required when stdin is not a terminal");
@@ -50,31 +56,30 @@ async function runScriptMode(config: ClientConfig, options: { passphrase?: strin
   if (passphrase === undefined) {
     throw new Exit(
       CLIENT_EXIT.usage,
-      `no passphrase: set ${PASSPHRASE_ENV} or use --passphrase-file (stdin is not a terminal to ask on)`,
+      `no passphrase: use --passphrase-file or set ${PASSPHRASE_ENV} (stdin is not a terminal to ask on)`,
     );
   }
-  const printer = scriptPrinter({ json: config.json, out: (line) => console.log(line), err });
-  const session = await Session.connect(
-    { host: config.host, port: config.port, tls: config.tls, caCerts: options.caCerts },
-    {
-      nick: config.nick,
-      iterations: config.iterations,
-      reconnectForMs: config.reconnectFor * 1000,
-      onEvent: (event) => {
-        printer(event);
-        // Reconnecting gave up: nothing more can be sent or received.
-        if (event.kind === "closed") Deno.exit(EXIT_OF_CLOSE[event.error.kind]);
-      },
+  const run = new ScriptRun({ json: config.json, out: (line) => console.log(line), err });
+  const session = await Session.connect(options.dial, {
+    nick: config.nick,
+    iterations: config.iterations,
+    reconnect: { giveUpAfterMs: config.reconnectFor * 1000 },
+    onEvent: (event) => {
+      run.onEvent(event);
+      // The connection did not come back in time (the printer has named every line not stored): nothing more can
+      // be sent or received.
+      if (event.kind === "closed") Deno.exit(EXIT_OF_CLOSE[event.error.kind]);
     },
-  );
+  });
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     // Like /quit: give what was sent a moment to be stored, say goodbye, and leave.
-    if (session.unacked > 0) {
-      err(`waiting for ${session.unacked} messages to be stored…`);
-      await session.drain({ timeoutMs: 5_000 }).catch((e) => err(`aeschat client: ${e.message}`));
+    if (session.unsent > 0) {
+      err(`waiting for ${session.unsent} messages to be stored…`);
+      await session.drain({ timeoutMs: INTERRUPT_DRAIN_MS }).catch(() => {});
+      run.reportUnstored();
     }
     await session.close("interrupted");
     Deno.exit(CLIENT_EXIT.ok);
@@ -111,9 +116,9 @@ async function runScriptMode(config: ClientConfig, options: { passphrase?: strin
     throw e;
   }
   err(`joined #${config.room} as ${session.nick}`);
-  const result = await runScript(session, { input: Deno.stdin.readable, out: (line) => console.log(line), err });
+  const result = await run.say(session, Deno.stdin.readable);
   await session.close("eof");
-  return result.refused > 0 ? CLIENT_EXIT.usage : CLIENT_EXIT.ok;
+  return result.unstored > 0 ? CLIENT_EXIT.usage : CLIENT_EXIT.ok;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -121,6 +126,7 @@ async function main(args: string[]): Promise<number> {
   try {
     config = parseClientFlags(args);
   } catch (err) {
+    if (err instanceof NickFlagError) throw new Exit(CLIENT_EXIT.nick, `${err.message} (see --help)`);
     if (err instanceof UsageError) throw new Exit(CLIENT_EXIT.usage, `${err.message} (see --help)`);
     throw err;
   }
@@ -132,16 +138,27 @@ async function main(args: string[]): Promise<number> {
     console.log(versionLine("client"));
     return CLIENT_EXIT.ok;
   }
+  const interactive = Deno.stdin.isTerminal();
+  if (interactive && config.json) {
+    throw new Exit(
+      CLIENT_EXIT.usage,
+      "--json is for script mode, and stdin is a terminal: pipe the input in (see --help)",
+    );
+  }
   let passphrase: string | undefined;
   try {
-    passphrase = await presetPassphrase({ env: Deno.env.get(PASSPHRASE_ENV), file: config.passphraseFile });
+    passphrase = await presetPassphrase({
+      env: Deno.env.get(PASSPHRASE_ENV),
+      file: config.passphraseFile,
+      warn: (line) => console.error(`aeschat client: ${line}`),
+    });
   } catch (err) {
     if (err instanceof PassphraseError) throw new Exit(CLIENT_EXIT.usage, err.message);
     throw err;
   }
-  const caCerts = await readCa(config);
-  if (Deno.stdin.isTerminal()) return await runTerminal(config, { passphrase, caCerts });
-  return await runScriptMode(config, { passphrase, caCerts });
+  const dial = dialServer({ host: config.host, port: config.port, tls: config.tls, caCerts: await readCa(config) });
+  if (interactive) return await runTerminal(config, { passphrase, dial });
+  return await runScriptMode(config, { passphrase, dial });
 }
 
 if (import.meta.main) {
@@ -149,14 +166,15 @@ if (import.meta.main) {
   try {
     code = await main(Deno.args);
   } catch (err) {
+    // Messages may carry the server's words: neutralized like everything else it sends.
     if (err instanceof Exit) {
-      console.error(`aeschat client: ${err.message}`);
+      console.error(`aeschat client: ${sanitize(err.message)}`);
       code = err.code;
     } else if (err instanceof SessionError) {
-      console.error(`aeschat client: ${err.message}`);
+      console.error(`aeschat client: ${sanitize(err.message)}`);
       code = EXIT_OF_CLOSE[err.kind];
     } else {
-      console.error(`aeschat client: internal error: ${err instanceof Error ? err.message : String(err)}`);
+      console.error(`aeschat client: internal error: ${sanitize(err instanceof Error ? err.message : String(err))}`);
       code = CLIENT_EXIT.internal;
     }
   }

@@ -7,12 +7,18 @@
  */
 
 import { decodeBase64 } from "../lib/base64.ts";
-import { type RoomKeys, signJoinProof } from "../lib/crypto.ts";
+import { NONCE_BYTES, type RoomKeys, signJoinProof } from "../lib/crypto.ts";
 import { encodeMessage, FrameReader } from "../lib/frame.ts";
-import { parseServerMessage, type ServerMessage } from "../lib/protocol.ts";
+import {
+  type ClientMessageOf,
+  parseServerMessage,
+  proveMessage,
+  type ServerMessage,
+  type ServerMessageOf as Msg,
+} from "../lib/protocol.ts";
 
-/** A server message of one type. */
-export type Msg<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;
+/** A server message of one type (protocol.ts `ServerMessageOf`). */
+export type { Msg };
 
 /** The shared clock of every benchmark process: epoch milliseconds with sub-microsecond resolution. */
 export function clock(): number {
@@ -222,17 +228,12 @@ export class BenchClient {
   async proof(
     challenge: Msg<"challenge">,
     who: { keys: RoomKeys; nick: string; create?: { salt: Uint8Array; iterations: number } },
-  ): Promise<Record<string, unknown>> {
-    const nonce = decodeBase64(challenge.nonce);
+  ): Promise<ClientMessageOf<"prove">> {
+    const nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
     const proof = await signJoinProof(who.keys, { nonce, room: challenge.room, nick: who.nick });
-    const prove: Record<string, unknown> = { type: "prove", room: challenge.room, proof: proof.toBase64() };
-    if (challenge.salt === undefined) {
-      if (!who.create) throw new Error(`room ${challenge.room} does not exist`);
-      prove.salt = who.create.salt.toBase64();
-      prove.iterations = who.create.iterations;
-      prove.access_pub = who.keys.accessPub.toBase64();
-    }
-    return prove;
+    if (challenge.salt !== undefined) return proveMessage(challenge.room, proof);
+    if (!who.create) throw new Error(`room ${challenge.room} does not exist`);
+    return proveMessage(challenge.room, proof, { ...who.create, accessPub: who.keys.accessPub });
   }
 
   /**

@@ -20,6 +20,8 @@ export class UsageError extends Error {
 export interface FlagSpec<K extends string = string> {
   /** The flag without dashes, such as "max-frame". */
   name: string;
+  /** A one-letter alias, such as "h" for -h. */
+  short?: string;
   /** The configuration key it sets. */
   key: K;
   /** How the value is read. */
@@ -53,7 +55,8 @@ export function flagHelp(table: readonly FlagSpec[]): string[] {
   return table.map((f) => {
     const arg = f.kind === "boolean" ? "" : f.kind === "choice" ? ` ${f.choices!.join("|")}` : ` ${f.arg ?? "VALUE"}`;
     const def = f.default !== undefined && f.kind !== "boolean" ? ` (default ${f.default})` : "";
-    return `  --${(f.name + arg).padEnd(28)} ${f.help}${def}`;
+    const names = f.short ? `-${f.short}, --${f.name}` : `--${f.name}`;
+    return `  ${(names + arg).padEnd(28)} ${f.help}${def}`;
   });
 }
 
@@ -71,13 +74,15 @@ export function flagHelp(table: readonly FlagSpec[]): string[] {
  * @throws {UsageError} for an unknown flag, a missing value or a value out of range
  */
 export function parseFlags<K extends string>(table: readonly FlagSpec<K>[], args: string[]): Record<K, unknown> {
-  const options: Record<string, { type: "string" | "boolean" }> = {};
-  for (const f of table) options[f.name] = { type: f.kind === "boolean" ? "boolean" : "string" };
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  for (const f of table) {
+    options[f.name] = { type: f.kind === "boolean" ? "boolean" : "string", ...(f.short ? { short: f.short } : {}) };
+  }
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args, options, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: joinNegativeValues(table, args), options, strict: true, allowPositionals: false }));
   } catch (err) {
-    throw new UsageError((err as Error).message.split("\n")[0]);
+    throw new UsageError(usageProblem(err as Error));
   }
   const config = {} as Record<K, unknown>;
   for (const f of table) {
@@ -107,4 +112,32 @@ export function parseFlags<K extends string>(table: readonly FlagSpec<K>[], args
     config[f.key] = n;
   }
   return config;
+}
+
+/**
+ * `--reconnect-for -1` as `--reconnect-for=-1`: parseArgs would take "-1" for a flag and call the value ambiguous,
+ * where the user plainly gave a number (which the range check then judges).
+ */
+function joinNegativeValues(table: readonly FlagSpec[], args: string[]): string[] {
+  const numeric = new Set(table.filter((f) => f.kind === "int" || f.kind === "number").map((f) => `--${f.name}`));
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (numeric.has(args[i]) && /^-[\d.]/.test(args[i + 1] ?? "")) {
+      out.push(`${args[i]}=${args[i + 1]}`);
+      i++;
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
+}
+
+/** parseArgs' message, first line only, with its ambiguous-value case in plain words. */
+function usageProblem(err: Error): string {
+  const message = err.message.split("\n")[0];
+  if (/ambiguous/.test(message)) {
+    const flag = /'(-[^' ]+)/.exec(message)?.[1] ?? "the flag";
+    return `${flag} needs a value (a value that starts with - is written ${flag}=-VALUE)`;
+  }
+  return message;
 }

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { type Envelope, EnvelopeError, parseEnvelope } from "./envelope.ts";
+import { type Envelope, EnvelopeError, MAX_BODY_BYTES, parseEnvelope, serializeEnvelope } from "./envelope.ts";
+import { encodeFrame, encodeMessage } from "./frame.ts";
 
 /** Protocol version spoken by this code. */
 export const PROTOCOL_VERSION = 1;
@@ -95,6 +96,12 @@ export interface RelayedMessage {
   /** The envelope exactly as stored. */
   envelope: Envelope;
 }
+
+/** The server message of one type, such as `ServerMessageOf<"joined">`. */
+export type ServerMessageOf<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;
+
+/** The client message of one type, such as `ClientMessageOf<"prove">`. */
+export type ClientMessageOf<T extends ClientMessage["type"]> = Extract<ClientMessage, { type: T }>;
 
 /** Messages a client sends. */
 export type ClientMessage =
@@ -232,7 +239,9 @@ function checkSpec(
     if (!isKind(value, kind)) {
       throw new ProtocolError(
         "bad_message",
-        `${type}: field ${field} must be ${kind === "uint" ? "a non-negative integer" : `a ${kind}`}`,
+        `${type}: field ${field} must be ${
+          kind === "uint" ? "a non-negative integer" : `${/^[aeiou]/.test(kind) ? "an" : "a"} ${kind}`
+        }`,
       );
     }
   }
@@ -304,4 +313,167 @@ export function parseRelayedMessage(value: unknown): RelayedMessage {
     throw new ProtocolError("bad_message", "relayed message needs integer seq and sent_at");
   }
   return { seq: item.seq as number, sent_at: item.sent_at as number, envelope: parseEnvelope(item.envelope) };
+}
+
+/**
+ * The `prove` message answering a challenge: the proof alone to join an existing room, or with the room's salt,
+ * iterations and public key to create it.
+ *
+ * @example
+ * ```ts
+ * proveMessage("general", proof); // { type: "prove", room: "general", proof: "…" }
+ * proveMessage("new", proof, { salt, iterations: 600000, accessPub }); // creates #new
+ * ```
+ * @param room the room
+ * @param proof the 64-byte join proof
+ * @param create the new room's parameters, when creating it
+ * @returns the message
+ */
+export function proveMessage(
+  room: string,
+  proof: Uint8Array,
+  create?: { salt: Uint8Array; iterations: number; accessPub: Uint8Array },
+): ClientMessageOf<"prove"> {
+  if (!create) return { type: "prove", room, proof: proof.toBase64() };
+  return {
+    type: "prove",
+    room,
+    proof: proof.toBase64(),
+    salt: create.salt.toBase64(),
+    iterations: create.iterations,
+    access_pub: create.accessPub.toBase64(),
+  };
+}
+
+/**
+ * The `hello` message that opens a session.
+ *
+ * @example
+ * ```ts
+ * encodeMessage(helloMessage("alice"));
+ * ```
+ * @param nick the nick to use
+ * @returns the message
+ */
+export function helloMessage(nick: string): ClientMessageOf<"hello"> {
+  return { type: "hello", version: PROTOCOL_VERSION, nick };
+}
+
+/**
+ * The frame of a `send`, with the envelope in its canonical field order (as the server stores it).
+ *
+ * @example
+ * ```ts
+ * link.write(sendFrame(envelope));
+ * ```
+ * @param envelope the sealed envelope
+ * @returns the frame bytes
+ */
+export function sendFrame(envelope: Envelope): Uint8Array<ArrayBuffer> {
+  return encodeFrame(`{"type":"send","envelope":${serializeEnvelope(envelope)}}`);
+}
+
+/**
+ * The `pong` frame answering a `ping`, with the ping's data when it had some.
+ *
+ * @example
+ * ```ts
+ * link.write(pongFrame(ping.data));
+ * ```
+ * @param data the ping's data
+ * @returns the frame bytes
+ */
+export function pongFrame(data?: string): Uint8Array<ArrayBuffer> {
+  return encodeMessage(data === undefined ? { type: "pong" } : { type: "pong", data });
+}
+
+/** Smallest and largest `idle_timeout_ms` a client accepts (the server's --idle-timeout range). */
+export const IDLE_TIMEOUT_MS_RANGE = [50, 86_400_000] as const;
+/** Smallest and largest `max_frame` a client accepts (the server's --max-frame range). */
+export const MAX_FRAME_RANGE = [1024, 16 * 1024 * 1024] as const;
+
+/**
+ * Checks the limits of a welcome: every field a number of the right kind, and the ones a client acts on (frame and
+ * body sizes, history page, idle timeout) within their ranges. A server that announces anything else is refused:
+ * a NaN idle timeout, for one, would make the client ping in a busy loop and never notice a dead server.
+ *
+ * @example
+ * ```ts
+ * const limits = parseLimits(welcome.limits);
+ * setInterval(ping, limits.idle_timeout_ms / 3);
+ * ```
+ * @param value the untrusted `welcome.limits`
+ * @returns the limits
+ * @throws {ProtocolError} ("bad_message") naming the first field that is wrong
+ */
+export function parseLimits(value: unknown): ServerLimits {
+  if (!isKind(value, "object")) throw new ProtocolError("bad_message", "welcome.limits must be an object");
+  const limits = value as Record<string, unknown>;
+  const ranges: Record<keyof ServerLimits, readonly [number, number]> = {
+    max_frame: MAX_FRAME_RANGE,
+    max_body: [1, Number.MAX_SAFE_INTEGER],
+    history: [0, Number.MAX_SAFE_INTEGER],
+    history_page: [1, HISTORY_PAGE],
+    rate: [0, Number.MAX_SAFE_INTEGER],
+    burst: [0, Number.MAX_SAFE_INTEGER],
+    send_queue: [0, Number.MAX_SAFE_INTEGER],
+    idle_timeout_ms: IDLE_TIMEOUT_MS_RANGE,
+  };
+  const out = {} as ServerLimits;
+  for (const [field, [min, max]] of Object.entries(ranges) as [keyof ServerLimits, [number, number]][]) {
+    const n = limits[field];
+    // rate may be fractional (--rate 0.5); everything else is a count of bytes, messages or milliseconds.
+    const ok = typeof n === "number" && Number.isFinite(n) && (field === "rate" || Number.isInteger(n)) &&
+      n >= min && n <= max;
+    if (!ok) {
+      throw new ProtocolError(
+        "bad_message",
+        `welcome.limits.${field} must be ${field === "rate" ? "a number" : "an integer"} from ${min} to ${max}`,
+      );
+    }
+    out[field] = n as number;
+  }
+  out.max_body = Math.min(out.max_body, MAX_BODY_BYTES);
+  return out;
+}
+
+/**
+ * Checks a list of nicks from the server (`joined.members`, `who.members`): an array of strings.
+ *
+ * @example
+ * ```ts
+ * const members = parseNames(reply.members, "who.members");
+ * ```
+ * @param value the untrusted list
+ * @param field the field's name, for the error
+ * @returns the nicks
+ * @throws {ProtocolError} ("bad_message") when it is not an array of strings
+ */
+export function parseNames(value: unknown, field: string): string[] {
+  if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
+    throw new ProtocolError("bad_message", `${field} must be an array of strings`);
+  }
+  return value;
+}
+
+/**
+ * Checks the room list of a `rooms` reply: an array of `{name, members}`.
+ *
+ * @example
+ * ```ts
+ * for (const room of parseRoomList(reply.rooms)) show(room.name, room.members);
+ * ```
+ * @param value the untrusted `rooms.rooms`
+ * @returns the rooms
+ * @throws {ProtocolError} ("bad_message") when an item is not a room name with a member count
+ */
+export function parseRoomList(value: unknown): { name: string; members: number }[] {
+  if (!Array.isArray(value)) throw new ProtocolError("bad_message", "rooms.rooms must be an array");
+  return value.map((item) => {
+    const room = item as Record<string, unknown>;
+    if (!isKind(item, "object") || typeof room.name !== "string" || !isKind(room.members, "uint")) {
+      throw new ProtocolError("bad_message", "rooms.rooms items must be {name, members}");
+    }
+    return { name: room.name, members: room.members as number };
+  });
 }

@@ -98,3 +98,17 @@ Deno.test("/help is generated from the command table", async () => {
   for (const c of COMMANDS) assert.ok(calls.some((l) => l.startsWith(`status /${c.name}`)), c.name);
   assert.deepEqual(calls.map((c) => c.slice("status ".length)), helpLines());
 });
+
+Deno.test("/who and /rooms show names from the server with white space collapsed and controls neutralized", async () => {
+  const { ctx, calls } = fakeContext();
+  (ctx.session as unknown as { who: () => Promise<string[]> }).who = () =>
+    Promise.resolve([`dave${" ".repeat(150)}23:59:59 <carol> ok`, "eve\u202e"]);
+  (ctx.session as unknown as { rooms: () => Promise<unknown[]> }).rooms = () =>
+    Promise.resolve([{ name: "a\n\nb", members: 1 }]);
+  await runLine(ctx, "/who");
+  await runLine(ctx, "/rooms");
+  assert.deepEqual(calls, [
+    "status in #general: dave 23:59:59 <carol> ok, eve\uFFFD (2)",
+    "status rooms: #a \u21b5 \u21b5 b (1)",
+  ]);
+});

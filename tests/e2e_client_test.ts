@@ -11,6 +11,8 @@ import { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
 import { type Program, ROOT, spawnTask, startServer } from "./support/programs.ts";
 import { hasOpenssl, selfSigned } from "./support/tls.ts";
+import { WireClient } from "./support/wire.ts";
+import { EXIT_MEANINGS } from "../lib/client/config.ts";
 
 const PASSPHRASE = "client test passphrase 4f9a";
 const FAST = ["--iterations", "100000"];
@@ -150,7 +152,7 @@ Deno.test("a line over 16384 bytes is refused with one line on stderr and exit 2
   }
 });
 
-Deno.test("the passphrase can come from the first line of --passphrase-file", async () => {
+Deno.test("the passphrase comes from the first line of --passphrase-file, which wins over AESCHAT_PASSPHRASE", async () => {
   const server = await startServer();
   const file = `${dirname(server.db)}/pass.txt`;
   await Deno.writeTextFile(file, `${PASSPHRASE}\nignored second line\n`);
@@ -161,7 +163,11 @@ Deno.test("the passphrase can come from the first line of --passphrase-file", as
     await alice.write("hello\n");
     await alice.closeStdin();
     assert.equal((await exited(alice)).code, 0, alice.stderr);
-    bob = client(server.port, "bob", { args: ["--passphrase-file", file], env: { AESCHAT_PASSPHRASE: "" } });
+    // The explicit flag wins over the environment (which holds a wrong passphrase here).
+    bob = client(server.port, "bob", {
+      args: ["--passphrase-file", file],
+      env: { AESCHAT_PASSPHRASE: "not the room's passphrase" },
+    });
     await bob.waitFor(() => bob!.stdout.includes("<alice> hello"), { what: "history via the file's passphrase" });
     await bob.closeStdin();
     assert.equal((await exited(bob)).code, 0);
@@ -196,8 +202,14 @@ Deno.test("exit codes: 2 usage, 3 cannot connect, 4 wrong passphrase, 5 nick in 
     r = await run(["--port", port, "--nick", "x", "--passphrase", "secret"]);
     assert.equal(r.status.code, 2);
     r = await run(["--nick", "x y", "--port", port]);
+    assert.equal(r.status.code, 5, "a nick that breaks the rules is exit 5, as --help says");
+    assert.match(r.line, /--nick: .*whitespace/);
+    r = await run(["--port", port, "--nick", "x", "--reconnect-for", "-1"]);
     assert.equal(r.status.code, 2);
-    assert.match(r.line, /whitespace/);
+    assert.match(r.line, /--reconnect-for must be from 0 to 86400, got -1/);
+    r = await run(["--port", port, "--nick", "x", "--passphrase-file", "/nonexistent/pass"]);
+    assert.equal(r.status.code, 2, "an explicit --passphrase-file that cannot be read is an error, env or not");
+    assert.match(r.line, /cannot read --passphrase-file \/nonexistent\/pass: no such file/);
     r = await run(["--port", "1", "--nick", "x"]);
     assert.equal(r.status.code, 3);
     assert.match(r.line, /cannot connect/);
@@ -215,7 +227,7 @@ Deno.test("exit codes: 2 usage, 3 cannot connect, 4 wrong passphrase, 5 nick in 
     const status = await exited(holder, 20_000);
     assert.equal(status.code, 6);
     assert.match(holder.stderr, /connection lost/);
-    assert.match(holder.stderr, /gave up/);
+    assert.match(holder.stderr, /the connection was lost and did not come back within 1 s/);
   } finally {
     await cleanup(server, holder);
   }
@@ -230,10 +242,13 @@ Deno.test("a client with --reconnect-for 2 gives up with exit 6 when the server 
     await alice.write("stored before the outage\n");
     await poll(() => rows(server.db).length === 1, "the first message stored");
     await server.program.stop("SIGKILL");
-    await alice.write("never stored\n");
+    await alice.write("never stored\nnor this\n");
     const status = await exited(alice);
     assert.equal(status.code, 6, alice.stderr);
-    assert.match(alice.stderr, /reconnecting gave up after [2-9] s/, "it kept trying for the whole window");
+    assert.match(alice.stderr, /did not come back within 2 s/);
+    // Every line that was not stored is named.
+    assert.match(alice.stderr, /2 lines were not stored:\n {2}line 2: never stored\n {2}line 3: nor this\n/);
+    assert.equal(rows(server.db).length, 1);
   } finally {
     await cleanup(server, alice);
   }
@@ -285,6 +300,40 @@ Deno.test("across a server restart mid-conversation no message is lost or shown 
   }
 });
 
+Deno.test("a line break or bidi control in a message cannot forge an output line; --json keeps the exact text", async () => {
+  const server = await startServer();
+  let bob: Program | undefined;
+  let carol: Program | undefined;
+  const alice = await WireClient.member(server.port, "alice", { passphrase: PASSPHRASE });
+  try {
+    bob = client(server.port, "bob");
+    carol = client(server.port, "carol", { args: ["--json"] });
+    for (const p of [bob, carol]) await p.waitFor(() => p.stderr.includes("joined #general"), { what: "joined" });
+    const texts = [
+      "build ok\u2028 23:59:59 <alice> approved: deploy to prod",
+      "para\u2029graph\x85next\vline\fform\x1cfile",
+      "bidi \u202egnp.exe\u202c and \u2066isolate\u2069 and \u200fmark",
+      "emoji 👩\u200d💻 and می\u200cخواهم stay",
+      "the end",
+    ];
+    for (const text of texts) await alice.say(text);
+    await bob.waitFor(() => bob!.stdout.includes("the end"), { what: "bob's messages" });
+    await carol.waitFor(() => carol!.stdout.includes("the end"), { what: "carol's messages" });
+    // Split the way Python's str.splitlines() does: one line per message, each a message line.
+    // deno-lint-ignore no-control-regex
+    const lines = bob.stdout.split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/).filter((l) => l !== "");
+    assert.equal(lines.length, texts.length, JSON.stringify(bob.stdout));
+    for (const line of lines) assert.match(line, /^\d\d:\d\d:\d\d <alice> /);
+    assert.doesNotMatch(bob.stdout, /[\u202a-\u202e\u2066-\u2069\u200e\u200f]/, "no bidi control reaches stdout");
+    assert.ok(bob.stdout.includes("emoji 👩\u200d💻 and می\u200cخواهم stay"), "ZWJ and ZWNJ are kept");
+    assert.deepEqual(jsonLines(carol.stdout).map((m) => m.text), texts, "--json keeps every character");
+  } finally {
+    alice.close();
+    await alice.ended;
+    await cleanup(server, bob, carol);
+  }
+});
+
 Deno.test("--help documents every flag and the exit codes; --version prints the version", async () => {
   const help = spawnTask("client", { args: ["--help"] });
   assert.equal((await help.status).code, 0);
@@ -292,7 +341,17 @@ Deno.test("--help documents every flag and the exit codes; --version prints the 
     assert.match(help.stdout, new RegExp(`--${flag}\\b`));
   }
   assert.match(help.stdout, /AESCHAT_PASSPHRASE/);
-  assert.match(help.stdout, /6 server closed/);
+  for (const [code, meaning] of Object.entries(EXIT_MEANINGS)) {
+    assert.ok(help.stdout.includes(`  ${code}  ${meaning}\n`), `--help says exit ${code}: ${meaning}`);
+  }
+  const short = spawnTask("client", { args: ["-h"] });
+  assert.equal((await short.status).code, 0);
+  assert.equal(short.stdout, help.stdout, "-h is --help");
+  // README lists the same exit codes in the same words.
+  const readme = (await Deno.readTextFile(`${ROOT}README.md`)).replace(/\s+/g, " ");
+  for (const [code, meaning] of Object.entries(EXIT_MEANINGS)) {
+    assert.ok(readme.includes(`${code} ${meaning}`), `README says exit ${code}: ${meaning}`);
+  }
   const version = spawnTask("client", { args: ["--version"] });
   assert.equal((await version.status).code, 0);
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
@@ -301,26 +360,52 @@ Deno.test("--help documents every flag and the exit codes; --version prints the 
 });
 
 Deno.test({
-  name: "--ca trusts a self-signed server over TLS; without it the client refuses the certificate with exit 3",
+  name: "TLS: --ca trusts a self-signed server; every mismatch is one line that says what to do, with exit 3",
   ignore: !hasOpenssl,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "aeschat-tls-" });
     const { cert, key } = await selfSigned(dir);
+    const other = await selfSigned(dir, "other", { dns: "chat.example" });
     const server = await startServer({ args: ["--tls-cert", cert, "--tls-key", key] });
-    let alice: Program | undefined;
-    let bob: Program | undefined;
+    const plain = await startServer();
+    const programs: Program[] = [];
+    const refusal = async (port: number, args: string[]) => {
+      const p = client(port, "bob", { args });
+      programs.push(p);
+      await p.closeStdin();
+      assert.equal((await exited(p)).code, 3, p.stderr);
+      const lines = p.stderr.split("\n").filter((l) => l !== "");
+      assert.equal(lines.length, 1, p.stderr);
+      return lines[0];
+    };
     try {
-      alice = client(server.port, "alice", { args: ["--ca", cert] });
+      const alice = client(server.port, "alice", { args: ["--ca", cert] });
+      programs.push(alice);
       await alice.write("over tls\n");
       await alice.closeStdin();
       assert.equal((await exited(alice)).code, 0, alice.stderr);
       assert.equal(rows(server.db).length, 1);
-      bob = client(server.port, "bob", { args: ["--tls"] });
-      await bob.closeStdin();
-      assert.equal((await exited(bob)).code, 3, bob.stderr);
-      assert.match(bob.stderr, /cannot connect/);
+      const at = (port: number) => `aeschat client: cannot connect to 127.0.0.1:${port}`;
+      assert.equal(
+        await refusal(server.port, ["--tls"]),
+        `${at(server.port)}: certificate not trusted: pass --ca FILE`,
+      );
+      assert.equal(await refusal(server.port, []), `${at(server.port)}: the server speaks TLS: add --tls`);
+      assert.equal(await refusal(plain.port, ["--tls"]), `${at(plain.port)}: the server does not speak TLS`);
+      // The other server presents a certificate made for chat.example.
+      const named = await startServer({ args: ["--tls-cert", other.cert, "--tls-key", other.key] });
+      try {
+        assert.equal(
+          await refusal(named.port, ["--ca", other.cert]),
+          `${at(named.port)}: certificate is for chat.example, not 127.0.0.1`,
+        );
+      } finally {
+        await named.program.stop();
+        await Deno.remove(dirname(named.db), { recursive: true }).catch(() => {});
+      }
     } finally {
-      await cleanup(server, alice, bob);
+      await cleanup(plain);
+      await cleanup(server, ...programs);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },

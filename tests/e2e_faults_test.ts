@@ -13,13 +13,11 @@ import { DatabaseSync } from "node:sqlite";
 import { setTimeout as sleep } from "node:timers/promises";
 import { openEnvelope } from "../lib/crypto.ts";
 import type { Envelope } from "../lib/envelope.ts";
-import type { ServerMessage } from "../lib/protocol.ts";
+import type { ServerMessageOf as Msg } from "../lib/protocol.ts";
 import { type ServerProcess, startServer } from "./support/programs.ts";
 import { closeAll, WireClient } from "./support/wire.ts";
 
 const PASSPHRASE = "faults test passphrase 91be";
-
-type Msg<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;
 
 const member = (port: number, nick: string) => WireClient.member(port, nick, { passphrase: PASSPHRASE });
 

@@ -14,135 +14,14 @@ import { dirname } from "node:path";
 import { COMMANDS } from "../lib/client/commands.ts";
 import { nickColour } from "../lib/client/render.ts";
 import { openEnvelope } from "../lib/crypto.ts";
-import { type ServerProcess, startServer, taskArgs } from "./support/programs.ts";
+import { type ServerProcess, startServer } from "./support/programs.ts";
+import { TmuxScreen as Screen } from "./support/tmux.ts";
 import { type FrameTransform, parseBody, TcpProxy } from "./support/proxy.ts";
 import { WireClient } from "./support/wire.ts";
 
 const PASSPHRASE = "terminal test passphrase 77";
-const ROOT = new URL("../", import.meta.url).pathname;
 /** Keeps key derivation fast for rooms the terminal client creates. */
 const FAST = ["--iterations", "100000"];
-
-function quote(word: string): string {
-  return `'${word.replaceAll("'", `'\\''`)}'`;
-}
-
-/**
- * One terminal (120 x 40) with the client running in it, on a private tmux server whose socket lives in the test's
- * own temporary directory (tmux leaves a `-L` socket behind in /tmp/tmux-UID after kill-server).
- */
-class Screen {
-  #dir = "";
-  #socket = "";
-
-  /**
-   * Starts the client in a new tmux server; after the client exits the pane shows `EXIT=<code>`.
-   *
-   * @param args client flags
-   * @param options.env extra environment for the client
-   * @param options.colour leave NO_COLOR unset (it is set by default)
-   */
-  static async start(args: string[], options: { env?: Record<string, string>; colour?: boolean } = {}) {
-    const screen = new Screen();
-    try {
-      screen.#dir = await Deno.makeTempDir({ prefix: "aeschat-tty-" });
-      screen.#socket = `${screen.#dir}/tmux.sock`;
-      const env = { ...(options.colour ? {} : { NO_COLOR: "1" }), TERM: "xterm-256color", ...options.env };
-      const script = [
-        `cd ${quote(ROOT)}`,
-        "unset NO_COLOR AESCHAT_PASSPHRASE",
-        `${Object.entries(env).map(([k, v]) => `${k}=${quote(v)}`).join(" ")} ${quote(Deno.execPath())} ${
-          [...taskArgs("client"), ...args].map(quote).join(" ")
-        }`,
-        'echo "EXIT=$?"',
-        "sleep 600",
-      ].join("\n");
-      await Deno.writeTextFile(`${screen.#dir}/run.sh`, script);
-      await screen.tmux("new-session", "-d", "-s", "main", "-x", "120", "-y", "40", `sh ${screen.#dir}/run.sh`);
-      return screen;
-    } catch (err) {
-      await screen.close();
-      throw err;
-    }
-  }
-
-  async tmux(...args: string[]): Promise<string> {
-    const out = await new Deno.Command("tmux", {
-      args: ["-S", this.#socket, ...args],
-      stdout: "piped",
-      stderr: "piped",
-    })
-      .output();
-    if (!out.success) throw new Error(`tmux ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-    return new TextDecoder().decode(out.stdout);
-  }
-
-  /** The whole screen and its scrollback, lines joined where they wrapped. */
-  async text(options: { escapes?: boolean } = {}): Promise<string> {
-    return await this.tmux("capture-pane", "-p", "-J", "-S", "-", ...(options.escapes ? ["-e"] : []), "-t", "main");
-  }
-
-  /** The last non-empty line: the prompt line. */
-  async lastLine(): Promise<string> {
-    const lines = (await this.text()).split("\n").filter((l) => l.trim() !== "");
-    return lines[lines.length - 1] ?? "";
-  }
-
-  /** Polls the screen until `test` holds, and returns it; fails with the screen after `timeoutMs`. */
-  async waitFor(test: (text: string) => boolean, what: string, timeoutMs = 20_000): Promise<string> {
-    const deadline = performance.now() + timeoutMs;
-    while (true) {
-      const text = await this.text();
-      if (test(text)) return text;
-      if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}; screen:\n${text}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-
-  /** Polls until the prompt line (the last non-empty line) is exactly `expected`, trailing blanks aside. */
-  async waitForLastLine(expected: string, what: string): Promise<void> {
-    await this.waitFor((t) => {
-      const lines = t.split("\n").filter((l) => l.trim() !== "");
-      return lines[lines.length - 1]?.trimEnd() === expected.trimEnd();
-    }, `${what} (last line ${JSON.stringify(expected)})`);
-  }
-
-  /** Types text literally, without Enter. */
-  async type(text: string): Promise<void> {
-    await this.tmux("send-keys", "-t", "main", "-l", text);
-  }
-
-  /** Presses keys by tmux name (Enter, Up, C-c…). */
-  async press(...keys: string[]): Promise<void> {
-    await this.tmux("send-keys", "-t", "main", ...keys);
-  }
-
-  /** Types a line and presses Enter. */
-  async line(text: string): Promise<void> {
-    await this.type(text);
-    await this.press("Enter");
-  }
-
-  /** The process id of the client (the child of the pane's shell). */
-  async clientPid(): Promise<number> {
-    const shell = (await this.tmux("list-panes", "-t", "main", "-F", "#{pane_pid}")).trim();
-    const out = await new Deno.Command("pgrep", { args: ["-P", shell], stdout: "piped" }).output();
-    const pids = new TextDecoder().decode(out.stdout).trim().split("\n").filter((p) => p !== "");
-    assert.equal(pids.length, 1, `one child of the pane's shell ${shell}: ${pids}`);
-    return Number(pids[0]);
-  }
-
-  /** Waits for the `EXIT=` line the shell prints after the client and returns the code. */
-  async exitCode(): Promise<number> {
-    const text = await this.waitFor((t) => /EXIT=\d+/.test(t), "the client to exit");
-    return Number(/EXIT=(\d+)/.exec(text)![1]);
-  }
-
-  async close(): Promise<void> {
-    if (this.#socket) await this.tmux("kill-server").catch(() => {});
-    if (this.#dir) await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
-  }
-}
 
 /** A raw protocol client in `room`. */
 const member = (port: number, nick: string, options: { room?: string; passphrase?: string } = {}) =>

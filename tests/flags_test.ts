@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { flagHelp, type FlagSpec, parseFlags, UsageError } from "../lib/flags.ts";
-import { CLIENT_FLAGS, clientHelp, parseClientFlags } from "../lib/client/config.ts";
+import { CLIENT_FLAGS, clientHelp, NickFlagError, parseClientFlags } from "../lib/client/config.ts";
 
 const TABLE: FlagSpec[] = [
   { name: "port", key: "port", kind: "int", default: 5000, min: 0, max: 65535, help: "TCP port" },
@@ -69,9 +69,24 @@ Deno.test("client flags: defaults, --ca implies --tls, names checked, no --passp
   assert.equal(parseClientFlags(["--ca", "ca.pem"]).tls, true);
   assert.throws(() => parseClientFlags(["--iterations", "99999"]), UsageError);
   assert.throws(() => parseClientFlags(["--room", "two words"]), /whitespace/);
-  assert.throws(() => parseClientFlags(["--nick", "e\u0301"]), /NFC/);
+  assert.throws(() => parseClientFlags(["--nick", "e\u0301"]), NickFlagError, "a bad nick is exit 5, not 2");
+  assert.throws(() => parseClientFlags(["--nick", "bad nick"]), /--nick: .*whitespace/);
   assert.throws(() => parseClientFlags(["--passphrase", "x"]), UsageError);
   const help = clientHelp("9.9.9");
   for (const f of CLIENT_FLAGS) assert.ok(help.includes(`--${f.name}`), f.name);
   assert.match(help, /aeschat client 9\.9\.9/);
+});
+
+Deno.test("a negative number is a value out of range, not an ambiguous flag; -h is --help", () => {
+  assert.throws(() => parseFlags(TABLE, ["--port", "-1"]), /--port must be from 0 to 65535, got -1/);
+  assert.throws(() => parseFlags(TABLE, ["--rate", "-.5"]), /--rate must be from 0 to 100, got -.5/);
+  assert.throws(() => parseClientFlags(["--reconnect-for", "-1"]), /--reconnect-for must be from 0 to 86400, got -1/);
+  // A value that starts with - for a string flag is still refused, in plain words.
+  assert.throws(
+    () => parseFlags(TABLE, ["--name", "-x"]),
+    /--name needs a value \(a value that starts with - is written --name=-VALUE\)/,
+  );
+  assert.equal(parseFlags(TABLE, ["--name=-x"]).name, "-x");
+  assert.equal(parseClientFlags(["-h"]).help, true);
+  assert.match(clientHelp("1").split("\n").find((l) => l.includes("--help"))!, /^ {2}-h, --help +show this help/);
 });

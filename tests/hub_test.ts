@@ -10,12 +10,17 @@ import assert from "node:assert/strict";
 import { deriveRoomKeys, makeSalt, openEnvelope, type RoomKeys, sealEnvelope, signJoinProof } from "../lib/crypto.ts";
 import { type Envelope, serializeEnvelope } from "../lib/envelope.ts";
 import { FrameReader } from "../lib/frame.ts";
-import { type ClientMessage, parseServerMessage, type ServerLimits, type ServerMessage } from "../lib/protocol.ts";
+import {
+  type ClientMessage,
+  parseServerMessage,
+  proveMessage,
+  type ServerLimits,
+  type ServerMessage,
+  type ServerMessageOf as Msg,
+} from "../lib/protocol.ts";
 import { Hub, MAX_DENIED, type Member, type Peer, REPLY_BUDGET } from "../lib/server/hub.ts";
 import { Logger } from "../lib/server/log.ts";
 import { type MessageRow, Store } from "../lib/server/store.ts";
-
-type Msg<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;
 
 const LIMITS: ServerLimits = {
   max_frame: 65536,
@@ -158,16 +163,16 @@ async function join(
   const nonce = Uint8Array.fromBase64(challenge.nonce);
   assert.equal(nonce.length, 32);
   let keys: RoomKeys;
-  const prove: Record<string, unknown> = { type: "prove", room };
+  let create: Parameters<typeof proveMessage>[2];
   if (challenge.salt !== undefined) {
     keys = await keysFor(passphrase, Uint8Array.fromBase64(challenge.salt), challenge.iterations!);
   } else {
     const salt = makeSalt();
     keys = await keysFor(passphrase, salt, ITERATIONS);
-    Object.assign(prove, { salt: salt.toBase64(), iterations: ITERATIONS, access_pub: keys.accessPub.toBase64() });
+    create = { salt, iterations: ITERATIONS, accessPub: keys.accessPub };
   }
-  prove.proof = (await signJoinProof(keys, { nonce, room, nick: client.nick })).toBase64();
-  await t.handle(client, prove as ClientMessage);
+  const proof = await signJoinProof(keys, { nonce, room, nick: client.nick });
+  await t.handle(client, proveMessage(room, proof, create));
   const i = client.peer.inbox.findIndex((m) => m.type === "joined" || m.type === "error");
   assert.ok(i >= 0, `no answer to prove: ${JSON.stringify(client.peer.inbox)}`);
   const reply = client.peer.inbox.splice(i, 1)[0] as Msg<"joined"> | Msg<"error">;

@@ -27,18 +27,47 @@ Deno.test("generatePassphrase gives 24 base32 characters in six groups, differen
   assert.equal(seen.size, 200);
 });
 
-Deno.test("presetPassphrase prefers the environment, then the first line of the file", async () => {
+Deno.test("presetPassphrase: an explicit --passphrase-file wins over the environment, and must be readable", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const file = `${dir}/p`;
-    await Deno.writeTextFile(file, "from file\r\nsecond\n");
-    assert.equal(await presetPassphrase({ env: "from env", file }), "from env");
+    await Deno.writeTextFile(file, "from file\r\nsecond\n", { mode: 0o600 });
+    assert.equal(await presetPassphrase({ env: "from env", file }), "from file");
     assert.equal(await presetPassphrase({ env: "", file }), "from file");
+    assert.equal(await presetPassphrase({ env: "from env" }), "from env");
+    assert.equal(await presetPassphrase({ env: "" }), undefined);
     assert.equal(await presetPassphrase({}), undefined);
-    await assert.rejects(presetPassphrase({ file: `${dir}/missing` }), PassphraseError);
+    // A missing file is an error even when the environment has a passphrase.
+    await assert.rejects(presetPassphrase({ env: "from env", file: `${dir}/missing` }), PassphraseError);
+    await assert.rejects(presetPassphrase({ file: `${dir}/missing` }), /no such file/);
     await Deno.writeTextFile(file, "\nsecond\n");
     await assert.rejects(presetPassphrase({ file }), /first line is empty/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "presetPassphrase warns about a passphrase file that other users can read, and not about a private one",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const file = `${dir}/p`;
+      await Deno.writeTextFile(file, "secret words here\n");
+      const warnings: string[] = [];
+      for (const mode of [0o600, 0o400, 0o640, 0o604, 0o644]) {
+        await Deno.chmod(file, mode);
+        await presetPassphrase({ file, warn: (line) => warnings.push(line) });
+      }
+      assert.equal(warnings.length, 3, warnings.join("\n"));
+      assert.match(warnings[0], /can be read by other users \(mode 640\); chmod 600 it/);
+      if (Deno.uid() !== 0) {
+        await Deno.chmod(file, 0o000);
+        await assert.rejects(presetPassphrase({ file }), /cannot read --passphrase-file .*permission denied/);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -231,7 +231,7 @@ Deno.test("parseServerMessage ignores extra fields but refuses missing or mistyp
   });
   assertProtocolError(() => parseServerMessage(body({ type: "rooms", rooms: {} })), {
     code: "bad_message",
-    message: /rooms must be a array/,
+    message: /rooms must be an array/,
   });
   assertProtocolError(() => parseServerMessage(body({ type: "error", code: "x", message: "y", id: 5 })), {
     code: "bad_message",

@@ -1,5 +1,17 @@
 import assert from "node:assert/strict";
-import { clockTime, formatJson, formatMessage, formatStatus, nickColour, sanitize } from "../lib/client/render.ts";
+import {
+  clockTime,
+  displayNick,
+  displayWidth,
+  fitRow,
+  formatJson,
+  formatMessage,
+  formatStatus,
+  MESSAGE_INDENT,
+  nickColour,
+  sanitize,
+  wrapRows,
+} from "../lib/client/render.ts";
 import type { ShownMessage } from "../lib/client/session.ts";
 
 const message: ShownMessage = {
@@ -57,4 +69,107 @@ Deno.test("formatJson has exactly the documented fields in order, with the text 
 Deno.test("formatStatus marks status and warnings so they cannot pass for messages", () => {
   assert.equal(formatStatus("bob joined", { colour: false }), "-- bob joined");
   assert.equal(formatStatus("bad\nthing", { colour: false, warning: true }), "!! bad \u21b5 thing");
+});
+
+/** Splits as Python's str.splitlines() does: what a script reading our output may split on. */
+function splitlines(text: string): string[] {
+  // deno-lint-ignore no-control-regex
+  return text.split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/);
+}
+
+Deno.test("sanitize leaves no line break of any kind: a forged line after U+2028 stays on the same line", () => {
+  const attack = "build ok\u2028 23:59:59 <alice> approved: deploy to prod";
+  const line = formatMessage({ ...message, from: "mallory", text: attack }, { colour: false });
+  assert.equal(splitlines(line).length, 1, line);
+  assert.equal(line, "09:05:03 <mallory> build ok \u21b5  23:59:59 <alice> approved: deploy to prod");
+  for (const br of ["\u2029", "\x85", "\v", "\f", "\x1c", "\x1d", "\x1e", "\r", "\n", "\r\n"]) {
+    assert.equal(splitlines(sanitize(`a${br}b`)).length, 1, JSON.stringify(br));
+  }
+});
+
+Deno.test("sanitize neutralizes every bidi control and keeps ZWJ, ZWNJ, variation selectors and tag sequences", () => {
+  const bidi = [
+    "\u200e",
+    "\u200f",
+    "\u061c",
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
+  ];
+  for (const c of bidi) assert.equal(sanitize(`a${c}b`), "a\uFFFDb", `U+${c.codePointAt(0)!.toString(16)}`);
+  for (const c of ["\u0000", "\u0007", "\u001b", "\u007f", "\u0080", "\u009b"]) {
+    assert.equal(sanitize(`a${c}b`), "a\uFFFDb");
+  }
+  const kept = [
+    "👩\u200d💻", // ZWJ emoji
+    "می\u200cخواهم", // ZWNJ in Persian
+    "क्\u200dष", // ZWJ in Devanagari
+    "❤\ufe0f", // variation selector 16
+    "🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}", // Scotland: tag sequence
+    "e\u0301", // combining mark
+  ];
+  for (const text of kept) assert.equal(sanitize(text), text);
+});
+
+Deno.test("displayNick collapses runs of white space, trims, and cuts a very long nick", () => {
+  assert.equal(displayNick(`dave${" ".repeat(150)}23:59:59 <carol> ok`), "dave 23:59:59 <carol> ok");
+  assert.equal(displayNick("\u3000 x\u00a0\u00a0y \t"), "x y");
+  assert.equal([...displayNick("n".repeat(200))].length, 48);
+  assert.ok(displayNick("n".repeat(200)).endsWith("…"));
+  assert.equal(displayNick("bo\u202eb"), "bo\uFFFDb");
+});
+
+Deno.test("a wrapped message has indented continuation rows that never start like a message", () => {
+  const text = `${"w".repeat(105)}23:59:59 <carol> ok from me, ship it`;
+  const rows = formatMessage({ ...message, from: "bob", text }, { colour: false, width: 120 }).split("\n");
+  assert.equal(rows.length, 2);
+  assert.match(rows[0], /^09:05:03 <bob> w+$/);
+  assert.ok(rows[1].startsWith(" ".repeat(MESSAGE_INDENT)), rows[1]);
+  assert.ok(rows[1].endsWith("23:59:59 <carol> ok from me, ship it"), rows[1]);
+  // Words wrap whole when they fit on a row.
+  assert.deepEqual(wrapRows("09:00:00 <bob> ", "one two three four", { width: 24, indent: 9 }), [
+    "09:00:00 <bob> one two",
+    "         three four",
+  ]);
+});
+
+Deno.test("wrapRows: whatever the text, no row is wider than the terminal allows, and every continuation is indented", () => {
+  const alphabet = ["a", "b", " ", "  ", "é", "日", "本", "👩\u200d💻", "e\u0301", "ü", "x".repeat(30), "ق", "ш"];
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  for (let round = 0; round < 300; round++) {
+    const width = 20 + Math.floor(random() * 100);
+    let text = "";
+    for (let i = 0; i < 80; i++) text += alphabet[Math.floor(random() * alphabet.length)];
+    const rows = wrapRows("12:00:00 <someone> ", sanitize(text), { width, indent: MESSAGE_INDENT });
+    for (const [i, row] of rows.entries()) {
+      assert.ok(displayWidth(row) <= width - 1, `row ${i} of ${JSON.stringify(text)} at width ${width}: ${row}`);
+      if (i > 0) assert.ok(row.startsWith(" ".repeat(MESSAGE_INDENT)), row);
+      if (i > 0) assert.doesNotMatch(row, /^\d\d:\d\d:\d\d /);
+    }
+    // Nothing is lost but spaces at the breaks.
+    assert.equal(rows.join("").replace(/ /g, ""), `12:00:00<someone>${sanitize(text)}`.replace(/ /g, ""));
+  }
+});
+
+Deno.test("this client's own line: --:--:-- while pending, the reason when it failed", () => {
+  assert.equal(formatMessage(message, { colour: false, pending: true }), "--:--:-- <alice> hello");
+  assert.equal(
+    formatMessage(message, { colour: false, failed: "the server could not store it" }),
+    "09:05:03 <alice> hello  \u2717 not stored: the server could not store it",
+  );
+  assert.ok(formatMessage(message, { colour: true, pending: true }).startsWith("\x1b[2m"), "pending is dim");
+  assert.ok(formatMessage(message, { colour: true, failed: "x" }).startsWith("\x1b[31m"), "failed is red");
+});
+
+Deno.test("fitRow cuts to one row with an ellipsis", () => {
+  assert.equal(fitRow("short", 80), "short");
+  assert.equal(fitRow("a very long status line", 10), "a very …");
+  assert.ok(displayWidth(fitRow("日".repeat(100), 30)) <= 29);
 });

@@ -5,6 +5,8 @@
  */
 
 import { validateNick, validateRoom } from "../names.ts";
+import { HISTORY_PAGE } from "../protocol.ts";
+import { displayNick } from "./render.ts";
 import { JoinError, SendError, type Session } from "./session.ts";
 
 /** What a command can do to the user interface and the session. */
@@ -87,7 +89,7 @@ export const COMMANDS: Command[] = [
     async run(ctx, args) {
       noArgs("who", args);
       const members = await ctx.session.who();
-      ctx.status(`in #${ctx.session.room}: ${members.join(", ")} (${members.length})`);
+      ctx.status(`in #${ctx.session.room}: ${members.map(displayNick).join(", ")} (${members.length})`);
     },
   },
   {
@@ -98,7 +100,8 @@ export const COMMANDS: Command[] = [
       noArgs("rooms", args);
       const rooms = await ctx.session.rooms();
       if (rooms.length === 0) return ctx.status("no room has members");
-      ctx.status(`rooms: ${rooms.map((r) => `#${r.name} (${r.members})`).join(", ")}`);
+      // Names from the server, shown like nicks: white space collapsed, cut when very long.
+      ctx.status(`rooms: ${rooms.map((r) => `#${displayNick(r.name)} (${r.members})`).join(", ")}`);
     },
   },
   {
@@ -129,7 +132,9 @@ export const COMMANDS: Command[] = [
     help: "show N older messages (default 20)",
     async run(ctx, args) {
       const n = args === "" ? 20 : Number(args);
-      if (!Number.isInteger(n) || n < 1 || n > 500) throw new CommandError("usage: /history [N], N from 1 to 500");
+      if (!Number.isInteger(n) || n < 1 || n > HISTORY_PAGE) {
+        throw new CommandError(`usage: /history [N], N from 1 to ${HISTORY_PAGE}`);
+      }
       const { shown, more } = await ctx.session.older(n);
       if (shown === 0) ctx.status(more ? "no older message could be shown" : "no older messages");
     },

@@ -11,21 +11,33 @@ import type { CloseKind } from "./session.ts";
 
 export { UsageError };
 
+/** Raised for a --nick that breaks the nick rules: exit code 5, like a nick the server refuses. */
+export class NickFlagError extends UsageError {
+  /** @param message what is wrong with the nick */
+  constructor(message: string) {
+    super(message);
+    this.name = "NickFlagError";
+  }
+}
+
 /** Exit codes of the client, as documented in --help and README.md. */
 export const CLIENT_EXIT = {
   /** Finished normally (EOF in script mode with every message acknowledged, /quit, Ctrl-C). */
   ok: 0,
   /** A bug: an unexpected error. */
   internal: 1,
-  /** A bad flag, or a missing nick or passphrase where none can be asked for. */
+  /**
+   * A bad flag, a missing nick or passphrase where none can be asked for, --json on a terminal; in script mode also
+   * a stdin line that was not stored (too long, or refused by the server; each is named on stderr).
+   */
   usage: 2,
-  /** The server could not be reached (or the TLS handshake failed). */
+  /** The server could not be reached at start, or is not one to use (TLS problem, invalid welcome). */
   connect: 3,
-  /** The passphrase is wrong, or the room could not be created. */
+  /** The passphrase is wrong (at start, or the room changed while reconnecting), or the room was not created. */
   denied: 4,
   /** The nick is taken or breaks the nick rules. */
   nick: 5,
-  /** The server closed the connection and reconnecting gave up. */
+  /** Script mode: the connection was lost and did not come back within --reconnect-for. */
   closed: 6,
 } as const;
 
@@ -112,11 +124,22 @@ export const CLIENT_FLAGS: FlagSpec<keyof ClientConfig>[] = [
     min: 0,
     max: 86400,
     arg: "SECONDS",
-    help: "keep reconnecting this long after the connection is lost",
+    help: "script mode: seconds to keep reconnecting after the connection is lost (interactive: no limit)",
   },
-  { name: "help", key: "help", kind: "boolean", default: false, help: "show this help and exit" },
+  { name: "help", key: "help", short: "h", kind: "boolean", default: false, help: "show this help and exit" },
   { name: "version", key: "version", kind: "boolean", default: false, help: "show the version and exit" },
 ];
+
+/** What each exit code means, in the words of --help and README.md (a test checks both). */
+export const EXIT_MEANINGS: Record<(typeof CLIENT_EXIT)[keyof typeof CLIENT_EXIT], string> = {
+  0: "ok",
+  1: "internal error",
+  2: "bad flag, missing nick or passphrase in script mode, --json on a terminal, or (script mode) a line not stored",
+  3: "cannot connect at start (unreachable, TLS problem, not a usable server)",
+  4: "access denied (wrong passphrase)",
+  5: "nick in use or invalid",
+  6: "script mode: the connection was lost and did not come back within --reconnect-for",
+};
 
 /**
  * The --help text, generated from {@link CLIENT_FLAGS}.
@@ -134,18 +157,19 @@ export function clientHelp(version: string): string {
     "",
     "Usage: aeschat-client [options]     (from source: deno task client [options])",
     "",
-    "On a terminal it is an interactive chat (type /help inside). With stdin not a terminal it is a script:",
-    "every stdin line is sent to --room, received messages are printed as `HH:MM:SS <nick> text` (or JSON",
-    "with --json), status goes to stderr, and at EOF it exits once every message sent is stored.",
+    "On a terminal it is an interactive chat (type /help inside) that keeps reconnecting for as long as it runs.",
+    "With stdin not a terminal it is a script: every stdin line is sent to --room, received messages are printed",
+    "as `HH:MM:SS <nick> text` (or JSON with --json), status goes to stderr, and at EOF it exits once every line",
+    "sent is stored; a line that was not stored is named on stderr.",
     "",
-    "The passphrase comes from AESCHAT_PASSPHRASE, --passphrase-file, or a prompt that does not echo;",
+    "The passphrase comes from --passphrase-file, else AESCHAT_PASSPHRASE, else a prompt that does not echo;",
     "never from the command line.",
     "",
     "Options:",
     ...flagHelp(CLIENT_FLAGS),
     "",
-    "Exit codes: 0 ok, 1 internal error, 2 bad flag or missing nick/passphrase, 3 cannot connect,",
-    "            4 access denied (wrong passphrase), 5 nick in use or invalid, 6 server closed the connection.",
+    "Exit codes:",
+    ...Object.entries(EXIT_MEANINGS).map(([code, meaning]) => `  ${code}  ${meaning}`),
   ].join("\n");
 }
 
@@ -158,15 +182,21 @@ export function clientHelp(version: string): string {
  * ```
  * @param args the command-line arguments
  * @returns the configuration, defaults filled in
- * @throws {UsageError} for an unknown flag, a bad value, or a nick or room that breaks the name rules
+ * @throws {UsageError} for an unknown flag, a bad value, or a room that breaks the room rules
+ * @throws {NickFlagError} for a nick that breaks the nick rules
  */
 export function parseClientFlags(args: string[]): ClientConfig {
   const config = parseFlags(CLIENT_FLAGS, args) as unknown as ClientConfig;
   try {
     if (config.nick !== undefined) validateNick(config.nick);
+  } catch (err) {
+    if (err instanceof NameError) throw new NickFlagError(`--nick: ${err.message}`);
+    throw err;
+  }
+  try {
     validateRoom(config.room);
   } catch (err) {
-    if (err instanceof NameError) throw new UsageError(err.message);
+    if (err instanceof NameError) throw new UsageError(`--room: ${err.message}`);
     throw err;
   }
   if (config.ca !== undefined) config.tls = true;

@@ -60,7 +60,8 @@ export function generatePassphrase(): string {
 }
 
 /**
- * The passphrase given without a prompt: AESCHAT_PASSPHRASE, or else the first line of --passphrase-file.
+ * The passphrase given without a prompt: the first line of --passphrase-file when that flag is given (the explicit
+ * flag wins), or else AESCHAT_PASSPHRASE. A file that other users can read gets a warning.
  *
  * @example
  * ```ts
@@ -68,18 +69,33 @@ export function generatePassphrase(): string {
  * ```
  * @param options.env the value of AESCHAT_PASSPHRASE, if set
  * @param options.file the --passphrase-file path, if given
+ * @param options.warn receives a warning line (default: none)
  * @returns the passphrase, or undefined when neither is given
  * @throws {PassphraseError} when the file cannot be read or its first line is empty
  */
-export async function presetPassphrase(options: { env?: string; file?: string }): Promise<string | undefined> {
-  if (options.env !== undefined && options.env !== "") return options.env;
-  if (options.file === undefined) return undefined;
+export async function presetPassphrase(
+  options: { env?: string; file?: string; warn?: (line: string) => void },
+): Promise<string | undefined> {
+  if (options.file === undefined) return options.env === "" ? undefined : options.env;
   let text: string;
   try {
     text = await Deno.readTextFile(options.file);
   } catch (err) {
-    const why = err instanceof Deno.errors.NotFound ? "no such file" : (err as Error).message.split("\n")[0];
+    const why = err instanceof Deno.errors.NotFound
+      ? "no such file"
+      : err instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : (err as Error).message.split("\n")[0];
     throw new PassphraseError(`cannot read --passphrase-file ${options.file}: ${why}`);
+  }
+  const mode = (await Deno.stat(options.file).catch(() => undefined))?.mode;
+  // Windows has no such bits (mode is null there).
+  if (typeof mode === "number" && (mode & 0o044) !== 0) {
+    options.warn?.(
+      `warning: --passphrase-file ${options.file} can be read by other users (mode ${
+        (mode & 0o777).toString(8)
+      }); chmod 600 it`,
+    );
   }
   const line = text.split(/\r?\n/, 1)[0];
   if (line === "") throw new PassphraseError(`--passphrase-file ${options.file}: the first line is empty`);

@@ -11,23 +11,160 @@ import type { ShownMessage } from "./session.ts";
 /** Colours from the 256-colour palette that read well on dark and light backgrounds. */
 const NICK_COLOURS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96, 166, 172, 38, 70, 130, 135, 141, 168];
 
-// C0 controls, DEL, C1 controls, and the bidirectional overrides and isolates (which can disguise text).
+// Line breaks a reader could split on: CR LF, LF, CR, VT, FF, the file/group/record separators, NEL, and the Unicode
+// line and paragraph separators (Python's str.splitlines() splits on every one of them).
 // deno-lint-ignore no-control-regex
-const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+const LINE_BREAKS = /\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/g;
+// Every other control character (Cc), the remaining separators (Zl, Zp), and the bidirectional formatting characters
+// that can reorder what is shown (LRM, RLM, ALM, the embeddings and overrides, the isolates). ZWJ and ZWNJ (emoji,
+// Persian, Indic scripts) and variation selectors are kept.
+const UNSAFE = /[\p{Cc}\p{Zl}\p{Zp}\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]/gu;
+/** The longest nick shown from the server; a longer one (only a lying server sends it) is cut with an ellipsis. */
+const MAX_SHOWN_NICK = 48;
 
 /**
- * Makes untrusted text safe to print on one terminal line: newlines become ↵, tabs a space, and other control
- * characters (escape sequences included) the replacement character.
+ * Makes untrusted text safe to print as one line on a terminal or in a text stream: line breaks of every kind become
+ * " ↵ ", tabs a space, and other control characters, separators and bidirectional controls (escape sequences
+ * included) the replacement character.
  *
  * @example
  * ```ts
  * sanitize("a\u001b[2Jb\nc"); // "a\uFFFD[2Jb ↵ c"
+ * sanitize("ok\u2028fake line"); // "ok ↵ fake line"
  * ```
  * @param text untrusted text
  * @returns printable text without line breaks
  */
 export function sanitize(text: string): string {
-  return text.replace(/\r?\n/g, " \u21b5 ").replace(/\t/g, " ").replace(UNSAFE, "\uFFFD");
+  return text.replace(LINE_BREAKS, " \u21b5 ").replace(/\t/g, " ").replace(UNSAFE, "\uFFFD");
+}
+
+/**
+ * A nick from the server or a peer as shown: sanitized, runs of white space collapsed to one space and trimmed (so
+ * padding cannot push text onto a row of its own), and cut to a sane length.
+ *
+ * @example
+ * ```ts
+ * displayNick("dave     23:59:59 <carol>"); // "dave 23:59:59 <carol>"
+ * ```
+ * @param nick untrusted nick
+ * @returns the nick to show
+ */
+export function displayNick(nick: string): string {
+  const shown = sanitize(nick).replace(/\s+/g, " ").trim();
+  const chars = [...shown];
+  return chars.length > MAX_SHOWN_NICK ? chars.slice(0, MAX_SHOWN_NICK - 1).join("") + "…" : shown;
+}
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+
+/**
+ * The columns a user-perceived character takes, erring on the wide side: ASCII and the Latin, Greek and Cyrillic
+ * blocks take one, everything else (CJK, emoji, scripts whose width terminals disagree on) is counted as two. Wrapping
+ * by it can end a row early but never lets the terminal wrap a row itself.
+ */
+function graphemeWidth(grapheme: string): number {
+  const cp = grapheme.codePointAt(0)!;
+  return cp < 0x0300 || (cp >= 0x0370 && cp < 0x0530) ? 1 : 2;
+}
+
+/**
+ * The columns text takes on a terminal, erring on the wide side (see {@link wrapRows}).
+ *
+ * @example
+ * ```ts
+ * displayWidth("héllo"); // 5
+ * displayWidth("日本"); // 4
+ * ```
+ * @param text sanitized text (no control characters)
+ * @returns the width in columns
+ */
+export function displayWidth(text: string): number {
+  let width = 0;
+  for (const { segment } of graphemes.segment(text)) width += graphemeWidth(segment);
+  return width;
+}
+
+/**
+ * Wraps a line at word boundaries into rows narrower than the terminal; every row after the first starts with
+ * `indent` spaces, so a wrapped message never has a row that looks like the start of a message. Widths err on the
+ * wide side, so a row may end early but the terminal never wraps one by itself.
+ *
+ * @example
+ * ```ts
+ * wrapRows("09:00:00 <bob> ", "a long text", { width: 20, indent: 9 }); // ["09:00:00 <bob> a", "         long text"]
+ * ```
+ * @param head what starts the first row (the time and nick), kept whole
+ * @param text sanitized text to wrap after it
+ * @param options.width the terminal's columns
+ * @param options.indent spaces before each continuation row
+ * @returns the rows, without line breaks
+ */
+export function wrapRows(head: string, text: string, options: { width: number; indent: number }): string[] {
+  // One column stays free: a row that fills the last column leaves terminals in a pending-wrap state.
+  const max = Math.max(options.indent + 8, options.width - 1);
+  const pad = " ".repeat(options.indent);
+  const rows: string[] = [];
+  let row = head;
+  let used = displayWidth(head);
+  const newRow = () => {
+    rows.push(row.trimEnd());
+    row = pad;
+    used = options.indent;
+  };
+  for (const token of text.split(/( +)/)) {
+    if (token === "") continue;
+    const width = displayWidth(token);
+    if (token.startsWith(" ")) {
+      if (used + width <= max) {
+        row += token;
+        used += width;
+      } else if (used > options.indent) {
+        newRow();
+      }
+      continue;
+    }
+    if (used + width > max && used > options.indent && width <= max - options.indent) newRow();
+    if (used + width <= max) {
+      row += token;
+      used += width;
+      continue;
+    }
+    for (const { segment } of graphemes.segment(token)) {
+      const w = graphemeWidth(segment);
+      if (used + w > max) newRow();
+      row += segment;
+      used += w;
+    }
+  }
+  // A row of nothing but the indent (the text ended in spaces at a break) is not worth a row.
+  if (rows.length === 0 || row.trim() !== "") rows.push(row.trimEnd());
+  return rows;
+}
+
+/**
+ * Cuts text to one row of the terminal, with an ellipsis when it is cut.
+ *
+ * @example
+ * ```ts
+ * fitRow("a very long status line", 10); // "a very …"
+ * ```
+ * @param text sanitized text
+ * @param width the terminal's columns
+ * @returns the row
+ */
+export function fitRow(text: string, width: number): string {
+  const max = Math.max(3, width - 1);
+  if (displayWidth(text) <= max) return text;
+  let out = "";
+  let used = 0;
+  for (const { segment } of graphemes.segment(text)) {
+    const w = graphemeWidth(segment);
+    if (used + w > max - graphemeWidth("…")) break;
+    out += segment;
+    used += w;
+  }
+  return out + "…";
 }
 
 /**
@@ -62,33 +199,57 @@ export function nickColour(nick: string): number {
   return NICK_COLOURS[h % NICK_COLOURS.length];
 }
 
-/** Wraps text in a 256-colour foreground escape, or returns it unchanged when colour is off. */
-function paint(text: string, colour: number | "dim" | "bold", on: boolean): string {
+/** Wraps text in a 256-colour foreground escape (or dim, bold, red), or returns it unchanged when colour is off. */
+function paint(text: string, colour: number | "dim" | "bold" | "red", on: boolean): string {
   if (!on) return text;
-  const code = colour === "dim" ? "2" : colour === "bold" ? "1" : `38;5;${colour}`;
+  const code = colour === "dim" ? "2" : colour === "bold" ? "1" : colour === "red" ? "31" : `38;5;${colour}`;
   return `\x1b[${code}m${text}\x1b[0m`;
 }
 
+/** Columns of the time and the space after it: continuation rows of a message are indented by this much. */
+export const MESSAGE_INDENT = 9;
+
+/** What {@link formatMessage} shows of a message. */
+export type MessageLine = Pick<ShownMessage, "ts" | "from" | "type" | "text" | "history">;
+
 /**
- * One message as a line.
+ * One message as it is shown: `HH:MM:SS <nick> text` (`HH:MM:SS * nick text` for an action). With a width, long
+ * text wraps into indented rows. This client's own message shows `--:--:--` for its time while it waits for the
+ * server to store it, and its reason when it was given up.
  *
  * @example
  * ```ts
- * formatMessage({ ts, from: "alice", type: "text", text: "hi", ... }, { colour: false }); // "14:03:59 <alice> hi"
+ * formatMessage({ ts, from: "alice", type: "text", text: "hi", history: false }, { colour: false }); // "14:03:59 <alice> hi"
  * ```
  * @param message the message
- * @param options.colour use ANSI colours (history dimmed, nick coloured)
- * @returns the line, without a newline
+ * @param options.colour use ANSI colours (history and pending dimmed, nick coloured, a failure in red)
+ * @param options.width the terminal's columns: wrap to them (default: one line)
+ * @param options.pending not yet stored by the server
+ * @param options.failed given up, for this reason
+ * @returns the rows, joined by newlines (one row without a width)
  */
-export function formatMessage(message: ShownMessage, options: { colour: boolean }): string {
+export function formatMessage(
+  message: MessageLine,
+  options: { colour: boolean; width?: number; pending?: boolean; failed?: string },
+): string {
   const on = options.colour;
-  const time = clockTime(message.ts);
-  const dim = message.history && on;
-  // The nick's colour ends with a full reset, which also ends the dimming of a history line: dim again after it.
-  const from = paint(sanitize(message.from), nickColour(message.from), on) + (dim ? "\x1b[2m" : "");
-  const text = sanitize(message.text);
-  const line = message.type === "action" ? `${time} * ${from} ${text}` : `${time} <${from}> ${text}`;
-  return dim ? paint(line, "dim", on) : line;
+  const time = options.pending ? "--:--:--" : clockTime(message.ts);
+  const nick = displayNick(message.from);
+  let text = sanitize(message.text);
+  if (options.failed !== undefined) text += `  \u2717 not stored: ${sanitize(options.failed)}`;
+  const action = message.type === "action";
+  const head = action ? `${time} * ${nick} ` : `${time} <${nick}> `;
+  const rows = options.width === undefined
+    ? [head + text]
+    : wrapRows(head, text, { width: options.width, indent: MESSAGE_INDENT });
+  if (!on) return rows.join("\n");
+  const tone = message.history || options.pending ? "dim" : options.failed !== undefined ? "red" : undefined;
+  // The nick's colour ends with a full reset, which also ends the line's tone: start it again after the nick.
+  const at = time.length + (action ? 3 : 2);
+  const again = tone === "dim" ? "\x1b[2m" : tone === "red" ? "\x1b[31m" : "";
+  rows[0] = rows[0].slice(0, at) + paint(nick, nickColour(message.from), true) + again +
+    rows[0].slice(at + nick.length);
+  return rows.map((row) => tone ? paint(row, tone, true) : row).join("\n");
 }
 
 /**
@@ -107,19 +268,24 @@ export function formatJson(message: ShownMessage): string {
 }
 
 /**
- * A status line (connection, presence, warnings), marked so it cannot be mistaken for a message.
+ * A status line (connection, presence, warnings), marked so it cannot be mistaken for a message; with a width, long
+ * text wraps into rows indented under the text.
  *
  * @example
  * ```ts
  * formatStatus("bob joined", { colour: false }); // "-- bob joined"
  * ```
  * @param text the status, sanitized here
- * @param options.colour dim it
+ * @param options.colour dim it (a warning: bold red)
  * @param options.warning mark it as a warning instead
- * @returns the line
+ * @param options.width the terminal's columns: wrap to them (default: one line)
+ * @returns the rows, joined by newlines
  */
-export function formatStatus(text: string, options: { colour: boolean; warning?: boolean }): string {
-  const line = `${options.warning ? "!!" : "--"} ${sanitize(text)}`;
-  if (!options.colour) return line;
-  return options.warning ? `\x1b[1;31m${line}\x1b[0m` : paint(line, "dim", true);
+export function formatStatus(text: string, options: { colour: boolean; warning?: boolean; width?: number }): string {
+  const head = options.warning ? "!! " : "-- ";
+  const rows = options.width === undefined
+    ? [head + sanitize(text)]
+    : wrapRows(head, sanitize(text), { width: options.width, indent: head.length });
+  if (!options.colour) return rows.join("\n");
+  return rows.map((row) => options.warning ? `\x1b[1;31m${row}\x1b[0m` : paint(row, "dim", true)).join("\n");
 }

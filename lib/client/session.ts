@@ -1,53 +1,78 @@
 /**
- * One client's conversation with a server: connect, hello, join with a proof, send and receive sealed messages,
- * and reconnect without loss. No terminal code: the user interface gets {@link SessionEvent}s and answers
- * {@link JoinHooks}; keys live only in this object's memory.
+ * One client's conversation with a server: hello, join with a proof, say sealed messages through the outbox, open
+ * and show what others say, and reconnect without losing or repeating anything. The session is handed a dial
+ * function (link.ts) and knows nothing of sockets or terminals: a user interface gets {@link SessionEvent}s and
+ * answers {@link JoinHooks}. Keys live only in this object's memory.
+ *
+ * State is kept per room (keys, catch-up position, ids already shown) in a map, and request/reply waiters are
+ * generic, so that one connection in several rooms (protocol v2) can grow from here.
  *
  * @module
  */
 
 import { decodeBase64 } from "../base64.ts";
 import {
+  checkIterations,
+  DEFAULT_ITERATIONS,
   deriveRoomKeys,
+  KeyDerivationError,
   makeSalt,
+  NONCE_BYTES,
   openEnvelope,
   OpenError,
   type RoomKeys,
+  SALT_BYTES,
   sealEnvelope,
   signJoinProof,
 } from "../crypto.ts";
-import { type Envelope, MAX_BODY_BYTES, serializeEnvelope } from "../envelope.ts";
-import { encodeFrame, encodeMessage, FrameReader } from "../frame.ts";
+import { MAX_BODY_BYTES } from "../envelope.ts";
+import { encodeMessage } from "../frame.ts";
 import { utf8Length } from "../names.ts";
 import {
   type ClientMessage,
+  helloMessage,
+  HISTORY_PAGE,
+  parseLimits,
+  parseNames,
   parseRelayedMessage,
+  parseRoomList,
   parseServerMessage,
+  pongFrame,
   PROTOCOL_VERSION,
-  type RelayedMessage,
+  ProtocolError,
+  proveMessage,
+  sendFrame,
   type ServerLimits,
   type ServerMessage,
+  type ServerMessageOf,
 } from "../protocol.ts";
+import type { Dial, Link, LinkError } from "./link.ts";
+import { ForgeryReports } from "./forgeries.ts";
+import { Outbox, type OutboxItem } from "./outbox.ts";
+import { Replies } from "./replies.ts";
 
-/** Largest frame the client reads (servers may be configured above the 64 KiB default). */
-export const CLIENT_MAX_FRAME = 16 * 1024 * 1024;
 /** How long a request waits for its reply before the connection is considered dead. */
 const REPLY_TIMEOUT_MS = 30_000;
-/** First reconnect delay; doubled on every failure up to {@link RECONNECT_MAX_DELAY_MS}, with ±50% jitter. */
+/** Reconnect delays: the first, doubled after every failure up to the largest, each with ±50% jitter. */
 const RECONNECT_FIRST_DELAY_MS = 250;
-const RECONNECT_MAX_DELAY_MS = 8_000;
-/** How long to keep trying to reconnect before giving up, by default. */
-const RECONNECT_GIVE_UP_MS = 60_000;
-/** A message refused with storage_failed is sent again after this delay, at most this many times. */
-const STORAGE_RETRY_MS = 1_000;
-const STORAGE_RETRIES = 5;
-/** Message ids remembered per room to show a message delivered twice only once. */
+const RECONNECT_MAX_DELAY_MS = 30_000;
+/** Message ids remembered per room, to show a message delivered twice only once. */
 const SEEN_IDS = 100_000;
+/** Bytes of live messages held back while a reconnect catches up; beyond it they are dropped and fetched again. */
+const HELD_BYTES = 8 * 1024 * 1024;
+/** `since` pages followed in one catch-up. */
+const CATCH_UP_PAGES = 1_000;
+/** Failed-authentication warnings: one per claimed sender per interval, then a count. */
+const FORGED_INTERVAL_MS = 10_000;
+/** Claimed senders tracked at once; the rest are counted together. */
+const FORGED_SENDERS = 64;
+/** How long joining another room waits for this room's messages to be stored. */
+const LEAVE_DRAIN_MS = 10_000;
 
 /** Why the session stopped for good; the client maps it to an exit code. */
 export type CloseKind = "connect" | "denied" | "nick" | "closed" | "quit";
 
-/** Raised when the server cannot be reached or refuses the connection; `kind` picks the exit code. */
+/** Raised when the server cannot be used (unreachable, refused, gone for good); `kind` picks the exit code. */
 export class SessionError extends Error {
   /** The failure class. */
   readonly kind: CloseKind;
@@ -66,9 +91,9 @@ export class SessionError extends Error {
   }
 }
 
-/** Raised when a join fails (wrong passphrase, bad room name, cancelled); the session stays in its old room. */
+/** Raised when a request fails (wrong passphrase, bad room name, cancelled, offline); the session carries on. */
 export class JoinError extends Error {
-  /** The server's error code, or "cancelled" when the user gave no passphrase. */
+  /** The server's error code, "cancelled" when the user gave no passphrase, "offline", or "bad_reply". */
   readonly code: string;
   /**
    * @param code the error code
@@ -81,7 +106,7 @@ export class JoinError extends Error {
   }
 }
 
-/** Raised when a message cannot be sent (too long, not in a room). */
+/** Raised when a message cannot be sent at all (too long, not in a room). */
 export class SendError extends Error {
   /** @param message one line for the user */
   constructor(message: string) {
@@ -112,13 +137,22 @@ export interface ShownMessage {
 
 /** What the session tells its user interface. */
 export type SessionEvent =
+  /** A message to show (live, caught up after a reconnect, or history on join). */
   | { kind: "message"; message: ShownMessage }
+  /** Older messages fetched with {@link Session.older}. */
   | { kind: "older"; room: string; messages: ShownMessage[]; more: boolean }
-  | { kind: "forged"; room: string; from: string; seq: number }
+  /**
+   * Messages claiming to be from `from` failed authentication and were not shown: the first at once (with its
+   * seq), then one event per interval with the `count` since.
+   */
+  | { kind: "forged"; room: string; from: string; count: number; seq?: number; intervalMs: number }
   | { kind: "presence"; event: "join" | "leave" | "nick"; room: string; nick: string; old?: string }
   | { kind: "nick"; old: string; new: string }
-  | { kind: "unsent"; id: string; reason: string }
+  /** One of this client's messages changed state: queued, sent, acked (stored) or failed. */
+  | { kind: "outbox"; item: OutboxItem }
   | { kind: "status"; text: string }
+  /** The connection is down: the next attempt comes in `retryInMs`. Sent before every attempt. */
+  | { kind: "offline"; reason: string; retryInMs: number; attempt: number }
   | { kind: "reconnected"; room?: string; missed: number; resent: number }
   | { kind: "closed"; error: SessionError };
 
@@ -145,29 +179,32 @@ export interface Joined {
   history: number;
 }
 
-/** How to reach the server. */
-export interface ConnectOptions {
-  /** Host name or address. */
-  host: string;
-  /** Port. */
-  port: number;
-  /** Connect with TLS. */
-  tls?: boolean;
-  /** PEM certificates to trust besides the system store. */
-  caCerts?: string[];
+/** How the session reconnects. */
+export interface ReconnectPolicy {
+  /** First delay (default 250 ms); doubled after every failure. */
+  firstDelayMs: number;
+  /** Largest delay (default 30 s). */
+  maxDelayMs: number;
+  /** Give up after this long (script mode's --reconnect-for); undefined: never, as long as the program runs. */
+  giveUpAfterMs?: number;
 }
 
-interface Pending {
-  envelope: Envelope;
-  plaintext: { type: string; body: string };
-  storageRetries: number;
-}
-
-interface Waiter {
-  test: (m: ServerMessage) => boolean;
-  resolve: (m: ServerMessage) => void;
-  reject: (err: Error) => void;
-  timer: ReturnType<typeof setTimeout>;
+/** Session settings. */
+export interface SessionOptions {
+  /** The nick to use. */
+  nick: string;
+  /** Receives every event. */
+  onEvent: (event: SessionEvent) => void;
+  /** PBKDF2 count for rooms this client creates (default 600000). */
+  iterations?: number;
+  /** Reconnect delays and when to give up (default: never). */
+  reconnect?: Partial<ReconnectPolicy>;
+  /** Retries of a message refused with `storage_failed`: the delay (default 1 s) and how many (default 5). */
+  retry?: { delayMs?: number; retries?: number };
+  /** Bounds against a lying server (defaults: 8 MiB held, 1000 pages, one warning per sender per 10 s). */
+  bounds?: { heldBytes?: number; catchUpPages?: number; forgedIntervalMs?: number };
+  /** How long a request waits for its reply (default 30 s). */
+  replyTimeoutMs?: number;
 }
 
 interface RoomState {
@@ -175,66 +212,15 @@ interface RoomState {
   keys: RoomKeys;
   salt: Uint8Array;
   iterations: number;
-  /** Highest seq seen in this room (or the server's latest seq at join). */
+  /** Highest seq seen in this room (or the server's latest seq at join): where a catch-up starts. */
   lastSeq: number;
   /** Lowest seq shown, for paging back with /history. */
   oldestSeq: number;
+  /** Ids already shown (or sent by this client), the newest SEEN_IDS of them. */
   seen: Set<string>;
   seenOrder: string[];
-}
-
-/** One socket to the server: framing, serialized writes, and a read loop. */
-class Link {
-  readonly conn: Deno.Conn;
-  #writing: Promise<void> = Promise.resolve();
-  #closed = false;
-
-  constructor(conn: Deno.Conn) {
-    this.conn = conn;
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  write(frame: Uint8Array): void {
-    if (this.#closed) return;
-    this.#writing = this.#writing.then(async () => {
-      let at = 0;
-      while (at < frame.length && !this.#closed) at += await this.conn.write(frame.subarray(at));
-    }).catch(() => this.close());
-  }
-
-  async flushed(): Promise<void> {
-    await this.#writing;
-  }
-
-  async read(onBody: (body: Uint8Array) => void): Promise<string> {
-    const reader = new FrameReader({ maxFrame: CLIENT_MAX_FRAME });
-    const buf = new Uint8Array(64 * 1024);
-    try {
-      while (true) {
-        const n = await this.conn.read(buf);
-        if (n === null) return "the server closed the connection";
-        for (const body of reader.push(buf.subarray(0, n))) onBody(body);
-        if (reader.error) throw reader.error;
-      }
-    } catch (err) {
-      return this.#closed ? "closed" : `connection error: ${(err as Error).message.split("\n")[0]}`;
-    } finally {
-      this.close();
-    }
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.conn.close();
-    } catch {
-      // already closed
-    }
-  }
+  /** Live messages held back while catching up (undefined when live), with their bytes. */
+  held?: { items: unknown[]; bytes: number; overflowed: boolean };
 }
 
 /**
@@ -242,74 +228,96 @@ class Link {
  *
  * @example
  * ```ts
- * const session = await Session.connect({ host: "127.0.0.1", port: 5000 }, { nick: "alice", onEvent: console.log });
+ * const session = await Session.connect(dialServer({ host: "127.0.0.1", port: 5000 }), {
+ *   nick: "alice",
+ *   onEvent: console.log,
+ * });
  * await session.join("general", { passphrase: () => Promise.resolve("a long shared passphrase") });
- * await session.send("hello");
+ * session.say("hello");
  * await session.drain();
  * await session.close();
  * ```
  */
 export class Session {
-  #target: ConnectOptions;
+  #dial: Dial;
   #nick: string;
   #onEvent: (event: SessionEvent) => void;
   #iterations: number;
-  #reconnectForMs: number;
+  #reconnect: ReconnectPolicy;
+  #bounds: { heldBytes: number; catchUpPages: number; forgedIntervalMs: number };
   #link: Link | undefined;
+  /** Which link is current: events of an older one are ignored. */
+  #generation = 0;
   #limits: ServerLimits | undefined;
-  #waiters: Waiter[] = [];
-  #room: RoomState | undefined;
+  /** Whether the current link has been welcomed. */
+  #welcomed = false;
+  #replies: Replies<ServerMessage>;
+  #rooms = new Map<string, RoomState>();
+  #current: string | undefined;
+  /** A room being joined (not rejoined): its live messages wait until its state exists. */
+  #joining: { room: string; early: unknown[]; bytes: number } | undefined;
   /** Derived keys by room, salt and iterations: memory only, never written anywhere. */
   #keys = new Map<string, RoomKeys>();
-  #pending = new Map<string, Pending>();
-  #drainers: { resolve: () => void; reject: (err: Error) => void }[] = [];
-  /** Serializes the handling of relayed messages, so they are shown in arrival order. */
-  #inbound: Promise<void> = Promise.resolve();
-  /** Live messages held back while a reconnect catches up with `since`. */
-  #held: RelayedMessage[] | undefined;
-  #state: "connected" | "reconnecting" | "closed" = "connected";
-  #closedError: SessionError | undefined;
+  #outbox: Outbox;
+  /** Each outgoing message's frame, and the nick it was sealed under. */
+  #sealed = new WeakMap<OutboxItem, { from: string; frame: Uint8Array }>();
+  /** Serializes the opening of relayed messages, so they are shown in arrival order. */
+  #inbound: Promise<unknown> = Promise.resolve();
+  #state: "connecting" | "online" | "offline" | "closed" = "connecting";
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #lastHeard = performance.now();
+  #forged: ForgeryReports;
+  /** Ends the wait between reconnect attempts early (on close). */
+  #wake: (() => void) | undefined;
 
-  private constructor(
-    target: ConnectOptions,
-    options: { nick: string; onEvent: (event: SessionEvent) => void; iterations: number; reconnectForMs: number },
-  ) {
-    this.#target = target;
+  private constructor(dial: Dial, options: SessionOptions) {
+    this.#dial = dial;
     this.#nick = options.nick;
     this.#onEvent = options.onEvent;
-    this.#iterations = options.iterations;
-    this.#reconnectForMs = options.reconnectForMs;
+    this.#iterations = options.iterations ?? DEFAULT_ITERATIONS;
+    this.#reconnect = {
+      firstDelayMs: options.reconnect?.firstDelayMs ?? RECONNECT_FIRST_DELAY_MS,
+      maxDelayMs: options.reconnect?.maxDelayMs ?? RECONNECT_MAX_DELAY_MS,
+      giveUpAfterMs: options.reconnect?.giveUpAfterMs,
+    };
+    this.#bounds = {
+      heldBytes: options.bounds?.heldBytes ?? HELD_BYTES,
+      catchUpPages: options.bounds?.catchUpPages ?? CATCH_UP_PAGES,
+      forgedIntervalMs: options.bounds?.forgedIntervalMs ?? FORGED_INTERVAL_MS,
+    };
+    this.#replies = new Replies({
+      timeoutMs: options.replyTimeoutMs ?? REPLY_TIMEOUT_MS,
+      // A server that does not answer in time is taken for gone.
+      timedOut: () => this.#link?.close(),
+    });
+    const intervalMs = this.#bounds.forgedIntervalMs;
+    this.#forged = new ForgeryReports({
+      intervalMs,
+      senders: FORGED_SENDERS,
+      report: (report) => this.#onEvent({ kind: "forged", ...report, intervalMs }),
+    });
+    this.#outbox = new Outbox({
+      frame: (item) => this.#frameOf(item),
+      write: (frame) => this.#link?.write(frame),
+      ready: (room) => this.#state === "online" && room === this.#current && !this.#rooms.get(room)?.held,
+      changed: (item) => this.#onEvent({ kind: "outbox", item }),
+      retryDelayMs: options.retry?.delayMs,
+      retries: options.retry?.retries,
+    });
   }
 
   /**
    * Connects and says hello.
    *
-   * @param target where the server is
-   * @param options.nick the nick to use
-   * @param options.onEvent receives every event
-   * @param options.iterations PBKDF2 count for rooms this client creates (default 600000)
-   * @param options.reconnectForMs how long to keep reconnecting after a loss (default 60 s)
+   * @param dial opens the connection (link.ts `dialServer`, or an in-process server in tests)
+   * @param options nick, events, and the policies
    * @returns the connected session
-   * @throws {SessionError} "connect" when unreachable, "nick" when the nick is refused
+   * @throws {SessionError} "connect" when unreachable or unusable, "nick" when the nick is refused
    */
-  static async connect(
-    target: ConnectOptions,
-    options: {
-      nick: string;
-      onEvent: (event: SessionEvent) => void;
-      iterations?: number;
-      reconnectForMs?: number;
-    },
-  ): Promise<Session> {
-    const session = new Session(target, {
-      nick: options.nick,
-      onEvent: options.onEvent,
-      iterations: options.iterations ?? 600_000,
-      reconnectForMs: options.reconnectForMs ?? RECONNECT_GIVE_UP_MS,
-    });
+  static async connect(dial: Dial, options: SessionOptions): Promise<Session> {
+    const session = new Session(dial, options);
     await session.#open();
+    session.#state = "online";
     return session;
   }
 
@@ -320,50 +328,62 @@ export class Session {
 
   /** The joined room, if any. */
   get room(): string | undefined {
-    return this.#room?.name;
+    return this.#current;
   }
 
-  /** The limits the server announced. */
+  /** The limits the server announced (checked). */
   get limits(): ServerLimits | undefined {
     return this.#limits;
   }
 
-  /** Messages sent but not yet acknowledged (stored) by the server. */
-  get unacked(): number {
-    return this.#pending.size;
+  /** Messages said but not yet stored by the server (queued or sent). */
+  get unsent(): number {
+    return this.#outbox.unsent;
   }
 
-  /** Whether the session is reconnecting right now. */
-  get reconnecting(): boolean {
-    return this.#state === "reconnecting";
+  /** Whether the session is connected right now. */
+  get online(): boolean {
+    return this.#state === "online";
   }
 
+  /** Bytes of live messages held back right now while catching up (for tests of the bound). */
+  get heldBytes(): number {
+    let bytes = 0;
+    for (const room of this.#rooms.values()) bytes += room.held?.bytes ?? 0;
+    return bytes;
+  }
+
+  /**
+   * This client's messages not yet stored, oldest first.
+   *
+   * @returns the items
+   */
+  pending(): OutboxItem[] {
+    return this.#outbox.pending();
+  }
+
+  /** Dials, says hello and checks the welcome; on success the new link is current. */
   async #open(): Promise<void> {
-    let conn: Deno.Conn;
-    const { host, port } = this.#target;
+    const generation = ++this.#generation;
+    let link: Link;
     try {
-      if (this.#target.tls) {
-        const tls = await Deno.connectTls({ hostname: host, port, caCerts: this.#target.caCerts });
-        await tls.handshake();
-        conn = tls;
-      } else {
-        conn = await Deno.connect({ hostname: host, port });
-      }
+      link = await this.#dial({
+        body: (body) => this.#onBody(generation, body),
+        lost: (error) => this.#onLost(generation, error),
+      });
     } catch (err) {
-      const why = (err as Error).message.split("\n")[0];
-      throw new SessionError("connect", `cannot connect to ${host}:${port}: ${why}`);
+      throw new SessionError("connect", (err as Error).message);
     }
-    const link = new Link(conn);
     this.#link = link;
+    this.#welcomed = false;
     this.#lastHeard = performance.now();
-    link.read((body) => this.#onBody(link, body)).then((reason) => this.#onLost(link, reason));
-    link.write(encodeMessage({ type: "hello", version: PROTOCOL_VERSION, nick: this.#nick }));
+    link.write(encodeMessage(helloMessage(this.#nick)));
     let reply: ServerMessage;
     try {
-      reply = await this.#expect((m) => m.type === "welcome" || m.type === "error");
+      reply = await this.#replies.expect((m) => m.type === "welcome" || m.type === "error");
     } catch (err) {
       link.close();
-      throw new SessionError("connect", `no welcome from ${host}:${port}: ${(err as Error).message}`);
+      throw new SessionError("connect", (err as Error).message);
     }
     if (reply.type === "error") {
       link.close();
@@ -372,19 +392,28 @@ export class Session {
         code: reply.code,
       });
     }
-    const welcome = reply as Extract<ServerMessage, { type: "welcome" }>;
-    this.#limits = welcome.limits;
-    this.#startKeepalive();
+    const welcome = reply as ServerMessageOf<"welcome">;
+    try {
+      if (welcome.version !== PROTOCOL_VERSION) {
+        throw new ProtocolError("bad_message", `welcome.version is ${welcome.version}, not ${PROTOCOL_VERSION}`);
+      }
+      if (welcome.nick !== this.#nick) throw new ProtocolError("bad_message", "welcome.nick is not the nick asked for");
+      this.#limits = parseLimits(welcome.limits);
+      this.#welcomed = true;
+    } catch (err) {
+      link.close();
+      throw new SessionError("connect", `refusing the server: ${(err as Error).message}`, { code: "bad_welcome" });
+    }
+    this.#startKeepalive(this.#limits.idle_timeout_ms);
   }
 
-  #startKeepalive(): void {
+  #startKeepalive(idle: number): void {
     clearInterval(this.#keepalive);
-    const idle = this.#limits?.idle_timeout_ms ?? 120_000;
-    const every = Math.max(250, Math.min(30_000, Math.floor(idle / 3)));
+    const every = Math.max(20, Math.min(30_000, Math.floor(idle / 3)));
     this.#keepalive = setInterval(() => {
       const link = this.#link;
       if (!link || link.closed) return;
-      // A server silent for well over its own idle timeout (we ping it every third of it) is gone.
+      // A server silent for well over its own idle timeout (pinged every third of it) is gone.
       if (performance.now() - this.#lastHeard > idle + every * 2) {
         link.close();
         return;
@@ -393,73 +422,61 @@ export class Session {
     }, every);
   }
 
-  #send(message: ClientMessage): void {
+  /** Writes one protocol message on the current link. */
+  #write(message: ClientMessage): void {
     this.#link?.write(encodeMessage(message));
   }
 
-  /** Waits for the next message passing `test` (checked before normal handling, which then skips it). */
-  #expect(test: (m: ServerMessage) => boolean, timeoutMs = REPLY_TIMEOUT_MS): Promise<ServerMessage> {
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        test,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.#waiters = this.#waiters.filter((w) => w !== waiter);
-          reject(new Error("the server did not answer in time"));
-          this.#link?.close();
-        }, timeoutMs),
-      };
-      this.#waiters.push(waiter);
-    });
-  }
-
-  #failWaiters(reason: string): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) {
-      clearTimeout(w.timer);
-      w.reject(new Error(reason));
+  /** Writes a request and waits for its reply (or an error about it). */
+  async #request<T extends ServerMessage["type"]>(message: ClientMessage, replyType: T): Promise<ServerMessageOf<T>> {
+    if (!this.#link || this.#link.closed || this.#state === "closed") {
+      throw new JoinError("offline", "not connected to the server right now");
     }
+    const isError = (m: ServerMessage) => m.type === "error" && m.id === undefined && m.code !== "rate_limited";
+    this.#write(message);
+    const reply = await this.#replies.expect((m) => m.type === replyType || isError(m)).catch((err) => {
+      throw new JoinError("offline", err.message);
+    });
+    if (reply.type === "error") throw new JoinError(reply.code, reply.message);
+    return reply as ServerMessageOf<T>;
   }
 
-  #onBody(link: Link, body: Uint8Array): void {
-    if (link !== this.#link) return;
+  #onBody(generation: number, body: Uint8Array): void {
+    if (generation !== this.#generation || this.#state === "closed") return;
     this.#lastHeard = performance.now();
     let msg: ServerMessage;
     try {
       msg = parseServerMessage(body);
     } catch (err) {
+      if (!this.#welcomed) {
+        // Not even welcomed yet: a server that starts with garbage is not one to use.
+        this.#replies.failAll(`refusing the server: ${(err as Error).message}`);
+        this.#link?.close();
+        return;
+      }
       this.#onEvent({ kind: "status", text: `ignored an invalid message from the server: ${(err as Error).message}` });
       return;
     }
-    const i = this.#waiters.findIndex((w) => w.test(msg));
-    if (i >= 0) {
-      const [waiter] = this.#waiters.splice(i, 1);
-      clearTimeout(waiter.timer);
-      waiter.resolve(msg);
-      return;
-    }
-    this.#handle(msg);
+    if (this.#replies.offer(msg)) return;
+    this.#handle(msg, body.length);
   }
 
-  #handle(msg: ServerMessage): void {
+  #handle(msg: ServerMessage, bytes: number): void {
     switch (msg.type) {
       case "message":
-        if (this.#held) this.#held.push(msg);
-        else this.#showLive([msg], { history: false });
-        return;
+        return this.#onRelayed(msg, bytes);
       case "ack":
         return this.#acked(msg.id, msg.seq);
       case "error":
         return this.#onError(msg);
       case "presence":
-        if (msg.room === this.#room?.name) {
+        if (msg.room !== this.#current) return;
+        if (msg.event === "join" || msg.event === "leave" || (msg.event === "nick" && msg.old !== undefined)) {
           this.#onEvent({ kind: "presence", event: msg.event, room: msg.room, nick: msg.nick, old: msg.old });
         }
         return;
       case "ping":
-        this.#send(msg.data === undefined ? { type: "pong" } : { type: "pong", data: msg.data });
+        this.#link?.write(pongFrame(msg.data));
         return;
       case "bye":
         // The close that follows starts a reconnect; say why first.
@@ -471,32 +488,40 @@ export class Session {
     }
   }
 
-  #onError(msg: Extract<ServerMessage, { type: "error" }>): void {
-    if (msg.id !== undefined && this.#pending.has(msg.id)) {
-      const pending = this.#pending.get(msg.id)!;
-      switch (msg.code) {
-        case "duplicate_id":
-          // Already stored (its ack was lost): as good as an ack.
-          return this.#acked(msg.id, undefined);
-        case "storage_failed":
-          if (pending.storageRetries++ < STORAGE_RETRIES) {
-            setTimeout(() => this.#resend(pending), STORAGE_RETRY_MS);
-            return;
-          }
-          break;
-        case "sender_mismatch":
-          // The nick changed while the message was on its way: seal it again under the new nick, same id.
-          if (pending.envelope.from !== this.#nick) {
-            this.#reseal(pending).then(() => this.#resend(pending));
-            return;
-          }
-          break;
+  /**
+   * A live message: shown now, or held back (within a byte bound) while its room catches up, or while the room it
+   * names is being joined (it can arrive in the same read as `joined`, before the room's state exists).
+   */
+  #onRelayed(msg: ServerMessageOf<"message">, bytes: number): void {
+    const joining = this.#joining;
+    if (joining && (msg.envelope as { room?: unknown } | undefined)?.room === joining.room) {
+      if (joining.bytes + bytes <= this.#bounds.heldBytes) {
+        joining.early.push(msg);
+        joining.bytes += bytes;
       }
-      this.#pending.delete(msg.id);
-      this.#onEvent({ kind: "unsent", id: msg.id, reason: msg.message });
-      this.#checkDrained();
       return;
     }
+    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
+    if (!room) return;
+    const held = room.held;
+    if (!held) {
+      void this.#showMessages(room, [msg], { history: false });
+      return;
+    }
+    if (held.bytes + bytes > this.#bounds.heldBytes) {
+      // Everything live is also stored: drop what is held and let the catch-up fetch it again.
+      held.items = [];
+      held.bytes = 0;
+      held.overflowed = true;
+      return;
+    }
+    held.items.push(msg);
+    held.bytes += bytes;
+  }
+
+  #onError(msg: ServerMessageOf<"error">): void {
+    const item = msg.id === undefined ? undefined : this.#outbox.get(msg.id);
+    if (item) return this.#onRefused(item, msg);
     if (msg.code === "rate_limited") {
       this.#onEvent({ kind: "status", text: "sending too fast: the server is holding your messages back" });
       return;
@@ -504,69 +529,101 @@ export class Session {
     this.#onEvent({ kind: "status", text: `server error (${msg.code}): ${msg.message}` });
   }
 
-  #acked(id: string, seq: number | undefined): void {
-    if (!this.#pending.delete(id)) return;
-    if (seq !== undefined && this.#room) this.#room.lastSeq = Math.max(this.#room.lastSeq, seq);
-    this.#checkDrained();
+  /** The server refused one of this client's messages. */
+  #onRefused(item: OutboxItem, msg: ServerMessageOf<"error">): void {
+    switch (msg.code) {
+      case "duplicate_id":
+        // Already stored (its ack was lost): as good as an ack.
+        this.#outbox.ack(item.id);
+        return;
+      case "storage_failed":
+        this.#outbox.retry(item.id, `the server could not store it: ${msg.message}`);
+        return;
+      case "sender_mismatch":
+        // Sealed under a nick that is not this connection's any more (a nick change, a reconnect): seal it again.
+        if (this.#sealed.get(item)?.from !== this.#nick) {
+          this.#outbox.retry(item.id, msg.message, { now: true });
+          return;
+        }
+        break;
+    }
+    this.#outbox.fail(item.id, `the server refused it: ${msg.message}`);
   }
 
-  #checkDrained(): void {
-    if (this.#pending.size > 0) return;
-    const drainers = this.#drainers;
-    this.#drainers = [];
-    for (const d of drainers) d.resolve();
+  #acked(id: string, seq: number): void {
+    if (!this.#outbox.ack(id, seq)) return;
+    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
+    if (room) room.lastSeq = Math.max(room.lastSeq, seq);
   }
 
-  /** Decrypts relayed messages in order and hands them to the user interface. */
-  #deliver(items: unknown[], options: { history: boolean }): Promise<ShownMessage[]> {
-    const room = this.#room;
+  /** Seals an outgoing message (again, when the nick changed since) into its `send` frame. */
+  async #frameOf(item: OutboxItem): Promise<Uint8Array> {
+    const cached = this.#sealed.get(item);
+    if (cached && cached.from === this.#nick) return cached.frame;
+    const room = this.#rooms.get(item.room);
+    if (!room) throw new SendError(`not in #${item.room} any more`);
+    const from = this.#nick;
+    const envelope = await sealEnvelope(room.keys, {
+      room: room.name,
+      from,
+      plaintext: { type: item.text.type, body: item.text.body },
+      id: decodeBase64(item.id),
+      ts: item.ts,
+    });
+    const frame = sendFrame(envelope);
+    const maxFrame = this.#limits?.max_frame ?? Infinity;
+    if (frame.length - 4 > maxFrame) {
+      throw new SendError(`message is too long for this server (frame limit ${maxFrame} bytes)`);
+    }
+    this.#sealed.set(item, { from, frame });
+    return frame;
+  }
+
+  /** Opens relayed messages in order (after any still being opened) and returns those that pass. */
+  #openMessages(room: RoomState, items: unknown[], options: { history: boolean }): Promise<ShownMessage[]> {
     const job = this.#inbound.then(async () => {
       const shown: ShownMessage[] = [];
-      if (!room) return shown;
       for (const raw of items) {
         const message = await this.#openRelayed(room, raw, options);
         if (message) shown.push(message);
       }
       return shown;
     });
-    this.#inbound = job.then(() => {}, () => {});
+    this.#inbound = job.catch(() => {});
     return job;
   }
 
-  async #openRelayed(
-    room: RoomState,
-    raw: unknown,
-    options: { history: boolean },
-  ): Promise<ShownMessage | undefined> {
-    let item: RelayedMessage;
+  /** Opens relayed messages in order and delivers each that passes as a "message" event (live or history). */
+  async #showMessages(room: RoomState, items: unknown[], options: { history: boolean }): Promise<number> {
+    const shown = await this.#openMessages(room, items, options);
+    for (const message of shown) this.#onEvent({ kind: "message", message });
+    return shown.length;
+  }
+
+  async #openRelayed(room: RoomState, raw: unknown, options: { history: boolean }): Promise<ShownMessage | undefined> {
+    let item;
     try {
       item = parseRelayedMessage(raw);
     } catch {
       const claimed = (raw as { envelope?: { from?: unknown } })?.envelope?.from;
-      const seq = (raw as { seq?: unknown })?.seq;
-      this.#onEvent({
-        kind: "forged",
-        room: room.name,
-        from: typeof claimed === "string" ? claimed : "(unknown sender)",
-        seq: typeof seq === "number" ? seq : 0,
-      });
+      this.#forged.add(room.name, typeof claimed === "string" ? claimed : "(unknown sender)", seqOf(raw));
       return undefined;
     }
     const id = item.envelope.id;
-    if (this.#pending.has(id)) this.#acked(id, item.seq); // our own, stored before its ack was lost
+    this.#acked(id, item.seq); // our own, stored before its ack was lost
     if (room.seen.has(id)) return undefined;
     let opened;
     try {
       opened = await openEnvelope(room.keys, { envelope: item.envelope, room: room.name });
     } catch (err) {
       if (!(err instanceof OpenError)) throw err;
-      this.#onEvent({ kind: "forged", room: room.name, from: item.envelope.from, seq: item.seq });
+      this.#forged.add(room.name, item.envelope.from, item.seq);
       return undefined;
     }
     this.#remember(room, id);
     room.lastSeq = Math.max(room.lastSeq, item.seq);
     room.oldestSeq = Math.min(room.oldestSeq, item.seq);
-    const message: ShownMessage = {
+    return {
       room: room.name,
       seq: item.seq,
       from: opened.from,
@@ -576,7 +633,6 @@ export class Session {
       text: opened.plaintext.body,
       history: options.history,
     };
-    return message;
   }
 
   #remember(room: RoomState, id: string): void {
@@ -585,27 +641,70 @@ export class Session {
     if (room.seenOrder.length > SEEN_IDS) room.seen.delete(room.seenOrder.shift()!);
   }
 
-  async #showLive(items: unknown[], options: { history: boolean }): Promise<number> {
-    const shown = await this.#deliver(items, options);
-    for (const message of shown) this.#onEvent({ kind: "message", message });
-    return shown.length;
+  /**
+   * Says something in the current room. The message is queued at once (state "queued") and written when everything
+   * said before it is written; it stays pending until the server acknowledges that it is stored, across reconnects
+   * and nick changes. Its progress arrives as "outbox" events.
+   *
+   * @param text what to say
+   * @param options.action say it as an action (/me)
+   * @returns the queued message
+   * @throws {SendError} when not in a room, or the text is not well-formed or too long
+   */
+  say(text: string, options: { action?: boolean } = {}): OutboxItem {
+    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
+    if (!room) throw new SendError("join a room first");
+    if (this.#state === "closed") throw new SendError("the session is closed");
+    if (!text.isWellFormed()) throw new SendError("the text is not well-formed Unicode");
+    const bytes = utf8Length(text);
+    const max = Math.min(MAX_BODY_BYTES, this.#limits?.max_body ?? MAX_BODY_BYTES);
+    if (bytes > max) throw new SendError(`message is ${bytes} bytes; the limit is ${max}`);
+    const item = this.#outbox.add(room.name, { type: options.action ? "action" : "text", body: text });
+    this.#remember(room, item.id);
+    return item;
   }
 
   /**
-   * Joins a room, creating it when it does not exist. On success the previous room is left; on failure the
-   * session stays where it was.
+   * Waits until every message said has been stored (or given up), across reconnects.
+   *
+   * @param options.timeoutMs give up waiting after this long (default: as long as the session lives)
+   * @throws {SessionError} when the session closes first, or an Error on timeout
+   */
+  drain(options: { timeoutMs?: number } = {}): Promise<void> {
+    return this.#outbox.whenPendingAtMost(0, options);
+  }
+
+  /**
+   * Waits until at most `count` messages are pending (script mode bounds its memory with it).
+   *
+   * @param count how many may stay pending
+   */
+  whenPendingAtMost(count: number): Promise<void> {
+    return this.#outbox.whenPendingAtMost(count);
+  }
+
+  /**
+   * Joins a room, creating it when it does not exist. On success the previous room is left (its messages not yet
+   * stored after a short wait are given up); on failure the session stays where it was.
    *
    * @param room the room name
    * @param hooks asks for the passphrase and shows key derivation
    * @returns what the join found
-   * @throws {JoinError} for a wrong passphrase, a bad room name or a cancelled prompt
+   * @throws {JoinError} for a wrong passphrase, a bad room name, a cancelled prompt, or when offline
    */
   async join(room: string, hooks: JoinHooks): Promise<Joined> {
-    if (this.#state !== "connected") throw new JoinError("offline", "not connected to the server right now");
-    await this.drain({ timeoutMs: 5_000 }).catch(() => {});
+    if (this.#state !== "online") throw new JoinError("offline", "not connected to the server right now");
+    const leaving = this.#current;
+    if (leaving !== undefined && leaving !== room) {
+      await this.#outbox.whenPendingAtMost(0, { room: leaving, timeoutMs: LEAVE_DRAIN_MS }).catch(() => {});
+    }
     for (let attempt = 0;; attempt++) {
       try {
-        return await this.#join(room, hooks, { rejoin: false });
+        const joined = await this.#join(room, hooks, { rejoin: false });
+        if (leaving !== undefined && leaving !== room) {
+          this.#outbox.failRoom(leaving, `you left #${leaving} before it was stored`);
+        }
+        return joined;
       } catch (err) {
         if (err instanceof JoinError && err.code === "room_changed" && attempt < 2) continue;
         throw err;
@@ -613,197 +712,159 @@ export class Session {
     }
   }
 
+  /** One join: the challenge, the room's keys, the proof, and (for a new join) entering the room. */
   async #join(room: string, hooks: JoinHooks | undefined, options: { rejoin: boolean }): Promise<Joined> {
-    const isReply = (m: ServerMessage) => m.type === "error" && m.id === undefined && m.code !== "rate_limited";
-    this.#send({ type: "join", room });
-    const challenge = await this.#expect((m) => (m.type === "challenge" && m.room === room) || isReply(m))
-      .catch((err) => {
-        throw new JoinError("offline", `join ${room}: ${err.message}`);
-      });
-    if (challenge.type === "error") throw new JoinError(challenge.code, challenge.message);
-    const { nonce, salt: saltText, iterations: roomIterations } = challenge as Extract<
-      ServerMessage,
-      { type: "challenge" }
-    >;
-    const creating = saltText === undefined;
-    const previous = this.#room?.name === room ? this.#room : undefined;
-    let salt: Uint8Array;
-    let iterations: number;
-    let keys: RoomKeys | undefined;
-    if (!creating) {
-      salt = decodeBase64(saltText, { length: 16 });
-      iterations = roomIterations!;
-      keys = this.#keys.get(keyName(room, salt, iterations));
-    } else if (options.rejoin && previous) {
-      // The server lost the room (a new database): create it again with the same secrets.
-      ({ salt, iterations, keys } = previous);
-    } else {
-      salt = makeSalt();
-      iterations = this.#iterations;
+    const challenge = await this.#request({ type: "join", room }, "challenge");
+    if (challenge.room !== room) throw new JoinError("bad_reply", `the server answered for #${challenge.room}`);
+    const previous = options.rejoin ? this.#rooms.get(room) : undefined;
+    const secrets = await this.#roomSecrets(challenge, { hooks, previous });
+    const { salt, iterations, keys, creating } = secrets;
+    const proof = await signJoinProof(keys, { nonce: secrets.nonce, room, nick: this.#nick });
+    // Live messages of a room being joined can come in the same read as `joined`: they wait for its state.
+    const joining = options.rejoin ? undefined : { room, early: [], bytes: 0 };
+    this.#joining = joining;
+    const joined = await this.#request(
+      proveMessage(room, proof, creating ? { salt, iterations, accessPub: keys.accessPub } : undefined),
+      "joined",
+    ).catch((err) => {
+      if (err instanceof JoinError && err.code === "access_denied") this.#keys.delete(keyName(room, salt, iterations));
+      throw err;
+    }).finally(() => {
+      if (this.#joining === joining) this.#joining = undefined;
+    });
+    if (joined.room !== room) throw new JoinError("bad_reply", `the server answered for #${joined.room}`);
+    let members: string[];
+    try {
+      members = parseNames(joined.members, "joined.members");
+    } catch (err) {
+      throw new JoinError("bad_reply", (err as Error).message);
     }
-    if (!keys) {
+    this.#keys.set(keyName(room, salt, iterations), keys);
+    if (previous) {
+      // Keep what was seen; the caller catches up from the last seq with `since` before showing live messages.
+      previous.keys = keys;
+      return { room, members, created: creating, history: 0 };
+    }
+    const history = await this.#enter(joined, { salt, iterations, keys, early: joining?.early ?? [] });
+    return { room, members, created: creating, history };
+  }
+
+  /**
+   * The salt, iterations and keys for a challenge: the cached keys, the previous room's secrets (the server lost the
+   * room while this client was away), or keys derived from a passphrase the hooks give. Everything the server sent
+   * is checked before a passphrase is asked for.
+   */
+  async #roomSecrets(
+    challenge: ServerMessageOf<"challenge">,
+    options: { hooks?: JoinHooks; previous?: RoomState },
+  ): Promise<{ nonce: Uint8Array; salt: Uint8Array; iterations: number; keys: RoomKeys; creating: boolean }> {
+    const { room } = challenge;
+    const creating = challenge.salt === undefined;
+    try {
+      const nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
+      if (creating && options.previous) {
+        const { salt, iterations, keys } = options.previous;
+        return { nonce, salt, iterations, keys, creating };
+      }
+      const salt = creating ? makeSalt() : decodeBase64(challenge.salt!, { length: SALT_BYTES });
+      const iterations = creating ? this.#iterations : challenge.iterations ?? NaN;
+      const cached = this.#keys.get(keyName(room, salt, iterations));
+      if (cached) return { nonce, salt, iterations, keys: cached, creating };
+      const hooks = options.hooks;
       if (!hooks) throw new JoinError("access_denied", `room ${room} changed on the server: join it again`);
+      // Before any prompt: a server announcing a count outside the range would weaken the room.
+      checkIterations(iterations);
       const passphrase = await hooks.passphrase(room, { creating });
       if (passphrase === undefined) throw new JoinError("cancelled", `join ${room} cancelled`);
       const done = hooks.deriving?.(room, { iterations });
       try {
-        keys = await deriveRoomKeys(passphrase, { salt, iterations });
+        return { nonce, salt, iterations, keys: await deriveRoomKeys(passphrase, { salt, iterations }), creating };
       } finally {
         done?.();
       }
+    } catch (err) {
+      if (err instanceof JoinError) throw err;
+      // A challenge with a bad nonce or salt, or an iteration count outside the allowed range (a weakened room).
+      const why = err instanceof KeyDerivationError ? err.message : `bad challenge: ${(err as Error).message}`;
+      throw new JoinError("bad_reply", `refusing to join #${room}: ${why}`);
     }
-    const proof = await signJoinProof(keys, { nonce: decodeBase64(nonce, { length: 32 }), room, nick: this.#nick });
-    const prove: ClientMessage = creating
-      ? {
-        type: "prove",
-        room,
-        proof: proof.toBase64(),
-        salt: salt.toBase64(),
-        iterations,
-        access_pub: keys.accessPub.toBase64(),
-      }
-      : { type: "prove", room, proof: proof.toBase64() };
-    this.#send(prove);
-    const reply = await this.#expect((m) => (m.type === "joined" && m.room === room) || isReply(m)).catch((err) => {
-      throw new JoinError("offline", `join ${room}: ${err.message}`);
-    });
-    if (reply.type === "error") {
-      if (reply.code === "access_denied") this.#keys.delete(keyName(room, salt, iterations));
-      throw new JoinError(reply.code, reply.message);
-    }
-    const joined = reply as Extract<ServerMessage, { type: "joined" }>;
-    this.#keys.set(keyName(room, salt, iterations), keys);
-    if (options.rejoin && previous) {
-      // Keep what was seen; catch up from the last seq with `since` before showing live messages again.
-      previous.keys = keys;
-      this.#room = previous;
-      return { room, members: joined.members, created: creating, history: 0 };
-    }
-    this.#room = {
+  }
+
+  /** Enters a newly joined room (v1: it replaces the room before): its state, its history, what came with it. */
+  async #enter(
+    joined: ServerMessageOf<"joined">,
+    secrets: { salt: Uint8Array; iterations: number; keys: RoomKeys; early: unknown[] },
+  ): Promise<number> {
+    const room = joined.room;
+    for (const name of this.#rooms.keys()) if (name !== room) this.#rooms.delete(name);
+    const state: RoomState = {
       name: room,
-      keys,
-      salt,
-      iterations,
+      keys: secrets.keys,
+      salt: secrets.salt,
+      iterations: secrets.iterations,
       lastSeq: joined.latest_seq,
       oldestSeq: joined.latest_seq + 1,
       seen: new Set(),
       seenOrder: [],
     };
-    const history = await this.#showLive(joined.history, { history: true });
-    return { room, members: joined.members, created: creating, history };
-  }
-
-  /**
-   * Seals and sends a message to the current room. It stays pending until the server acknowledges that it is
-   * stored; across a reconnect it is sent again with the same id.
-   *
-   * @param text what to say
-   * @param options.action send as an action (/me)
-   * @returns the message as shown to others
-   * @throws {SendError} when not in a room or the text is too long
-   */
-  async send(text: string, options: { action?: boolean } = {}): Promise<ShownMessage> {
-    const room = this.#room;
-    if (!room) throw new SendError("join a room first");
-    if (!text.isWellFormed()) throw new SendError("the text is not well-formed Unicode");
-    const bytes = utf8Length(text);
-    const max = Math.min(MAX_BODY_BYTES, this.#limits?.max_body ?? MAX_BODY_BYTES);
-    if (bytes > max) throw new SendError(`message is ${bytes} bytes; the limit is ${max}`);
-    const plaintext = { type: options.action ? "action" : "text", body: text };
-    const envelope = await sealEnvelope(room.keys, { room: room.name, from: this.#nick, plaintext });
-    const frame = sendFrame(envelope);
-    if (frame.length - 4 > (this.#limits?.max_frame ?? Infinity)) {
-      throw new SendError(`message is too long for this server (frame limit ${this.#limits!.max_frame} bytes)`);
-    }
-    this.#remember(room, envelope.id);
-    this.#pending.set(envelope.id, { envelope, plaintext, storageRetries: 0 });
-    if (this.#state === "connected") this.#link?.write(frame);
-    return {
-      room: room.name,
-      seq: 0,
-      from: this.#nick,
-      ts: envelope.ts,
-      id: envelope.id,
-      type: plaintext.type as "text" | "action",
-      text,
-      history: false,
-    };
-  }
-
-  async #reseal(pending: Pending): Promise<void> {
-    const room = this.#room;
-    if (!room || room.name !== pending.envelope.room) return;
-    pending.envelope = await sealEnvelope(room.keys, {
-      room: room.name,
-      from: this.#nick,
-      plaintext: pending.plaintext,
-      id: decodeBase64(pending.envelope.id),
-      ts: pending.envelope.ts,
-    });
-  }
-
-  #resend(pending: Pending): void {
-    if (this.#state !== "connected" || !this.#pending.has(pending.envelope.id)) return;
-    this.#link?.write(sendFrame(pending.envelope));
-  }
-
-  /**
-   * Waits until every message sent has been acknowledged (stored) by the server, across reconnects.
-   *
-   * @param options.timeoutMs give up after this long (default: wait as long as the session lives)
-   * @throws {SessionError} when the session closes first, or an Error on timeout
-   */
-  drain(options: { timeoutMs?: number } = {}): Promise<void> {
-    if (this.#pending.size === 0) return Promise.resolve();
-    if (this.#closedError) return Promise.reject(this.#closedError);
-    return new Promise((resolve, reject) => {
-      const drainer = { resolve, reject };
-      this.#drainers.push(drainer);
-      if (options.timeoutMs !== undefined) {
-        const timer = setTimeout(() => {
-          this.#drainers = this.#drainers.filter((d) => d !== drainer);
-          reject(new Error(`${this.#pending.size} messages not acknowledged after ${options.timeoutMs} ms`));
-        }, options.timeoutMs);
-        const settle = drainer.resolve;
-        drainer.resolve = () => {
-          clearTimeout(timer);
-          settle();
-        };
-      }
-    });
+    this.#rooms.set(room, state);
+    this.#current = room;
+    // Both queued at once, before any later live message: history, then what came with `joined`, then the rest.
+    const shown = this.#showMessages(state, joined.history, { history: true });
+    const earlyShown = this.#showMessages(state, secrets.early, { history: false });
+    const history = await shown;
+    await earlyShown;
+    this.#outbox.kick();
+    return history;
   }
 
   /**
    * Lists the members of the current room.
    *
    * @returns their nicks
+   * @throws {JoinError} when offline or refused
    */
   async who(): Promise<string[]> {
     const reply = await this.#request({ type: "who" }, "who");
-    return (reply as Extract<ServerMessage, { type: "who" }>).members;
+    try {
+      return parseNames(reply.members, "who.members");
+    } catch (err) {
+      throw new JoinError("bad_reply", (err as Error).message);
+    }
   }
 
   /**
    * Lists the rooms that have members right now.
    *
    * @returns the rooms and their member counts
+   * @throws {JoinError} when offline or refused
    */
   async rooms(): Promise<{ name: string; members: number }[]> {
     const reply = await this.#request({ type: "rooms" }, "rooms");
-    return (reply as Extract<ServerMessage, { type: "rooms" }>).rooms;
+    try {
+      return parseRoomList(reply.rooms);
+    } catch (err) {
+      throw new JoinError("bad_reply", (err as Error).message);
+    }
   }
 
   /**
-   * Changes the nick.
+   * Changes the nick, in queue order: messages said before are written under the old nick first, messages said
+   * after are sealed under the new one.
    *
    * @param nick the new nick
-   * @throws {JoinError} with the server's code when refused (in use, invalid)
+   * @throws {JoinError} with the server's code when refused (in use, invalid), or "offline"
    */
-  async changeNick(nick: string): Promise<void> {
-    const reply = await this.#request({ type: "nick", new: nick }, "nick");
-    const answer = reply as Extract<ServerMessage, { type: "nick" }>;
-    this.#nick = answer.new;
-    this.#onEvent({ kind: "nick", old: answer.old, new: answer.new });
+  changeNick(nick: string): Promise<void> {
+    if (this.#state !== "online") {
+      return Promise.reject(new JoinError("offline", "not connected to the server right now"));
+    }
+    return this.#outbox.barrier(async () => {
+      const answer = await this.#request({ type: "nick", new: nick }, "nick");
+      if (answer.new !== nick) throw new JoinError("bad_reply", `the server answered a change to ${answer.new}`);
+      this.#nick = answer.new;
+      this.#onEvent({ kind: "nick", old: answer.old, new: answer.new });
+    });
   }
 
   /**
@@ -811,154 +872,169 @@ export class Session {
    *
    * @param limit how many (at most the server's page size)
    * @returns how many were shown, and whether there are more
+   * @throws {SendError} when not in a room; {@link JoinError} when offline
    */
   async older(limit: number): Promise<{ shown: number; more: boolean }> {
-    const room = this.#room;
+    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
     if (!room) throw new SendError("join a room first");
-    const page = Math.max(1, Math.min(limit, this.#limits?.history_page ?? 500));
+    const page = Math.max(1, Math.min(limit, this.#limits?.history_page ?? HISTORY_PAGE));
     const reply = await this.#request({ type: "history", before_seq: room.oldestSeq, limit: page }, "history");
-    const h = reply as Extract<ServerMessage, { type: "history" }>;
     // Paging back must reach further even past messages already seen.
-    for (const raw of h.messages) {
-      const seq = (raw as { seq?: unknown }).seq;
-      if (typeof seq === "number") room.oldestSeq = Math.min(room.oldestSeq, seq);
-    }
-    const messages = await this.#deliver(h.messages, { history: true });
-    this.#onEvent({ kind: "older", room: room.name, messages, more: h.more });
-    return { shown: messages.length, more: h.more };
+    for (const raw of reply.messages) room.oldestSeq = Math.min(room.oldestSeq, seqOf(raw) ?? Infinity);
+    const messages = await this.#openMessages(room, reply.messages, { history: true });
+    this.#onEvent({ kind: "older", room: room.name, messages, more: reply.more });
+    return { shown: messages.length, more: reply.more };
   }
 
-  async #request(message: ClientMessage, replyType: ServerMessage["type"]): Promise<ServerMessage> {
-    if (!this.#link || this.#link.closed || this.#state === "closed") {
-      throw new JoinError("offline", "not connected to the server right now");
-    }
-    const isError = (m: ServerMessage) => m.type === "error" && m.id === undefined && m.code !== "rate_limited";
-    this.#send(message);
-    const reply = await this.#expect((m) => m.type === replyType || isError(m)).catch((err) => {
-      throw new JoinError("offline", err.message);
-    });
-    if (reply.type === "error") throw new JoinError(reply.code, reply.message);
-    return reply;
-  }
-
-  /** Fetches everything after the last seen seq, page by page, and shows it. */
-  async #catchUp(): Promise<number> {
-    const room = this.#room;
-    if (!room) return 0;
+  /**
+   * Fetches everything after the room's last seen seq, page by page (at most `catchUpPages`), and shows it. Live
+   * messages held meanwhile that overflowed their bound are fetched by another round.
+   */
+  async #catchUp(room: RoomState): Promise<number> {
     let missed = 0;
-    for (let page = 0; page < 10_000; page++) {
-      const reply = await this.#request({ type: "since", after_seq: room.lastSeq }, "since");
-      const s = reply as Extract<ServerMessage, { type: "since" }>;
-      const before = room.lastSeq;
-      missed += await this.#showLive(s.messages, { history: false });
-      for (const raw of s.messages) {
-        const seq = (raw as { seq?: unknown }).seq;
-        if (typeof seq === "number") room.lastSeq = Math.max(room.lastSeq, seq);
+    for (let page = 0;; page++) {
+      if (page >= this.#bounds.catchUpPages) {
+        this.#onEvent({
+          kind: "status",
+          text: `stopped catching up #${room.name} after ${page} pages: the server kept sending more`,
+        });
+        return missed;
       }
-      if (!s.more || room.lastSeq === before) break;
+      const reply = await this.#request({ type: "since", after_seq: room.lastSeq }, "since");
+      const before = room.lastSeq;
+      missed += await this.#showMessages(room, reply.messages, { history: false });
+      for (const raw of reply.messages) room.lastSeq = Math.max(room.lastSeq, seqOf(raw) ?? 0);
+      const overflowed = room.held!.overflowed;
+      room.held!.overflowed = false;
+      if (overflowed || (reply.more && room.lastSeq > before)) continue;
+      return missed;
     }
-    return missed;
   }
 
-  #onLost(link: Link, reason: string): void {
-    if (link !== this.#link) return;
-    this.#failWaiters(reason);
-    if (this.#state !== "connected") return;
-    if (!this.#limits) return; // never welcomed: #open reports it
-    this.#state = "reconnecting";
-    this.#onEvent({ kind: "status", text: `connection lost (${reason}); reconnecting…` });
-    this.#reconnect().catch((err) =>
+  #onLost(generation: number, error: LinkError): void {
+    if (generation !== this.#generation) return;
+    this.#replies.failAll(error.message);
+    clearInterval(this.#keepalive);
+    if (this.#state !== "online") return; // connecting: #open reports it; offline: the reconnect loop does
+    this.#state = "offline";
+    this.#outbox.rewind();
+    this.#outbox.cancelBarriers(new JoinError("offline", "the connection was lost"));
+    this.#reconnectLoop(error.message).catch((err) =>
       this.#finish(err instanceof SessionError ? err : new SessionError("closed", String(err)))
     );
   }
 
-  async #reconnect(): Promise<void> {
+  /** Retries with growing delays until connected and caught up, the policy gives up, or a refusal is final. */
+  async #reconnectLoop(firstReason: string): Promise<void> {
     const started = performance.now();
-    let delay = RECONNECT_FIRST_DELAY_MS;
-    let lastProblem = "";
-    while (this.#state === "reconnecting") {
-      const left = this.#reconnectForMs - (performance.now() - started);
-      // The last try comes at the deadline rather than never.
-      const jittered = Math.min(delay * (0.5 + Math.random()), Math.max(left, 0));
-      if (left <= 0) {
-        throw new SessionError(
-          "closed",
-          `the server closed the connection and reconnecting gave up after ${
-            Math.round((performance.now() - started) / 1000)
-          } s (${lastProblem})`,
-        );
+    const policy = this.#reconnect;
+    let delay = policy.firstDelayMs;
+    let reason = firstReason;
+    for (let attempt = 1; this.#state === "offline"; attempt++) {
+      let wait = delay * (0.5 + Math.random());
+      if (policy.giveUpAfterMs !== undefined) {
+        const left = policy.giveUpAfterMs - (performance.now() - started);
+        if (left <= 0) {
+          throw new SessionError(
+            "closed",
+            `the connection was lost and did not come back within ${seconds(policy.giveUpAfterMs)} (${reason})`,
+          );
+        }
+        // The last try comes at the deadline rather than never.
+        wait = Math.min(wait, left);
       }
-      await new Promise((resolve) => setTimeout(resolve, jittered));
-      delay = Math.min(delay * 2, RECONNECT_MAX_DELAY_MS);
-      if (this.#state !== "reconnecting") return;
+      this.#onEvent({ kind: "offline", reason, retryInMs: Math.round(wait), attempt });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+      if (this.#state !== "offline") return;
+      delay = Math.min(delay * 2, policy.maxDelayMs);
       try {
         await this.#open();
       } catch (err) {
-        if (err instanceof SessionError && err.code === "nick_invalid") throw err;
-        lastProblem = (err as Error).message;
-        continue; // nick_in_use too: the old connection may not be gone yet
+        // A nick the server will never take, or a protocol it does not speak: retrying cannot fix that.
+        if (err instanceof SessionError && (err.code === "nick_invalid" || err.code === "version_unsupported")) {
+          throw err;
+        }
+        reason = (err as Error).message;
+        continue;
       }
       try {
-        const room = this.#room;
-        this.#held = [];
-        if (room) {
-          await this.#join(room.name, undefined, { rejoin: true });
-        }
-        const missed = await this.#catchUp();
-        const held = this.#held;
-        this.#held = undefined;
-        await this.#showLive(held, { history: false });
-        this.#state = "connected";
-        let resent = 0;
-        for (const pending of this.#pending.values()) {
-          if (pending.envelope.room !== this.#room?.name) continue;
-          if (pending.envelope.from !== this.#nick) await this.#reseal(pending);
-          this.#resend(pending);
-          resent++;
-        }
-        this.#onEvent({ kind: "reconnected", room: this.#room?.name, missed, resent });
+        const { missed, resent } = await this.#rejoin();
+        this.#onEvent({ kind: "reconnected", room: this.#current, missed, resent });
         return;
       } catch (err) {
-        this.#held = undefined;
         if (err instanceof JoinError && err.code === "access_denied") {
-          throw new SessionError("denied", `rejoining ${this.#room?.name}: ${err.message}`, { code: err.code });
+          throw new SessionError("denied", `rejoining #${this.#current}: ${err.message}`, { code: err.code });
         }
-        lastProblem = (err as Error).message;
+        reason = (err as Error).message;
         this.#link?.close();
       }
     }
   }
 
+  /** After a reconnect: rejoin, catch up (live messages held meanwhile), then go online and resend in order. */
+  async #rejoin(): Promise<{ missed: number; resent: number }> {
+    let missed = 0;
+    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
+    if (room) {
+      room.held = { items: [], bytes: 0, overflowed: false };
+      try {
+        await this.#join(room.name, undefined, { rejoin: true });
+        missed += await this.#catchUp(room);
+        // Live again from here: what was held is queued for showing before anything that arrives next.
+        const held = room.held.items;
+        room.held = undefined;
+        missed += await this.#showMessages(room, held, { history: false });
+      } finally {
+        room.held = undefined;
+      }
+    }
+    const resent = this.#outbox.unsent;
+    this.#state = "online";
+    this.#startKeepalive(this.#limits!.idle_timeout_ms);
+    this.#outbox.kick();
+    return { missed, resent };
+  }
+
   #finish(error: SessionError): void {
     if (this.#state === "closed") return;
-    this.#state = "closed";
-    this.#closedError = error;
-    clearInterval(this.#keepalive);
+    this.#stop(error);
     this.#link?.close();
-    this.#failWaiters(error.message);
-    const drainers = this.#drainers;
-    this.#drainers = [];
-    for (const d of drainers) d.reject(error);
     this.#onEvent({ kind: "closed", error });
   }
 
+  #stop(error: SessionError): void {
+    this.#state = "closed";
+    clearInterval(this.#keepalive);
+    // Counts not yet reported are reported now rather than lost.
+    this.#forged.flush();
+    this.#wake?.();
+    this.#outbox.close(error);
+    this.#replies.failAll(error.message);
+  }
+
   /**
-   * Says goodbye and closes the connection. Pending messages are not waited for: call {@link drain} first.
+   * Says goodbye and closes the connection. Messages not yet stored are not waited for: call {@link drain} first.
    *
    * @param reason sent in the bye
    */
   async close(reason = "quit"): Promise<void> {
-    const wasConnected = this.#state === "connected";
-    this.#state = "closed";
-    this.#closedError ??= new SessionError("quit", "the session was closed");
-    clearInterval(this.#keepalive);
+    const wasOnline = this.#state === "online";
+    if (this.#state !== "closed") this.#stop(new SessionError("quit", "the session was closed"));
     const link = this.#link;
-    if (link && !link.closed && wasConnected) {
+    if (link && !link.closed && wasOnline) {
       link.write(encodeMessage({ type: "bye", reason }));
-      await Promise.race([link.flushed(), new Promise((resolve) => setTimeout(resolve, 1_000))]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([link.flushed(), new Promise((resolve) => timer = setTimeout(resolve, 1_000))]);
+      clearTimeout(timer);
     }
     link?.close();
-    this.#failWaiters("the session was closed");
     this.#keys.clear();
   }
 }
@@ -967,6 +1043,12 @@ function keyName(room: string, salt: Uint8Array, iterations: number): string {
   return `${room}\u0000${salt.toBase64()}\u0000${iterations}`;
 }
 
-function sendFrame(envelope: Envelope): Uint8Array {
-  return encodeFrame(`{"type":"send","envelope":${serializeEnvelope(envelope)}}`);
+function seconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}
+
+/** The seq of an untrusted relayed item, when it has a numeric one. */
+function seqOf(raw: unknown): number | undefined {
+  const seq = (raw as { seq?: unknown } | undefined)?.seq;
+  return typeof seq === "number" ? seq : undefined;
 }

@@ -18,7 +18,6 @@ import { DatabaseSync } from "node:sqlite";
 import { setTimeout as sleep } from "node:timers/promises";
 import { openEnvelope } from "../../lib/crypto.ts";
 import type { Envelope } from "../../lib/envelope.ts";
-import type { ServerMessage } from "../../lib/protocol.ts";
 import { fuzzSeed, hostileBody, Rng } from "../support/fuzz.ts";
 import { type ServerProcess, startServer } from "../support/programs.ts";
 import { silentMember, WireClient } from "../support/wire.ts";
@@ -49,8 +48,6 @@ const SERVER_ARGS = [
   "--history",
   "20",
 ];
-
-type Msg<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;
 
 function passphraseOf(room: string): string {
   return `soak passphrase for ${room}`;

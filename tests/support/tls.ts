@@ -20,9 +20,14 @@ export const hasOpenssl: boolean = await new Deno.Command("openssl", {
  *
  * @param dir where to write the files
  * @param name prefix of the file names
+ * @param options.dns the one DNS name to make it for instead (with no IP address), to test a name mismatch
  * @returns the paths of the certificate and the private key (PEM)
  */
-export async function selfSigned(dir: string, name = "tls"): Promise<{ cert: string; key: string }> {
+export async function selfSigned(
+  dir: string,
+  name = "tls",
+  options: { dns?: string } = {},
+): Promise<{ cert: string; key: string }> {
   const cert = `${dir}/${name}-cert.pem`;
   const key = `${dir}/${name}-key.pem`;
   const out = await new Deno.Command("openssl", {
@@ -41,9 +46,9 @@ export async function selfSigned(dir: string, name = "tls"): Promise<{ cert: str
       "-days",
       "2",
       "-subj",
-      "/CN=localhost",
+      `/CN=${options.dns ?? "localhost"}`,
       "-addext",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      options.dns ? `subjectAltName=DNS:${options.dns}` : "subjectAltName=IP:127.0.0.1,DNS:localhost",
       "-addext",
       "basicConstraints=critical,CA:FALSE",
     ],

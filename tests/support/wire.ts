@@ -5,14 +5,28 @@
  * @module
  */
 
-import { deriveRoomKeys, makeSalt, type RoomKeys, sealEnvelope, signJoinProof } from "../../lib/crypto.ts";
+import {
+  deriveRoomKeys,
+  makeSalt,
+  MIN_ITERATIONS,
+  NONCE_BYTES,
+  type RoomKeys,
+  SALT_BYTES,
+  sealEnvelope,
+  signJoinProof,
+} from "../../lib/crypto.ts";
 import { decodeBase64 } from "../../lib/base64.ts";
 import { type Envelope, serializeEnvelope } from "../../lib/envelope.ts";
 import { encodeFrame, encodeMessage, FrameReader } from "../../lib/frame.ts";
-import { parseServerMessage, type ServerMessage } from "../../lib/protocol.ts";
+import {
+  parseServerMessage,
+  proveMessage,
+  type ServerMessage,
+  type ServerMessageOf as Msg,
+} from "../../lib/protocol.ts";
 
-/** A server message of one type. */
-export type Msg<T extends ServerMessage["type"]> = Extract<ServerMessage, { type: T }>;
+/** A server message of one type (protocol.ts `ServerMessageOf`). */
+export type { Msg };
 
 const keyCache = new Map<string, Promise<RoomKeys>>();
 
@@ -213,19 +227,19 @@ export class WireClient {
   ): Promise<Msg<"joined"> | Msg<"error">> {
     await this.send({ type: "join", room });
     const challenge = await this.next("challenge");
-    const nonce = decodeBase64(challenge.nonce);
-    const prove: Record<string, unknown> = { type: "prove", room };
+    const nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
     let keys: RoomKeys;
+    let create: Parameters<typeof proveMessage>[2];
     if (challenge.salt !== undefined) {
-      keys = await cachedKeys(passphrase, { salt: decodeBase64(challenge.salt), iterations: challenge.iterations! });
+      const salt = decodeBase64(challenge.salt, { length: SALT_BYTES });
+      keys = await cachedKeys(passphrase, { salt, iterations: challenge.iterations! });
     } else {
       const salt = makeSalt();
-      const iterations = options.iterations ?? 100_000;
+      const iterations = options.iterations ?? MIN_ITERATIONS;
       keys = await cachedKeys(passphrase, { salt, iterations });
-      Object.assign(prove, { salt: salt.toBase64(), iterations, access_pub: keys.accessPub.toBase64() });
+      create = { salt, iterations, accessPub: keys.accessPub };
     }
-    prove.proof = (await signJoinProof(keys, { nonce, room, nick: this.nick })).toBase64();
-    await this.send(prove);
+    await this.send(proveMessage(room, await signJoinProof(keys, { nonce, room, nick: this.nick }), create));
     while (true) {
       const reply = await this.nextOf(["joined", "error"]);
       if (reply.type === "joined") {
@@ -347,11 +361,15 @@ export async function silentMember(
   await write({ type: "join", room });
   const challenge = await until("challenge") as Msg<"challenge">;
   const keys = await cachedKeys(options.passphrase, {
-    salt: decodeBase64(challenge.salt!),
+    salt: decodeBase64(challenge.salt!, { length: SALT_BYTES }),
     iterations: challenge.iterations!,
   });
-  const proof = await signJoinProof(keys, { nonce: decodeBase64(challenge.nonce), room, nick });
-  await write({ type: "prove", room, proof: proof.toBase64() });
+  const proof = await signJoinProof(keys, {
+    nonce: decodeBase64(challenge.nonce, { length: NONCE_BYTES }),
+    room,
+    nick,
+  });
+  await write(proveMessage(room, proof));
   await until("joined");
   return conn;
 }
