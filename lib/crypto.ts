@@ -6,6 +6,7 @@
  */
 
 import { decodeBase64, encodeBase64 } from "./base64.ts";
+import { concat, lp, u64be } from "./bytes.ts";
 import {
   type Envelope,
   EnvelopeError,
@@ -33,8 +34,13 @@ export const PROOF_BYTES = 64;
 
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder("utf-8", { fatal: true });
-const MSG_LABEL = encoder.encode("aeschat v1 msg\0");
+/** The envelope MAC label of each envelope version. */
+const MSG_LABELS: Record<1 | 2, Uint8Array> = {
+  1: encoder.encode("aeschat v1 msg\0"),
+  2: encoder.encode("aeschat v2 msg\0"),
+};
 const JOIN_LABEL = encoder.encode("aeschat v1 join\0");
+const JOIN_LABEL_V2 = encoder.encode("aeschat v2 join\0");
 // PKCS#8 DER prefix of an Ed25519 private key (RFC 8410); the 32-byte seed follows.
 const PKCS8_ED25519_PREFIX = Uint8Array.fromHex("302e020100300506032b657004220420");
 
@@ -58,8 +64,13 @@ export class OpenError extends Error {
   }
 }
 
-/** The secrets of one room, as derived on a client. Only `accessPub` is exportable. */
+/**
+ * The secrets of one room, as derived on a client. The WebCrypto keys are not extractable; `master` is kept in
+ * memory as bytes because an invitation hands it on and `--remember` stores it.
+ */
 export interface RoomKeys {
+  /** The 32-byte room master secret (PBKDF2 output) that the other keys are derived from. */
+  master: Uint8Array<ArrayBuffer>;
   /** AES-256-CBC key, non-extractable. */
   encKey: CryptoKey;
   /** HMAC-SHA256 key, non-extractable. */
@@ -92,30 +103,6 @@ export interface OpenedMessage {
   ts: number;
   /** The decrypted plaintext. */
   plaintext: Plaintext;
-}
-
-function lp(text: string): Uint8Array {
-  const bytes = encoder.encode(text);
-  const out = new Uint8Array(2 + bytes.length);
-  new DataView(out.buffer).setUint16(0, bytes.length);
-  out.set(bytes, 2);
-  return out;
-}
-
-function u64be(n: number): Uint8Array {
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, BigInt(n));
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**
@@ -183,10 +170,90 @@ async function hkdfBits(master: CryptoKey, info: string): Promise<Uint8Array<Arr
   return new Uint8Array(bits);
 }
 
+/** Bytes of a room master secret. */
+export const MASTER_BYTES = 32;
+
 /**
- * Derives a room's keys from its passphrase, salt and iteration count: PBKDF2-HMAC-SHA256 to a 32-byte master,
- * then HKDF-SHA256 (empty salt) with the infos "aeschat v1 enc", "aeschat v1 mac" and "aeschat v1 access".
- * Slow on purpose (about 0.1 s at 600000 iterations); callers cache the result in memory.
+ * Derives a room's master secret from its passphrase: PBKDF2-HMAC-SHA256 with the room's salt and count, 32 bytes.
+ * Slow on purpose (about 0.1 s at 600000 iterations).
+ *
+ * @example
+ * ```ts
+ * const master = await deriveRoomMaster("correct horse battery staple", { salt, iterations: 600000 });
+ * ```
+ * @param passphrase the room passphrase (NFC-normalized here)
+ * @param options.salt the room's 16-byte salt
+ * @param options.iterations the room's PBKDF2 count
+ * @returns the 32-byte master secret
+ * @throws {KeyDerivationError} for an empty passphrase, a bad salt or an out-of-range count
+ */
+export async function deriveRoomMaster(
+  passphrase: string,
+  options: { salt: Uint8Array; iterations: number },
+): Promise<Uint8Array<ArrayBuffer>> {
+  const { salt, iterations } = options;
+  const pass = passphraseBytes(passphrase);
+  if (!(salt instanceof Uint8Array) || salt.length !== SALT_BYTES) {
+    throw new KeyDerivationError(`salt must be ${SALT_BYTES} bytes`);
+  }
+  checkIterations(iterations);
+  const passKey = await crypto.subtle.importKey("raw", pass, "PBKDF2", false, ["deriveBits"]);
+  pass.fill(0);
+  return new Uint8Array(
+    await crypto.subtle.deriveBits(
+      { name: "PBKDF2", hash: "SHA-256", salt: new Uint8Array(salt), iterations },
+      passKey,
+      256,
+    ),
+  );
+}
+
+/**
+ * Derives a room's keys from its master secret with HKDF-SHA256 (empty salt) and the infos "aeschat v1 enc",
+ * "aeschat v1 mac" and "aeschat v1 access". This is how an invited member, who receives the master and never the
+ * passphrase, gets the same keys.
+ *
+ * @example
+ * ```ts
+ * const keys = await roomKeysFromMaster(master);
+ * ```
+ * @param master the 32-byte master secret (kept, as a copy, in the returned keys)
+ * @returns the room keys
+ * @throws {KeyDerivationError} when the master is not 32 bytes
+ */
+export async function roomKeysFromMaster(master: Uint8Array): Promise<RoomKeys> {
+  if (!(master instanceof Uint8Array) || master.length !== MASTER_BYTES) {
+    throw new KeyDerivationError(`a room master secret is ${MASTER_BYTES} bytes`);
+  }
+  const kept = new Uint8Array(master);
+  const hkdf = await crypto.subtle.importKey("raw", kept, "HKDF", false, ["deriveBits"]);
+  const enc = await hkdfBits(hkdf, "aeschat v1 enc");
+  const mac = await hkdfBits(hkdf, "aeschat v1 mac");
+  const seed = await hkdfBits(hkdf, "aeschat v1 access");
+  try {
+    const encKey = await crypto.subtle.importKey("raw", enc, { name: "AES-CBC", length: 256 }, false, [
+      "encrypt",
+      "decrypt",
+    ]);
+    const macKey = await crypto.subtle.importKey(
+      "raw",
+      mac,
+      { name: "HMAC", hash: "SHA-256", length: 256 },
+      false,
+      ["sign", "verify"],
+    );
+    const { accessKey, accessPub } = await importAccessSeed(seed);
+    return { master: kept, encKey, macKey, accessKey, accessPub };
+  } finally {
+    enc.fill(0);
+    mac.fill(0);
+    seed.fill(0);
+  }
+}
+
+/**
+ * Derives a room's keys from its passphrase, salt and iteration count: {@link deriveRoomMaster}, then
+ * {@link roomKeysFromMaster}. Callers cache the result in memory.
  *
  * @example
  * ```ts
@@ -206,49 +273,68 @@ export async function deriveRoomKeys(
   passphrase: string,
   options: { salt: Uint8Array; iterations: number },
 ): Promise<RoomKeys> {
-  const { salt, iterations } = options;
-  const pass = passphraseBytes(passphrase);
-  if (!(salt instanceof Uint8Array) || salt.length !== SALT_BYTES) {
-    throw new KeyDerivationError(`salt must be ${SALT_BYTES} bytes`);
-  }
-  checkIterations(iterations);
-  const passKey = await crypto.subtle.importKey("raw", pass, "PBKDF2", false, ["deriveBits"]);
-  pass.fill(0);
-  const masterBits = new Uint8Array(
-    await crypto.subtle.deriveBits(
-      { name: "PBKDF2", hash: "SHA-256", salt: new Uint8Array(salt), iterations },
-      passKey,
-      256,
-    ),
-  );
-  const master = await crypto.subtle.importKey("raw", masterBits, "HKDF", false, ["deriveBits"]);
-  masterBits.fill(0);
-  const enc = await hkdfBits(master, "aeschat v1 enc");
-  const mac = await hkdfBits(master, "aeschat v1 mac");
-  const seed = await hkdfBits(master, "aeschat v1 access");
+  const master = await deriveRoomMaster(passphrase, options);
   try {
-    const encKey = await crypto.subtle.importKey("raw", enc, { name: "AES-CBC", length: 256 }, false, [
-      "encrypt",
-      "decrypt",
-    ]);
-    const macKey = await crypto.subtle.importKey(
-      "raw",
-      mac,
-      { name: "HMAC", hash: "SHA-256", length: 256 },
-      false,
-      ["sign", "verify"],
-    );
-    const { accessKey, accessPub } = await importAccessSeed(seed);
-    return { encKey, macKey, accessKey, accessPub };
+    return await roomKeysFromMaster(master);
   } finally {
-    enc.fill(0);
-    mac.fill(0);
-    seed.fill(0);
+    master.fill(0);
+  }
+}
+
+// PKCS#8 DER prefix of an X25519 private key (RFC 8410); the 32-byte private key follows.
+const PKCS8_X25519_PREFIX = Uint8Array.fromHex("302e020100300506032b656e04220420");
+
+/**
+ * Imports a 32-byte Ed25519 seed (RFC 8032 private key) or X25519 private key (RFC 7748) as a non-extractable
+ * private key, and computes its public key (imported once extractable, only to read the JWK's `x`).
+ *
+ * @example
+ * ```ts
+ * const { privateKey, publicKey } = await importPrivateKey(seed, { algorithm: "Ed25519" }); // publicKey: 32 bytes
+ * ```
+ * @param secret the 32-byte private key
+ * @param options.algorithm "Ed25519" (signing) or "X25519" (key agreement)
+ * @returns the private key and the raw 32-byte public key
+ * @throws {KeyDerivationError} when the secret is not 32 bytes
+ */
+export async function importPrivateKey(
+  secret: Uint8Array,
+  options: { algorithm: "Ed25519" | "X25519" },
+): Promise<{ privateKey: CryptoKey; publicKey: Uint8Array<ArrayBuffer> }> {
+  const { algorithm } = options;
+  if (secret.length !== 32) throw new KeyDerivationError(`an ${algorithm} private key is 32 bytes`);
+  const usages: KeyUsage[] = algorithm === "Ed25519" ? ["sign"] : ["deriveBits"];
+  const pkcs8 = concat([algorithm === "Ed25519" ? PKCS8_ED25519_PREFIX : PKCS8_X25519_PREFIX, secret]);
+  try {
+    const exportable = await crypto.subtle.importKey("pkcs8", pkcs8, algorithm, true, usages);
+    const jwk = await crypto.subtle.exportKey("jwk", exportable);
+    const publicKey = Uint8Array.fromBase64(jwk.x!, { alphabet: "base64url" }) as Uint8Array<ArrayBuffer>;
+    const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, algorithm, false, usages);
+    return { privateKey, publicKey };
+  } finally {
+    pkcs8.fill(0);
   }
 }
 
 /**
- * Imports a 32-byte Ed25519 seed (RFC 8032) as a non-extractable signing key and computes its public key.
+ * Imports a 32-byte Ed25519 seed as a non-extractable signing key and computes its public key.
+ *
+ * @example
+ * ```ts
+ * const { privateKey, publicKey } = await importEd25519Seed(seed);
+ * ```
+ * @param seed the 32-byte private seed
+ * @returns the signing key and the raw public key
+ * @throws {KeyDerivationError} when the seed is not 32 bytes
+ */
+export function importEd25519Seed(
+  seed: Uint8Array,
+): Promise<{ privateKey: CryptoKey; publicKey: Uint8Array<ArrayBuffer> }> {
+  return importPrivateKey(seed, { algorithm: "Ed25519" });
+}
+
+/**
+ * Imports a room's 32-byte access seed (see {@link importEd25519Seed}).
  *
  * @example
  * ```ts
@@ -260,21 +346,27 @@ export async function deriveRoomKeys(
 export async function importAccessSeed(
   seed: Uint8Array,
 ): Promise<{ accessKey: CryptoKey; accessPub: Uint8Array<ArrayBuffer> }> {
-  if (seed.length !== 32) throw new KeyDerivationError("an Ed25519 seed is 32 bytes");
-  const pkcs8 = concat([PKCS8_ED25519_PREFIX, seed]);
-  try {
-    // Imported once extractable only to read the public half out of its JWK; the kept key is not extractable.
-    const exportable = await crypto.subtle.importKey("pkcs8", pkcs8, "Ed25519", true, ["sign"]);
-    const jwk = await crypto.subtle.exportKey("jwk", exportable);
-    const accessPub = Uint8Array.fromBase64(jwk.x!, { alphabet: "base64url" }) as Uint8Array<ArrayBuffer>;
-    const accessKey = await crypto.subtle.importKey("pkcs8", pkcs8, "Ed25519", false, ["sign"]);
-    return { accessKey, accessPub };
-  } finally {
-    pkcs8.fill(0);
-  }
+  const { privateKey, publicKey } = await importEd25519Seed(seed);
+  return { accessKey: privateKey, accessPub: publicKey };
+}
+
+/**
+ * Signs bytes with an Ed25519 private key.
+ *
+ * @example
+ * ```ts
+ * const signature = await signEd25519(privateKey, input); // 64 bytes
+ * ```
+ * @param privateKey an Ed25519 signing key
+ * @param input the bytes to sign
+ * @returns the 64-byte signature
+ */
+export async function signEd25519(privateKey: CryptoKey, input: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+  return new Uint8Array(await crypto.subtle.sign("Ed25519", privateKey, new Uint8Array(input)));
 }
 
 function macInput(e: {
+  v: 1 | 2;
   room: string;
   from: string;
   id: Uint8Array;
@@ -282,7 +374,7 @@ function macInput(e: {
   iv: Uint8Array;
   ct: Uint8Array;
 }): Uint8Array<ArrayBuffer> {
-  return concat([MSG_LABEL, lp(e.room), lp(e.from), e.id, u64be(e.ts), e.iv, e.ct]);
+  return concat([MSG_LABELS[e.v], lp(e.room), lp(e.from), e.id, u64be(e.ts), e.iv, e.ct]);
 }
 
 /**
@@ -304,6 +396,7 @@ function macInput(e: {
  * @param message.id optional 16-byte id (default: random); resending reuses it
  * @param message.ts optional timestamp in ms (default: now)
  * @param message.iv optional 16-byte IV, for test vectors only (default: random)
+ * @param message.v envelope version: 2 (MAC label "aeschat v2 msg") or 1 (default; "aeschat v1 msg")
  * @returns the envelope, ready to send
  * @throws {EnvelopeError} for a body over the limit or bad names
  */
@@ -316,9 +409,11 @@ export async function sealEnvelope(
     id?: Uint8Array;
     ts?: number;
     iv?: Uint8Array;
+    v?: 1 | 2;
   },
 ): Promise<Envelope> {
   const { room, from, plaintext } = message;
+  const v = message.v ?? 1;
   if (typeof plaintext.body !== "string" || !plaintext.body.isWellFormed()) {
     throw new EnvelopeError("body must be a well-formed string");
   }
@@ -332,11 +427,11 @@ export async function sealEnvelope(
   const pt = encoder.encode(JSON.stringify(plaintext));
   const ct = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-CBC", iv }, keys.encKey, pt));
   const tag = new Uint8Array(
-    await crypto.subtle.sign("HMAC", keys.macKey, macInput({ room, from, id, ts, iv, ct })),
+    await crypto.subtle.sign("HMAC", keys.macKey, macInput({ v, room, from, id, ts, iv, ct })),
   );
   // parseEnvelope re-checks names, lengths and ts, so a sealed envelope is always one the server accepts.
   return parseEnvelope({
-    v: 1,
+    v,
     room,
     from,
     id: encodeBase64(id),
@@ -377,7 +472,7 @@ export async function openEnvelope(
     const iv = decodeBase64(e.iv);
     const ct = decodeBase64(e.ct);
     const tag = decodeBase64(e.tag);
-    const input = macInput({ room: e.room, from: e.from, id, ts: e.ts, iv, ct });
+    const input = macInput({ v: e.v, room: e.room, from: e.from, id, ts: e.ts, iv, ct });
     if (!await crypto.subtle.verify("HMAC", keys.macKey, tag, input)) throw new OpenError();
     const pt = new Uint8Array(await crypto.subtle.decrypt({ name: "AES-CBC", iv }, keys.encKey, ct));
     const plaintext = JSON.parse(strictDecoder.decode(pt));
@@ -397,23 +492,35 @@ export async function openEnvelope(
   return result;
 }
 
+/** What a protocol v2 join proof binds besides the nonce, room and nick. */
+export interface JoinBinding {
+  /** The server's 32-byte Ed25519 key (from its `server` message). */
+  serverPub: Uint8Array;
+  /** The joining user's 32-byte identity key. */
+  identityPub: Uint8Array;
+}
+
 /**
- * Builds the bytes a join proof signs: "aeschat v1 join" 0x00 || nonce || lp(room) || lp(nick).
+ * Builds the bytes a join proof signs. Protocol v2 (with `who.bind`): "aeschat v2 join" 0x00 || server_pub ||
+ * nonce || lp(room) || lp(nick) || identity_pub. Protocol v1: "aeschat v1 join" 0x00 || nonce || lp(room) ||
+ * lp(nick).
  *
  * @example
  * ```ts
- * const input = joinInput(nonce, { room: "general", nick: "alice" });
+ * const input = joinInput(nonce, { room: "general", nick: "alice", bind: { serverPub, identityPub } });
  * ```
  * @param nonce the server's 32-byte challenge
- * @param who.room the room being joined
- * @param who.nick the joining nick
+ * @param who.room the room being joined (its canonical spelling)
+ * @param who.nick the joining nick (its canonical spelling)
+ * @param who.bind the server key and identity key (protocol v2)
  * @returns the signed bytes
  */
 export function joinInput(
   nonce: Uint8Array,
-  who: { room: string; nick: string },
+  who: { room: string; nick: string; bind?: JoinBinding },
 ): Uint8Array<ArrayBuffer> {
-  return concat([JOIN_LABEL, nonce, lp(who.room), lp(who.nick)]);
+  if (who.bind === undefined) return concat([JOIN_LABEL, nonce, lp(who.room), lp(who.nick)]);
+  return concat([JOIN_LABEL_V2, who.bind.serverPub, nonce, lp(who.room), lp(who.nick), who.bind.identityPub]);
 }
 
 /**
@@ -421,20 +528,20 @@ export function joinInput(
  *
  * @example
  * ```ts
- * const proof = await signJoinProof(keys, { nonce, room: "general", nick: "alice" }); // 64 bytes
+ * const proof = await signJoinProof(keys, { nonce, room: "general", nick: "alice", bind }); // 64 bytes
  * ```
  * @param keys the room keys
  * @param challenge.nonce the server's nonce
  * @param challenge.room the room
  * @param challenge.nick this client's nick
+ * @param challenge.bind the server and identity keys (protocol v2)
  * @returns the 64-byte proof
  */
 export async function signJoinProof(
   keys: RoomKeys,
-  challenge: { nonce: Uint8Array; room: string; nick: string },
+  challenge: { nonce: Uint8Array; room: string; nick: string; bind?: JoinBinding },
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const input = joinInput(challenge.nonce, challenge);
-  return new Uint8Array(await crypto.subtle.sign("Ed25519", keys.accessKey, input));
+  return await signEd25519(keys.accessKey, joinInput(challenge.nonce, challenge));
 }
 
 /**
@@ -442,28 +549,44 @@ export async function signJoinProof(
  *
  * @example
  * ```ts
- * await verifyJoinProof(accessPub, { proof, nonce, room: "general", nick: "alice" }); // true
+ * await verifyJoinProof(accessPub, { proof, nonce, room: "general", nick: "alice", bind }); // true
  * ```
  * @param accessPub the room's 32-byte Ed25519 public key
  * @param claim.proof the 64-byte signature
  * @param claim.nonce the nonce this server sent
  * @param claim.room the room
  * @param claim.nick the nick of the connection
+ * @param claim.bind the server and identity keys (protocol v2)
  * @returns whether the proof is valid (false for any malformed input)
  */
 export async function verifyJoinProof(
   accessPub: Uint8Array,
-  claim: { proof: Uint8Array; nonce: Uint8Array; room: string; nick: string },
+  claim: { proof: Uint8Array; nonce: Uint8Array; room: string; nick: string; bind?: JoinBinding },
 ): Promise<boolean> {
   if (accessPub.length !== ACCESS_PUB_BYTES || claim.proof.length !== PROOF_BYTES) return false;
+  return await verifyEd25519(accessPub, { input: joinInput(claim.nonce, claim), signature: claim.proof });
+}
+
+/**
+ * Verifies an Ed25519 signature (RFC 8032, pure Ed25519). Any malformed key or signature is simply invalid.
+ *
+ * @example
+ * ```ts
+ * await verifyEd25519(publicKey, { input, signature }); // true or false
+ * ```
+ * @param publicKey the 32-byte public key
+ * @param signed.input the signed bytes
+ * @param signed.signature the 64-byte signature
+ * @returns whether it verifies
+ */
+export async function verifyEd25519(
+  publicKey: Uint8Array,
+  signed: { input: Uint8Array; signature: Uint8Array },
+): Promise<boolean> {
+  if (publicKey.length !== ACCESS_PUB_BYTES || signed.signature.length !== PROOF_BYTES) return false;
   try {
-    const key = await crypto.subtle.importKey("raw", new Uint8Array(accessPub), "Ed25519", false, ["verify"]);
-    return await crypto.subtle.verify(
-      "Ed25519",
-      key,
-      new Uint8Array(claim.proof),
-      joinInput(claim.nonce, claim),
-    );
+    const key = await crypto.subtle.importKey("raw", new Uint8Array(publicKey), "Ed25519", false, ["verify"]);
+    return await crypto.subtle.verify("Ed25519", key, new Uint8Array(signed.signature), new Uint8Array(signed.input));
   } catch {
     return false;
   }

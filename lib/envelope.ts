@@ -8,8 +8,10 @@
 import { canonicalBase64Length } from "./base64.ts";
 import { checkNameBytes, MAX_NICK_BYTES, MAX_ROOM_BYTES, NameError } from "./names.ts";
 
-/** Envelope format version. */
-export const ENVELOPE_VERSION = 1;
+/** Envelope format version written by protocol v2 clients; version 1 envelopes remain in migrated history. */
+export const ENVELOPE_VERSION = 2;
+/** Envelope versions a receiver can open. */
+export const ENVELOPE_VERSIONS: readonly number[] = [1, 2];
 /** Bytes in a message id. */
 export const ID_BYTES = 16;
 /** Bytes in an AES-CBC IV. */
@@ -22,12 +24,12 @@ export const MAX_BODY_BYTES = 16384;
  * Largest ciphertext: a body of MAX_BODY_BYTES JSON-escaped can grow (each control character becomes `\u00XX`), so
  * the limit is on the whole sealed plaintext: 6 bytes per body byte, plus room for the JSON around it, padded.
  */
-export const MAX_CT_BYTES = 6 * MAX_BODY_BYTES + 1024;
+export const MAX_CT_BYTES = 6 * MAX_BODY_BYTES + 4096;
 
 /** A message envelope exactly as it travels: strings are canonical base64 where noted. */
 export interface Envelope {
-  /** Format version, always 1. */
-  v: 1;
+  /** Format version: 2, or 1 for messages stored before protocol v2. */
+  v: 1 | 2;
   /** Room name (NFC UTF-8, 1..64 bytes). */
   room: string;
   /** Sender nick (NFC UTF-8, 1..32 bytes). */
@@ -83,7 +85,7 @@ export function parseEnvelope(value: unknown): Envelope {
   if (keys.length !== FIELDS.length || !FIELDS.every((f) => Object.hasOwn(e, f))) {
     throw new EnvelopeError(`envelope must have exactly the fields ${FIELDS.join(", ")}`);
   }
-  if (e.v !== ENVELOPE_VERSION) throw new EnvelopeError("envelope.v must be 1");
+  if (!ENVELOPE_VERSIONS.includes(e.v as number)) throw new EnvelopeError("envelope.v must be 1 or 2");
   try {
     checkNameBytes(e.room, { what: "envelope.room", max: MAX_ROOM_BYTES });
     checkNameBytes(e.from, { what: "envelope.from", max: MAX_NICK_BYTES });

@@ -77,7 +77,8 @@ export function checkNameBytes(
 }
 
 /**
- * Validates a nick: 1–32 bytes of NFC UTF-8, printable, no whitespace.
+ * Validates a nick: 1–32 bytes of NFC UTF-8, printable, no whitespace, letters of at most one of Latin, Cyrillic
+ * and Greek ({@link checkSingleScript}).
  *
  * @example
  * ```ts
@@ -92,6 +93,7 @@ export function validateNick(nick: unknown): string {
   checkNameBytes(nick, { what: "nick", max: MAX_NICK_BYTES });
   if (NOT_PRINTABLE.test(nick)) throw new NameError("nick contains a control or invisible character");
   if (WHITESPACE.test(nick)) throw new NameError("nick must not contain whitespace");
+  checkSingleScript(nick);
   return nick;
 }
 
@@ -116,7 +118,81 @@ export function validateRoom(room: unknown): string {
 }
 
 /**
- * The key under which nicks are compared for uniqueness (case-insensitive).
+ * Lookalikes folded onto the Latin letter they imitate, applied after NFKC and lower-casing (so the table holds
+ * lower-case forms; a Cyrillic or Greek capital that looks Latin lower-cases to an entry here: В -> в -> b). Digits
+ * 0 and 1 fold onto o and l. PROTOCOL.md lists the same table.
+ */
+export const LOOKALIKES: Readonly<Record<string, string>> = {
+  // Cyrillic (lower case, including the lower case of capitals that look Latin: В -> в, Н -> н)
+  "а": "a",
+  "в": "b",
+  "г": "r",
+  "е": "e",
+  "к": "k",
+  "м": "m",
+  "н": "h",
+  "о": "o",
+  "р": "p",
+  "с": "c",
+  "т": "t",
+  "у": "y",
+  "х": "x",
+  "ѕ": "s",
+  "і": "i",
+  "ј": "j",
+  "һ": "h",
+  "ԁ": "d",
+  "ԛ": "q",
+  "ԝ": "w",
+  "ӏ": "l",
+  "ү": "y",
+  // Greek (likewise: Η -> η -> h, Ν -> ν -> n)
+  "α": "a",
+  "β": "b",
+  "ε": "e",
+  "ζ": "z",
+  "η": "h",
+  "ι": "i",
+  "κ": "k",
+  "μ": "m",
+  "ν": "n",
+  "ο": "o",
+  "ρ": "p",
+  "τ": "t",
+  "υ": "y",
+  "χ": "x",
+  "ϲ": "c",
+  "ϳ": "j",
+  // Latin letters that imitate other Latin letters, and digits
+  "ı": "i",
+  "ȷ": "j",
+  "ɑ": "a",
+  "ɡ": "g",
+  "ɩ": "i",
+  "0": "o",
+  "1": "l",
+};
+
+/**
+ * The comparison key of a nick or room name: NFKC, then `toLowerCase()`, then every character of
+ * {@link LOOKALIKES} replaced by the Latin letter it imitates. Two names with the same key are the same name to
+ * the server: `Alice`, `ALICE`, `аlice` (Cyrillic а) and `a1ice` all fold to `alice`.
+ *
+ * @example
+ * ```ts
+ * foldName("Аlice") === foldName("alice"); // true (Cyrillic А)
+ * ```
+ * @param name a nick or room name (any string)
+ * @returns its comparison key
+ */
+export function foldName(name: string): string {
+  let out = "";
+  for (const ch of name.normalize("NFKC").toLowerCase()) out += LOOKALIKES[ch] ?? ch;
+  return out;
+}
+
+/**
+ * The key under which nicks are compared for uniqueness: {@link foldName}.
  *
  * @example
  * ```ts
@@ -126,5 +202,29 @@ export function validateRoom(room: unknown): string {
  * @returns its comparison key
  */
 export function nickKey(nick: string): string {
-  return nick.toLowerCase();
+  return foldName(nick);
+}
+
+/** Scripts whose letters imitate each other; a nick may use letters of at most one of them. */
+const LOOKALIKE_SCRIPTS: [string, RegExp][] = [
+  ["Latin", /\p{Script=Latin}/u],
+  ["Cyrillic", /\p{Script=Cyrillic}/u],
+  ["Greek", /\p{Script=Greek}/u],
+];
+
+/**
+ * Refuses a nick that mixes letters of Latin, Cyrillic and Greek (the scripts whose letters imitate each other),
+ * such as `pаypal` with a Cyrillic а. Other scripts may mix freely (`東京_alice`).
+ *
+ * @example
+ * ```ts
+ * checkSingleScript("alice"); // ok
+ * checkSingleScript("аlice"); // throws NameError (Cyrillic а among Latin letters)
+ * ```
+ * @param nick the candidate
+ * @throws {NameError} naming the scripts mixed
+ */
+export function checkSingleScript(nick: string): void {
+  const found = LOOKALIKE_SCRIPTS.filter(([, re]) => re.test(nick)).map(([name]) => name);
+  if (found.length > 1) throw new NameError(`nick mixes ${found.join(" and ")} letters`);
 }

@@ -38,7 +38,7 @@ function assertRefused(envelope: unknown, message: string): void {
 Deno.test("the envelope constants are the ones PROTOCOL.md states", () => {
   assert.deepEqual(
     { ENVELOPE_VERSION, ID_BYTES, IV_BYTES, TAG_BYTES, MAX_BODY_BYTES, MAX_CT_BYTES },
-    { ENVELOPE_VERSION: 1, ID_BYTES: 16, IV_BYTES: 16, TAG_BYTES: 32, MAX_BODY_BYTES: 16384, MAX_CT_BYTES: 99328 },
+    { ENVELOPE_VERSION: 2, ID_BYTES: 16, IV_BYTES: 16, TAG_BYTES: 32, MAX_BODY_BYTES: 16384, MAX_CT_BYTES: 102400 },
   );
   // The largest sealed plaintext, {"type":"action","body":"\u0001..."}, padded, fits the limit.
   const worst = `{"type":"action","body":"${"\\u0001".repeat(MAX_BODY_BYTES)}"}`.length;
@@ -73,7 +73,7 @@ Deno.test("parseEnvelope requires exactly the eight fields", () => {
 });
 
 Deno.test("parseEnvelope requires v to be the number 1", () => {
-  for (const v of [0, 2, "1", true, null, 1.5]) assertRefused({ ...valid(), v }, "envelope.v must be 1");
+  for (const v of [0, 3, "1", true, null, 1.5]) assertRefused({ ...valid(), v }, "envelope.v must be 1 or 2");
 });
 
 Deno.test("parseEnvelope applies the name rules to room and from", () => {
@@ -144,9 +144,9 @@ Deno.test("parseEnvelope refuses non-canonical base64 in id, iv, ct and tag", ()
 });
 
 Deno.test("parseEnvelope names the first wrong field, in the order v, room, from, ts, id, iv, tag, ct", () => {
-  const allWrong = { v: 2, room: "", from: "", id: "", ts: -1, iv: "", ct: "", tag: "" };
+  const allWrong = { v: 3, room: "", from: "", id: "", ts: -1, iv: "", ct: "", tag: "" };
   const order: [string, string][] = [
-    ["v", "envelope.v must be 1"],
+    ["v", "envelope.v must be 1 or 2"],
     ["room", "envelope.room must not be empty"],
     ["from", "envelope.from must not be empty"],
     ["ts", "envelope.ts must be an integer in 0..2^53-1"],

@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import {
   checkNameBytes,
+  checkSingleScript,
+  foldName,
   MAX_NICK_BYTES,
   MAX_ROOM_BYTES,
   NameError,
@@ -158,4 +160,23 @@ Deno.test("NameError is an Error named NameError", () => {
   assert.ok(err instanceof Error);
   assert.equal(err.name, "NameError");
   assert.equal(err.message, "why");
+});
+
+Deno.test("foldName makes case and lookalike letters one name", () => {
+  const alice = foldName("alice");
+  for (const same of ["Alice", "ALICE", "\u0430lice", "\u0410LICE", "a1ice", "\u03b1lice", "ａｌｉｃｅ"]) {
+    assert.equal(foldName(same), alice, same);
+  }
+  assert.notEqual(foldName("alice2"), alice);
+  assert.equal(foldName("Ops"), foldName("ops"));
+  assert.equal(nickKey("Bob"), foldName("bob"));
+});
+
+Deno.test("validateNick refuses a nick mixing Latin, Cyrillic or Greek letters, and allows other mixes", () => {
+  assert.throws(() => validateNick("\u0430lice"), new NameError("nick mixes Latin and Cyrillic letters"));
+  assert.throws(() => validateNick("\u03b1lice"), new NameError("nick mixes Latin and Greek letters"));
+  for (const nick of ["\u0430\u043b\u0438\u0441\u0430", "\u03b1\u03bb\u03b9\u03ba\u03b7", "東京_alice", "bob-2"]) {
+    assert.equal(validateNick(nick), nick);
+  }
+  checkSingleScript("alice");
 });

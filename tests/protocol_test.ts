@@ -261,7 +261,7 @@ Deno.test("both parsers refuse a body that is not a JSON object with bad_json an
 
 Deno.test("parseClientMessage refuses a badly shaped envelope as bad_envelope, not fatal, carrying its id", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
-    [{ ...ENVELOPE, v: 2 }, /v must be 1/],
+    [{ ...ENVELOPE, v: 3 }, /v must be 1 or 2/],
     [{ ...ENVELOPE, extra: 1 }, /exactly the fields/],
     [{ ...ENVELOPE, ts: 1.5 }, /ts must be an integer/],
     [{ ...ENVELOPE, ts: -1 }, /ts must be an integer/],

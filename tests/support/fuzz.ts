@@ -396,7 +396,7 @@ export function hostileEnvelope(rng: Rng): unknown {
   const field = rng.pick(["v", "room", "from", "id", "ts", "iv", "ct", "tag", "extra", "missing", "ok"]);
   switch (field) {
     case "v":
-      e.v = rng.pick([0, 2, "1", 1.5, -1, null, true, 2 ** 53]);
+      e.v = rng.pick([0, 3, "1", 1.5, -1, null, true, 2 ** 53]);
       break;
     case "room":
     case "from":

@@ -1,0 +1,109 @@
+/**
+ * Specification of lib/direct.ts: a direct message opens only for its recipient (and the sender's copy only for the
+ * sender); a server that redirects it, rewrites a bound field, or substitutes a key gets nothing opened; invitations
+ * must be self-consistent.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { deriveRoomKeys, OpenError } from "../lib/crypto.ts";
+import {
+  DirectError,
+  encodeInvitation,
+  openDirect,
+  parseDirectEnvelope,
+  parseInvitation,
+  sealDirect,
+  serializeDirectEnvelope,
+} from "../lib/direct.ts";
+import { generateIdentitySecrets, importIdentity } from "../lib/identity.ts";
+
+const serverPub = new Uint8Array(32).fill(9);
+const alice = await importIdentity(generateIdentitySecrets());
+const bob = await importIdentity(generateIdentitySecrets());
+const carol = await importIdentity(generateIdentitySecrets());
+const toBob = { nick: "bob", key: bob.publicKey, kx: bob.kxPublic };
+
+function send(body = "the prod password is in the vault") {
+  return sealDirect(alice, { serverPub, from: "alice", to: toBob, content: { type: "text", body } });
+}
+
+Deno.test("bob opens alice's message, alice opens her copy, and both see the same signed content", async () => {
+  const { envelope, copy } = await send();
+  const atBob = await openDirect(bob, { envelope, serverPub });
+  const atAlice = await openDirect(alice, { envelope: copy, serverPub });
+  assert.equal(atBob.body, "the prod password is in the vault");
+  assert.deepEqual([atBob.copy, atAlice.copy], [false, true]);
+  assert.deepEqual(atBob.fromKey, alice.publicKey);
+  assert.equal(atBob.id, atAlice.id);
+  assert.deepEqual(parseDirectEnvelope(JSON.parse(serializeDirectEnvelope(envelope))), envelope);
+});
+
+Deno.test("a direct message redirected to carol, or the copy delivered to bob, does not open", async () => {
+  const { envelope, copy } = await send();
+  await assert.rejects(openDirect(carol, { envelope, serverPub }), OpenError);
+  await assert.rejects(openDirect(carol, { envelope: { ...envelope, tokey: carol.publicKey.toBase64() }, serverPub }));
+  await assert.rejects(openDirect(bob, { envelope: copy, serverPub }), OpenError);
+});
+
+Deno.test("rewriting any bound field, or another server's key, makes it fail authentication", async () => {
+  const { envelope } = await send();
+  const rewrites: Record<string, unknown>[] = [
+    { from: "mallory" },
+    { to: "bobby" },
+    { ts: envelope.ts + 1 },
+    { id: new Uint8Array(16).toBase64() },
+    { key: carol.publicKey.toBase64() },
+    { kx: carol.kxPublic.toBase64() },
+    { epk: carol.kxPublic.toBase64() },
+    { nonce: new Uint8Array(12).toBase64() },
+  ];
+  for (const change of rewrites) {
+    await assert.rejects(openDirect(bob, { envelope: { ...envelope, ...change }, serverPub }), OpenError);
+  }
+  await assert.rejects(openDirect(bob, { envelope, serverPub: new Uint8Array(32) }), OpenError);
+});
+
+Deno.test("a message sealed to a key the server substituted opens for the substitute, never for bob", async () => {
+  // The server hands alice carol's kx key as bob's: bob cannot open it, and carol still fails (tokey is bob).
+  const { envelope } = await sealDirect(alice, {
+    serverPub,
+    from: "alice",
+    to: { nick: "bob", key: bob.publicKey, kx: carol.kxPublic },
+    content: { type: "text", body: "hi" },
+  });
+  await assert.rejects(openDirect(bob, { envelope, serverPub }), OpenError);
+  await assert.rejects(openDirect(carol, { envelope, serverPub }), OpenError);
+});
+
+Deno.test("an invitation must carry a master that derives its stated access key", async () => {
+  const keys = await deriveRoomKeys("invite test passphrase", { salt: new Uint8Array(16), iterations: 100_000 });
+  const invitation = {
+    room: "ops",
+    serverPub,
+    master: keys.master,
+    salt: new Uint8Array(16),
+    iterations: 100_000,
+    accessPub: keys.accessPub,
+    epoch: 0,
+  };
+  assert.deepEqual(await parseInvitation(encodeInvitation(invitation)), invitation);
+  const lying = encodeInvitation({ ...invitation, accessPub: new Uint8Array(32).fill(1) });
+  await assert.rejects(parseInvitation(lying), DirectError);
+  await assert.rejects(parseInvitation(encodeInvitation({ ...invitation, iterations: 1000 })), DirectError);
+  await assert.rejects(parseInvitation("{"), DirectError);
+});
+
+Deno.test("sealDirect refuses a body over the limit and a message to oneself", async () => {
+  await assert.rejects(send("x".repeat(16385)), DirectError);
+  await assert.rejects(
+    sealDirect(alice, {
+      serverPub,
+      from: "alice",
+      to: { nick: "alice", key: alice.publicKey, kx: alice.kxPublic },
+      content: { type: "text", body: "me" },
+    }),
+    DirectError,
+  );
+});

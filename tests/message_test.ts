@@ -1,0 +1,117 @@
+/**
+ * Specification of lib/message.ts: a v2 room message opens only with its signature intact and in its room instance;
+ * a member holding the room keys cannot make one pass as another's key; v1 envelopes open as unsigned and a v2
+ * envelope cannot be relabelled as v1.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { deriveRoomKeys, OpenError, sealEnvelope } from "../lib/crypto.ts";
+import { generateIdentitySecrets, importIdentity } from "../lib/identity.ts";
+import { openRoomMessage, type RoomContext, sealRoomMessage, SignatureError } from "../lib/message.ts";
+
+const keys = await deriveRoomKeys("message test passphrase", { salt: new Uint8Array(16), iterations: 100_000 });
+const alice = await importIdentity(generateIdentitySecrets());
+const mallory = await importIdentity(generateIdentitySecrets());
+const context: RoomContext = {
+  serverPub: new Uint8Array(32).fill(7),
+  room: "general",
+  accessPub: keys.accessPub,
+  epoch: 0,
+};
+const sequence = { device: new Uint8Array(16).fill(1), n: 3, acked: 2, void: [[1, 1]] as [number, number][] };
+const content = { type: "text", body: "deploy at noon" };
+
+function seal(overrides: Partial<Parameters<typeof sealRoomMessage>[1]> = {}) {
+  return sealRoomMessage(keys, { context, from: "alice", identity: alice, content, sequence, ...overrides });
+}
+
+Deno.test("a sealed v2 message opens with its signer, sequence and content", async () => {
+  const message = await openRoomMessage(keys, { envelope: await seal(), context });
+  assert.equal(message.v, 2);
+  assert.equal(message.body, "deploy at noon");
+  assert.deepEqual(message.signer?.key, alice.publicKey);
+  assert.deepEqual(message.signer?.sequence, sequence);
+});
+
+Deno.test("a member with the room keys cannot pass a message as alice's key", async () => {
+  // Mallory seals with from = alice: the signature verifies, but with Mallory's key; the caller compares it to the pin.
+  const forged = await seal({ identity: mallory });
+  const message = await openRoomMessage(keys, { envelope: forged, context });
+  assert.deepEqual(message.signer?.key, mallory.publicKey);
+  assert.notDeepEqual(message.signer?.key, alice.publicKey);
+});
+
+Deno.test("a message whose signed part is altered, removed or from another room instance is refused", async () => {
+  const envelope = await seal();
+  const opened = await openRoomMessage(keys, { envelope, context });
+  // Re-seal the same plaintext with the room keys, changing one signed field at a time (what a member could do).
+  const plain = {
+    type: opened.type,
+    body: opened.body,
+    key: alice.publicKey.toBase64(),
+    device: sequence.device.toBase64(),
+    n: 3,
+    acked: 2,
+    void: [[1, 1]],
+  };
+  const sig = await reSign(envelope);
+  const variants: Record<string, unknown>[] = [
+    { ...plain, sig, body: "deploy now" },
+    { ...plain, sig, n: 4 },
+    { ...plain, sig, void: [] },
+    { ...plain, sig, key: mallory.publicKey.toBase64() },
+    { ...plain },
+    { ...plain, sig: "AAAA" },
+    { ...plain, sig, acked: 3 },
+  ];
+  for (const plaintext of variants) {
+    const resealed = await sealEnvelope(keys, {
+      room: "general",
+      from: "alice",
+      plaintext: plaintext as never,
+      id: Uint8Array.fromBase64(envelope.id),
+      ts: envelope.ts,
+      v: 2,
+    });
+    await assert.rejects(openRoomMessage(keys, { envelope: resealed, context }), SignatureError);
+  }
+  for (
+    const other of [{ ...context, epoch: 1 }, { ...context, room: "General" }, {
+      ...context,
+      accessPub: new Uint8Array(32),
+    }]
+  ) {
+    await assert.rejects(openRoomMessage(keys, { envelope, context: other }));
+  }
+});
+
+async function reSign(envelope: { id: string; ts: number }): Promise<string> {
+  // The genuine signature, taken out of the genuine plaintext (a member can decrypt it).
+  const raw = await crypto.subtle.decrypt(
+    { name: "AES-CBC", iv: Uint8Array.fromBase64((envelope as never as { iv: string }).iv) },
+    keys.encKey,
+    Uint8Array.fromBase64((envelope as never as { ct: string }).ct),
+  );
+  return JSON.parse(new TextDecoder().decode(raw)).sig;
+}
+
+Deno.test("a v1 envelope opens as unsigned, and a v2 envelope relabelled v1 does not open", async () => {
+  const v1 = await sealEnvelope(keys, { room: "general", from: "alice", plaintext: content, v: 1 });
+  const message = await openRoomMessage(keys, { envelope: v1, context });
+  assert.equal(message.v, 1);
+  assert.equal(message.signer, undefined);
+  const v2 = await seal();
+  await assert.rejects(openRoomMessage(keys, { envelope: { ...v2, v: 1 }, context }), OpenError);
+});
+
+Deno.test("sealRoomMessage refuses bad types, oversized bodies and inconsistent sequence values", async () => {
+  await assert.rejects(seal({ content: { type: "Text", body: "x" } }), RangeError);
+  await assert.rejects(seal({ content: { type: "text", body: "x".repeat(16385) } }), RangeError);
+  for (
+    const bad of [{ n: 0 }, { acked: 3 }, { void: [[3, 3]] }, { void: [[1, 1], [1, 1]] }, { device: new Uint8Array(8) }]
+  ) {
+    await assert.rejects(seal({ sequence: { ...sequence, ...bad } as never }), RangeError);
+  }
+});
