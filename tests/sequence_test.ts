@@ -6,20 +6,19 @@
  */
 
 import assert from "node:assert/strict";
-import { RESERVE_AHEAD, SenderTracker, SendSequence, type SendState } from "../lib/client/sequence.ts";
+import { SenderTracker, SendSequence } from "../lib/client/sequence.ts";
 import { MAX_VOID_RANGES, type Sequence } from "../lib/message.ts";
 
 const KEY = "a".repeat(43) + "=";
 const device = (byte: number) => new Uint8Array(16).fill(byte);
 
 /** A sender device and the receiver's tracker, with a counter for server seqs. */
-function setup(options: { state?: SendState } = {}) {
-  const saved: SendState[] = [];
-  const sender = new SendSequence(device(1), { state: options.state, reserve: (s) => saved.push(s) });
+function setup() {
+  const sender = new SendSequence(device(1));
   const tracker = new SenderTracker();
   let seq = 0;
   const deliver = (sequence: Sequence, key = KEY) => tracker.observe({ key, sequence, seq: ++seq });
-  return { sender, tracker, deliver, saved };
+  return { sender, tracker, deliver };
 }
 
 Deno.test("messages delivered in order raise nothing", () => {
@@ -96,8 +95,8 @@ Deno.test("an old message replayed as new is reported, whether seen before or ol
 
 Deno.test("a second device of the same identity is tracked on its own", () => {
   const tracker = new SenderTracker();
-  const phone = new SendSequence(device(1), { reserve: () => {} });
-  const laptop = new SendSequence(device(2), { reserve: () => {} });
+  const phone = new SendSequence(device(1));
+  const laptop = new SendSequence(device(2));
   let seq = 0;
   for (let i = 0; i < 5; i++) {
     for (const s of [phone.take(), laptop.take()]) {
@@ -107,21 +106,15 @@ Deno.test("a second device of the same identity is tracked on its own", () => {
   assert.deepEqual(tracker.withheld(), []);
 });
 
-Deno.test("a sender restart skips reserved numbers, declares them void, and reserves ahead before use", () => {
-  const first = setup();
-  const used = [first.sender.take(), first.sender.take()];
-  assert.deepEqual(first.saved, [{ reserved: 1 + RESERVE_AHEAD, settled: 0 }]);
-  for (const m of used) {
-    first.deliver(m);
-    first.sender.settle(m.n, "stored");
+Deno.test("a sender restart is a new device: its numbers start again at 1 without any alarm", () => {
+  const { sender, tracker, deliver } = setup();
+  for (const m of [sender.take(), sender.take()]) {
+    deliver(m);
+    sender.settle(m.n, "stored");
   }
-  // The process dies; only the reservation survives.
-  const restarted = new SendSequence(device(1), { state: first.saved[0], reserve: () => {} });
-  const next = restarted.take();
-  assert.equal(next.n, 1 + RESERVE_AHEAD);
-  assert.deepEqual(next.void, [[1, RESERVE_AHEAD]]);
-  assert.deepEqual(first.deliver(next), { kind: "ok" });
-  assert.deepEqual(first.tracker.withheld(), []);
+  const restarted = new SendSequence(device(3));
+  assert.deepEqual(deliver(restarted.take()), { kind: "ok" });
+  assert.deepEqual(tracker.withheld(), []);
 });
 
 Deno.test("more refusals than fit in one message: acked stops where the listed voids end", () => {

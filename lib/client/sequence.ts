@@ -7,19 +7,23 @@
  * @module
  */
 
-import { MAX_VOID_RANGES, type Sequence } from "../message.ts";
+import { DEVICE_BYTES, MAX_VOID_RANGES, type Sequence } from "../message.ts";
 
-/** Numbers reserved on disk ahead of use, so a restart never reuses one. */
-export const RESERVE_AHEAD = 64;
-/** Most missing numbers remembered per sender device (a larger hole is remembered by its ends). */
+/** Most missing ranges remembered per sender device (older holes are forgotten first). */
 const MAX_MISSING_RANGES = 64;
 
-/** What the sender keeps on disk for one room. */
-export interface SendState {
-  /** The first number not yet reserved: numbers below it may have been used before a restart. */
-  reserved: number;
-  /** Every number up to this was settled (acked or refused) when `reserved` was last written. */
-  settled: number;
+/**
+ * A fresh device id. The reference client makes one each time it starts, so two programs sharing one home (or a
+ * restart) never reuse a number: a receiver simply sees a new device.
+ *
+ * @example
+ * ```ts
+ * const device = newDevice(); // 16 random bytes
+ * ```
+ * @returns 16 random bytes
+ */
+export function newDevice(): Uint8Array<ArrayBuffer> {
+  return crypto.getRandomValues(new Uint8Array(DEVICE_BYTES));
 }
 
 /**
@@ -27,16 +31,14 @@ export interface SendState {
  *
  * @example
  * ```ts
- * const numbering = new SendSequence(device, { state, reserve: (s) => home.saveSendState(room, s) });
+ * const numbering = new SendSequence(newDevice());
  * const sequence = numbering.take(); // seal with it
  * numbering.settle(sequence.n, "stored"); // on ack
  * ```
  */
 export class SendSequence {
   #device: Uint8Array<ArrayBuffer>;
-  #next: number;
-  #reserved: number;
-  #reserve: (state: SendState) => void;
+  #next = 1;
   #unsettled = new Set<number>();
   /** Refused numbers not yet announced in a stored message, ascending. */
   #voids: number[] = [];
@@ -45,26 +47,9 @@ export class SendSequence {
   /** The `acked` value of each message in flight, to learn what was announced once it is stored. */
   #ackedOf = new Map<number, number>();
 
-  /**
-   * @param device this device's 16-byte id
-   * @param options.state what was saved (absent: a room this device never wrote to)
-   * @param options.reserve saves the state; called before a number beyond the saved reservation is used
-   */
-  constructor(
-    device: Uint8Array<ArrayBuffer>,
-    options: { state?: SendState; reserve: (state: SendState) => void },
-  ) {
+  /** @param device this device's 16-byte id */
+  constructor(device: Uint8Array<ArrayBuffer>) {
     this.#device = device;
-    this.#reserve = options.reserve;
-    const state = options.state ?? { reserved: 1, settled: 0 };
-    this.#next = state.reserved;
-    this.#reserved = state.reserved;
-    // Numbers from the last run that were neither known settled nor reused: declare them void. A void claim for a
-    // number that was in fact stored is harmless (receivers that have the message keep it).
-    if (state.reserved - 1 > state.settled) {
-      for (let n = state.settled + 1; n < state.reserved; n++) this.#voids.push(n);
-    }
-    this.#announced = 0;
   }
 
   /** The next number to be used. */
@@ -87,10 +72,6 @@ export class SendSequence {
   take(): Sequence {
     const n = this.#next++;
     this.#unsettled.add(n);
-    if (n >= this.#reserved) {
-      this.#reserved = n + RESERVE_AHEAD;
-      this.#reserve({ reserved: this.#reserved, settled: this.settledThrough });
-    }
     let acked = this.settledThrough;
     const ranges = toRanges(this.#voids.filter((v) => v <= acked));
     if (ranges.length > MAX_VOID_RANGES) {
@@ -122,11 +103,6 @@ export class SendSequence {
       this.#announced = acked;
       this.#voids = this.#voids.filter((v) => v > acked);
     }
-  }
-
-  /** What to save when quitting cleanly. */
-  get state(): SendState {
-    return { reserved: this.#next, settled: this.settledThrough };
   }
 }
 
