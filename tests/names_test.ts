@@ -180,3 +180,53 @@ Deno.test("validateNick refuses a nick mixing Latin, Cyrillic or Greek letters, 
   }
   checkSingleScript("alice");
 });
+
+// ---- review: lookalikes of a registered nick that must not be registrable beside it -------------------------------
+
+Deno.test("validateNick refuses invisible (default-ignorable) characters that are not of category C", () => {
+  // Each renders as nothing, so "alice" + one of them looks exactly like "alice" but folds to another key.
+  const invisible = [
+    "\u034f", // combining grapheme joiner (Mn)
+    "\u115f", // Hangul choseong filler (Lo)
+    "\u1160", // Hangul jungseong filler (Lo)
+    "\u3164", // Hangul filler (Lo)
+    "\uffa0", // halfwidth Hangul filler (Lo)
+    "\ufe0f", // variation selector 16 (Mn)
+    "\u{e0100}", // variation selector 17 (Mn)
+    "\u180b", // Mongolian free variation selector (Mn)
+    "\u17b4", // Khmer vowel inherent aq (Mn)
+    "\u2800", // Braille pattern blank (So): blank, though not White_Space
+  ];
+  for (const c of invisible) {
+    assert.throws(() => validateNick(`alice${c}`), CONTROL_NICK, JSON.stringify(c));
+    assert.throws(() => validateRoom(`ops${c}`), CONTROL_ROOM, JSON.stringify(c));
+  }
+});
+
+Deno.test("validateNick refuses a name that starts with a combining mark (it would draw on what comes before it)", () => {
+  assert.throws(() => validateNick("\u0301"), new NameError("nick must not start with a combining mark"));
+  assert.throws(() => validateNick("\u0301alice"), new NameError("nick must not start with a combining mark"));
+  assert.equal(validateNick("zoe\u0308".normalize("NFC")), "zoë");
+});
+
+Deno.test("validateNick refuses Latin mixed with any script other than Han, Hiragana, Katakana, Hangul, Bopomofo", () => {
+  // Each looks like bob or Bob on screen: Cherokee Ᏼ, Lisu ꓐ, Canadian syllabics ᗷ, Armenian օ.
+  for (const nick of ["\u13f4ob", "\ua4d0ob", "\u15f7ob", "b\u0585b"]) {
+    assert.throws(() => validateNick(nick), NameError, JSON.stringify(nick));
+  }
+  // Two non-Latin scripts imitating Latin together (Cherokee Ᏼ, Armenian օ).
+  assert.throws(() => validateNick("\u13f4\u0585\u13f4"), NameError);
+  // UTS #39 "highly restrictive" combinations stay allowed, as do single scripts and Common characters.
+  for (
+    const nick of ["東京_alice", "たなか_tanaka", "カタカナ漢字ひらがな", "김민준_kim", "ㄅㄆ中文_zh", "ᏣᎳᎩ", "bob-2😀"]
+  ) {
+    assert.equal(validateNick(nick), nick);
+  }
+});
+
+Deno.test("foldName treats Greek final sigma as sigma, so case-insensitive names stay one name", () => {
+  // toLowerCase() turns a final capital Σ into ς, but σ in lower-case input stays σ.
+  assert.equal(foldName("ΑΣ"), foldName("ασ"));
+  assert.equal(foldName("ΟΔΟΣ"), foldName("οδοσ"));
+  assert.equal(foldName("ΟΔΟΣ"), foldName("οδος"));
+});
