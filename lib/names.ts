@@ -21,9 +21,14 @@ export class NameError extends Error {
   }
 }
 
-// Control, format (invisible), surrogate, private-use and unassigned code points, and line/paragraph separators.
-const NOT_PRINTABLE = /[\p{C}\p{Zl}\p{Zp}]/u;
+// Control, format (invisible), surrogate, private-use and unassigned code points, line/paragraph separators, and the
+// characters that draw nothing although they are not of category C: default-ignorable code points (the combining
+// grapheme joiner, variation selectors, Hangul fillers, …) and the blank Braille pattern. "alice" followed by any of
+// them looks exactly like "alice" but is another name.
+const NOT_PRINTABLE = /[\p{C}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\u2800]/u;
 const WHITESPACE = /[\p{White_Space}]/u;
+// A combining mark at the start draws on whatever is printed before the name.
+const LEADING_MARK = /^\p{M}/u;
 
 /**
  * Returns the UTF-8 byte length of a string.
@@ -77,8 +82,8 @@ export function checkNameBytes(
 }
 
 /**
- * Validates a nick: 1–32 bytes of NFC UTF-8, printable, no whitespace, letters of at most one of Latin, Cyrillic
- * and Greek ({@link checkSingleScript}).
+ * Validates a nick: 1–32 bytes of NFC UTF-8, printable and visible, no whitespace, not starting with a combining
+ * mark, and letters of one script or of one of the combinations {@link checkSingleScript} allows.
  *
  * @example
  * ```ts
@@ -93,12 +98,14 @@ export function validateNick(nick: unknown): string {
   checkNameBytes(nick, { what: "nick", max: MAX_NICK_BYTES });
   if (NOT_PRINTABLE.test(nick)) throw new NameError("nick contains a control or invisible character");
   if (WHITESPACE.test(nick)) throw new NameError("nick must not contain whitespace");
+  if (LEADING_MARK.test(nick)) throw new NameError("nick must not start with a combining mark");
   checkSingleScript(nick);
   return nick;
 }
 
 /**
- * Validates a room name: 1–64 bytes of NFC UTF-8, printable, no whitespace (so `/join ROOM` is unambiguous).
+ * Validates a room name: 1–64 bytes of NFC UTF-8, printable and visible, no whitespace (so `/join ROOM` is
+ * unambiguous), not starting with a combining mark.
  *
  * @example
  * ```ts
@@ -114,6 +121,7 @@ export function validateRoom(room: unknown): string {
     throw new NameError("room name contains a control or invisible character");
   }
   if (WHITESPACE.test(room)) throw new NameError("room name must not contain whitespace");
+  if (LEADING_MARK.test(room)) throw new NameError("room name must not start with a combining mark");
   return room;
 }
 
@@ -163,6 +171,9 @@ export const LOOKALIKES: Readonly<Record<string, string>> = {
   "χ": "x",
   "ϲ": "c",
   "ϳ": "j",
+  // Not a lookalike but case folding: toLowerCase() makes a final capital Σ a final ς, and a σ typed in lower case
+  // stays σ, so without this "ΑΣ" and "ασ" would be two names.
+  "ς": "σ",
   // Latin letters that imitate other Latin letters, and digits
   "ı": "i",
   "ȷ": "j",
@@ -205,16 +216,50 @@ export function nickKey(nick: string): string {
   return foldName(nick);
 }
 
-/** Scripts whose letters imitate each other; a nick may use letters of at most one of them. */
-const LOOKALIKE_SCRIPTS: [string, RegExp][] = [
-  ["Latin", /\p{Script=Latin}/u],
-  ["Cyrillic", /\p{Script=Cyrillic}/u],
-  ["Greek", /\p{Script=Greek}/u],
+/** Every script of the Unicode Script property except Common and Inherited (which any name may use). */
+const SCRIPT_NAMES = (
+  "Adlam Ahom Anatolian_Hieroglyphs Arabic Armenian Avestan Balinese Bamum Bassa_Vah Batak Bengali Bhaiksuki " +
+  "Bopomofo Brahmi Braille Buginese Buhid Canadian_Aboriginal Carian Caucasian_Albanian Chakma Cham Cherokee " +
+  "Chorasmian Coptic Cuneiform Cypriot Cypro_Minoan Cyrillic Deseret Devanagari Dives_Akuru Dogra Duployan " +
+  "Egyptian_Hieroglyphs Elbasan Elymaic Ethiopic Garay Georgian Glagolitic Gothic Grantha Greek Gujarati " +
+  "Gunjala_Gondi Gurmukhi Gurung_Khema Han Hangul Hanifi_Rohingya Hanunoo Hatran Hebrew Hiragana " +
+  "Imperial_Aramaic Inscriptional_Pahlavi Inscriptional_Parthian Javanese Kaithi Kannada Katakana Kawi Kayah_Li " +
+  "Kharoshthi Khitan_Small_Script Khmer Khojki Khudawadi Kirat_Rai Lao Latin Lepcha Limbu Linear_A Linear_B Lisu " +
+  "Lycian Lydian Mahajani Makasar Malayalam Mandaic Manichaean Marchen Masaram_Gondi Medefaidrin Meetei_Mayek " +
+  "Mende_Kikakui Meroitic_Cursive Meroitic_Hieroglyphs Miao Modi Mongolian Mro Multani Myanmar Nabataean " +
+  "Nag_Mundari Nandinagari New_Tai_Lue Newa Nko Nushu Nyiakeng_Puachue_Hmong Ogham Ol_Chiki Ol_Onal " +
+  "Old_Hungarian Old_Italic Old_North_Arabian Old_Permic Old_Persian Old_Sogdian Old_South_Arabian Old_Turkic " +
+  "Old_Uyghur Oriya Osage Osmanya Pahawh_Hmong Palmyrene Pau_Cin_Hau Phags_Pa Phoenician Psalter_Pahlavi Rejang " +
+  "Runic Samaritan Saurashtra Sharada Shavian Siddham SignWriting Sinhala Sogdian Sora_Sompeng Soyombo Sundanese " +
+  "Sunuwar Syloti_Nagri Syriac Tagalog Tagbanwa Tai_Le Tai_Tham Tai_Viet Takri Tamil Tangsa Tangut Telugu Thaana " +
+  "Thai Tibetan Tifinagh Tirhuta Todhri Toto Tulu_Tigalari Ugaritic Vai Vithkuqi Wancho Warang_Citi Yezidi Yi " +
+  "Zanabazar_Square"
+).split(" ");
+/** Latin first, so that messages name it first ("nick mixes Latin and Cyrillic letters"). */
+const SCRIPTS: [string, RegExp][] = ["Latin", ...SCRIPT_NAMES.filter((n) => n !== "Latin")].flatMap((name) => {
+  try {
+    return [[name.replaceAll("_", " "), new RegExp(`\\p{Script=${name}}`, "u")] as [string, RegExp]];
+  } catch {
+    return []; // a script this runtime does not know yet: its letters count as "another script" below
+  }
+});
+const NEUTRAL_SCRIPT = /[\p{Script=Common}\p{Script=Inherited}]/u;
+/** The mixes of scripts UTS #39 calls "highly restrictive": how Japanese, Chinese and Korean are written, with Latin. */
+const SCRIPT_MIXES = [
+  ["Latin", "Han", "Hiragana", "Katakana"],
+  ["Latin", "Han", "Bopomofo"],
+  ["Latin", "Han", "Hangul"],
 ];
 
+function scriptOf(ch: string): string {
+  return SCRIPTS.find(([, re]) => re.test(ch))?.[0] ?? "another script's";
+}
+
 /**
- * Refuses a nick that mixes letters of Latin, Cyrillic and Greek (the scripts whose letters imitate each other),
- * such as `pаypal` with a Cyrillic а. Other scripts may mix freely (`東京_alice`).
+ * Refuses a nick whose letters come from more than one script, such as `pаypal` with a Cyrillic а or `Ᏼob` with a
+ * Cherokee Ᏼ: the rule UTS #39 calls "highly restrictive". Characters of the Common and Inherited scripts (digits,
+ * punctuation, symbols, combining marks) go with any script, and Latin may be mixed with the scripts of Japanese
+ * (Han, Hiragana, Katakana), Chinese (Han, Bopomofo) and Korean (Han, Hangul): `東京_alice` is fine.
  *
  * @example
  * ```ts
@@ -225,6 +270,14 @@ const LOOKALIKE_SCRIPTS: [string, RegExp][] = [
  * @throws {NameError} naming the scripts mixed
  */
 export function checkSingleScript(nick: string): void {
-  const found = LOOKALIKE_SCRIPTS.filter(([, re]) => re.test(nick)).map(([name]) => name);
-  if (found.length > 1) throw new NameError(`nick mixes ${found.join(" and ")} letters`);
+  const found = new Set<string>();
+  for (const ch of nick) {
+    if (ch < "\u0080") {
+      if (/[A-Za-z]/.test(ch)) found.add("Latin");
+    } else if (!NEUTRAL_SCRIPT.test(ch)) found.add(scriptOf(ch));
+  }
+  if (found.size <= 1 || SCRIPT_MIXES.some((mix) => [...found].every((s) => mix.includes(s)))) return;
+  const order = SCRIPTS.map(([name]) => name);
+  const names = [...found].sort((a, b) => (order.indexOf(a) >>> 0) - (order.indexOf(b) >>> 0));
+  throw new NameError(`nick mixes ${names.join(" and ")} letters`);
 }
