@@ -7,9 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { deriveRoomKeys, OpenError } from "../lib/crypto.ts";
+import { deriveRoomKeys, OpenError, signEd25519 } from "../lib/crypto.ts";
 import {
   DirectError,
+  directSignatureInput,
   encodeInvitation,
   openDirect,
   parseDirectEnvelope,
@@ -18,6 +19,7 @@ import {
   serializeDirectEnvelope,
 } from "../lib/direct.ts";
 import { generateIdentitySecrets, importIdentity } from "../lib/identity.ts";
+import { sealDirectText } from "./support/forge.ts";
 
 const serverPub = new Uint8Array(32).fill(9);
 const alice = await importIdentity(generateIdentitySecrets());
@@ -106,4 +108,47 @@ Deno.test("sealDirect refuses a body over the limit and a message to oneself", a
     }),
     DirectError,
   );
+});
+
+// ---- review: what a direct message shows is exactly what was signed, and nothing that can drive a terminal --------
+
+Deno.test("a direct message with a lone surrogate in its body, or a type outside [a-z][a-z0-9_]*, is refused", async () => {
+  const id = crypto.getRandomValues(new Uint8Array(16));
+  const ts = 1_700_000_000_000;
+  const header = { serverPub, from: "alice", to: "bob", id, ts, fromKey: alice.publicKey, toKey: bob.publicKey };
+  for (const content of [{ type: "text", body: "pay \ud800" }, { type: "text\u001b[2J", body: "hi" }]) {
+    // The sender signs it (lp32 writes the surrogate as U+FFFD) and seals it by hand.
+    const sig = await signEd25519(alice.signKey, directSignatureInput(header, content));
+    const envelope = await sealDirectText(alice, {
+      serverPub,
+      from: "alice",
+      to: toBob,
+      id,
+      ts,
+      text: JSON.stringify({ ...content, sig: sig.toBase64() }),
+    });
+    await assert.rejects(openDirect(bob, { envelope, serverPub }), OpenError, JSON.stringify(content));
+  }
+  // The hand-made sealing is right: the same with a plain body opens.
+  const plain = { type: "text", body: "hi" };
+  const sig = await signEd25519(alice.signKey, directSignatureInput(header, plain));
+  const text = JSON.stringify({ ...plain, sig: sig.toBase64() });
+  const envelope = await sealDirectText(alice, { serverPub, from: "alice", to: toBob, id, ts, text });
+  assert.equal((await openDirect(bob, { envelope, serverPub })).body, "hi");
+});
+
+Deno.test("an invitation's room name follows the room name rules (no control characters for a terminal to obey)", async () => {
+  const keys = await deriveRoomKeys("invite test passphrase", { salt: new Uint8Array(16), iterations: 100_000 });
+  const invitation = {
+    room: "ops",
+    serverPub,
+    master: keys.master,
+    salt: new Uint8Array(16),
+    iterations: 100_000,
+    accessPub: keys.accessPub,
+    epoch: 0,
+  };
+  for (const room of ["ops\u001b]0;pwned\u0007", "ops room", "ops\u034f"]) {
+    await assert.rejects(parseInvitation(encodeInvitation({ ...invitation, room })), DirectError, JSON.stringify(room));
+  }
 });

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { deriveRoomKeys, OpenError, sealEnvelope } from "../lib/crypto.ts";
 import { generateIdentitySecrets, importIdentity } from "../lib/identity.ts";
 import { openRoomMessage, type RoomContext, sealRoomMessage, SignatureError } from "../lib/message.ts";
+import { roomPlaintext, sealRoomText } from "./support/forge.ts";
 
 const keys = await deriveRoomKeys("message test passphrase", { salt: new Uint8Array(16), iterations: 100_000 });
 const alice = await importIdentity(generateIdentitySecrets());
@@ -114,4 +115,31 @@ Deno.test("sealRoomMessage refuses bad types, oversized bodies and inconsistent 
   ) {
     await assert.rejects(seal({ sequence: { ...sequence, ...bad } as never }), RangeError);
   }
+});
+
+// ---- review: a signature must cover exactly what is shown --------------------------------------------------------
+
+Deno.test("a body with a lone surrogate is refused: it would sign the same bytes as one with U+FFFD", async () => {
+  // lp32() encodes with TextEncoder, which writes a lone surrogate as U+FFFD: "pay \ud800" and "pay \ufffd" share a
+  // signature. A member re-seals alice's genuine message with the surrogate in place of U+FFFD.
+  const envelope = await seal({ content: { type: "text", body: "pay \ufffd now" } });
+  const plain = await roomPlaintext(keys, envelope);
+  const forged = await sealRoomText(keys, {
+    room: "general",
+    from: "alice",
+    id: envelope.id,
+    ts: envelope.ts,
+    text: JSON.stringify({ ...plain, body: "pay \ud800 now" }),
+  });
+  await assert.rejects(openRoomMessage(keys, { envelope: forged, context }));
+  // The same for an unsigned v1 envelope: a body must be well-formed whatever the version.
+  const v1 = await sealRoomText(keys, {
+    room: "general",
+    from: "alice",
+    id: envelope.id,
+    ts: envelope.ts,
+    v: 1,
+    text: JSON.stringify({ type: "text", body: "\udc00" }),
+  });
+  await assert.rejects(openRoomMessage(keys, { envelope: v1, context }), OpenError);
 });
