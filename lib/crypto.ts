@@ -479,7 +479,8 @@ export async function openEnvelope(
     if (
       typeof plaintext !== "object" || plaintext === null || Array.isArray(plaintext) ||
       typeof plaintext.type !== "string" || typeof plaintext.body !== "string" ||
-      encoder.encode(plaintext.body).length > MAX_BODY_BYTES
+      // JSON can spell a lone surrogate (\ud800); the signed bytes (TextEncoder) would read it as U+FFFD.
+      !plaintext.body.isWellFormed() || encoder.encode(plaintext.body).length > MAX_BODY_BYTES
     ) {
       throw new OpenError();
     }

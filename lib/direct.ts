@@ -20,7 +20,8 @@ import {
 } from "./crypto.ts";
 import { ID_BYTES, MAX_BODY_BYTES, MAX_CT_BYTES } from "./envelope.ts";
 import { type Identity, importX25519Secret, KEY_BYTES } from "./identity.ts";
-import { checkNameBytes, MAX_NICK_BYTES, MAX_ROOM_BYTES, NameError } from "./names.ts";
+import { isContentType } from "./message.ts";
+import { checkNameBytes, MAX_NICK_BYTES, NameError, validateRoom } from "./names.ts";
 
 /** Bytes of an AES-GCM nonce. */
 export const GCM_NONCE_BYTES = 12;
@@ -370,6 +371,7 @@ export async function sealDirect(
   },
 ): Promise<{ envelope: DirectEnvelope; copy: DirectEnvelope }> {
   const { content, to } = message;
+  if (!isContentType(content.type)) throw new DirectError(`message type ${content.type} is not allowed`);
   if (typeof content.body !== "string" || !content.body.isWellFormed()) {
     throw new DirectError("body must be a well-formed string");
   }
@@ -462,9 +464,10 @@ export async function openDirect(
     );
     const plaintext = JSON.parse(strictDecoder.decode(pt));
     if (
-      typeof plaintext !== "object" || plaintext === null || typeof plaintext.type !== "string" ||
+      typeof plaintext !== "object" || plaintext === null || !isContentType(plaintext.type) ||
       typeof plaintext.body !== "string" || typeof plaintext.sig !== "string" ||
-      encoder.encode(plaintext.body).length > MAX_BODY_BYTES
+      // JSON can spell a lone surrogate (\ud800); the signed bytes (TextEncoder) would read it as U+FFFD.
+      !plaintext.body.isWellFormed() || encoder.encode(plaintext.body).length > MAX_BODY_BYTES
     ) {
       throw new OpenError();
     }
@@ -525,14 +528,14 @@ export async function parseInvitation(body: string): Promise<Invitation> {
   }
   try {
     if (typeof value !== "object" || value === null) throw new Error("not an object");
-    checkNameBytes(value.room, { what: "room", max: MAX_ROOM_BYTES });
+    const room = validateRoom(value.room);
     checkIterations(value.iterations);
     const epoch = value.epoch;
     if (typeof epoch !== "number" || !Number.isSafeInteger(epoch) || epoch < 0 || epoch > 0xffffffff) {
       throw new Error("bad epoch");
     }
     const invitation: Invitation = {
-      room: value.room,
+      room,
       serverPub: decodeBase64(value.server as string, { length: KEY_BYTES }),
       master: decodeBase64(value.master as string, { length: MASTER_BYTES }),
       salt: decodeBase64(value.salt as string, { length: SALT_BYTES }),

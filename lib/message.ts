@@ -131,6 +131,21 @@ export function roomMessageInput(
   ]);
 }
 
+/**
+ * Whether a string is a valid content type: 1 to 32 characters of `[a-z][a-z0-9_]*` (for room and direct messages).
+ *
+ * @example
+ * ```ts
+ * isContentType("text"); // true
+ * isContentType("text\u001b[2J"); // false
+ * ```
+ * @param type the candidate
+ * @returns whether it is allowed
+ */
+export function isContentType(type: unknown): type is string {
+  return typeof type === "string" && TYPE_PATTERN.test(type);
+}
+
 function checkSequence(sequence: Sequence): boolean {
   const { n, acked } = sequence;
   if (sequence.device.length !== DEVICE_BYTES) return false;
