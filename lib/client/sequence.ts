@@ -139,12 +139,24 @@ export interface Withheld {
   afterSeq: number;
 }
 
+interface Missing {
+  first: number;
+  last: number;
+  /** Server seq of the message before the hole. */
+  afterSeq: number;
+  /**
+   * The numbers may still arrive (so they are not replays when they do) but their absence proves nothing: they were
+   * unsettled when the first message seen from the device was sealed, or forgotten after retention.
+   */
+  unproven?: boolean;
+}
+
 interface DeviceState {
   high: number;
   /** Server seq at which `high` arrived. */
   highSeq: number;
   /** Missing numbers as inclusive ranges, each with the seq of the message before it. */
-  missing: { first: number; last: number; afterSeq: number }[];
+  missing: Missing[];
   /** The largest `acked` seen from this device. */
   claimed: number;
 }
@@ -179,6 +191,11 @@ export class SenderTracker {
     let arrival: Arrival = { kind: "ok" };
     if (!state) {
       state = { high: n, highSeq: message.seq, missing: [], claimed: sequence.acked };
+      // Numbers above `acked` were unsettled when this message was sealed: one may be a storage retry, stored after
+      // it. Numbers up to `acked` were settled before, so they were stored (if at all) before it: never after.
+      if (sequence.acked < n - 1) {
+        state.missing.push({ first: sequence.acked + 1, last: n - 1, afterSeq: message.seq, unproven: true });
+      }
       this.#devices.set(id, state);
     } else if (n > state.high) {
       if (n > state.high + 1) {
@@ -209,7 +226,7 @@ export class SenderTracker {
     for (const [id, state] of this.#devices) {
       const [key, device] = id.split("/");
       for (const m of state.missing) {
-        if (m.first > state.claimed) continue;
+        if (m.unproven || m.first > state.claimed) continue;
         holes.push({ key, device, first: m.first, last: Math.min(m.last, state.claimed), afterSeq: m.afterSeq });
       }
     }
@@ -218,10 +235,13 @@ export class SenderTracker {
 
   /**
    * Forgets every hole: messages were removed by retention (or the receiver was away), so a missing number proves
-   * nothing. Order and replay checks continue from what was seen.
+   * nothing. Order and replay checks continue from what was seen, and a forgotten number that arrives after all (a
+   * storage retry) is not taken for a replay.
    */
   forgetHoles(): void {
-    for (const state of this.#devices.values()) state.missing = [];
+    for (const state of this.#devices.values()) {
+      for (const m of state.missing) m.unproven = true;
+    }
   }
 
   /**
@@ -243,8 +263,8 @@ function subtractMissing(state: DeviceState, first: number, last: number): boole
     if (m.last < first || m.first > last) return [m];
     changed = true;
     const parts = [];
-    if (m.first < first) parts.push({ first: m.first, last: first - 1, afterSeq: m.afterSeq });
-    if (m.last > last) parts.push({ first: last + 1, last: m.last, afterSeq: m.afterSeq });
+    if (m.first < first) parts.push({ ...m, last: first - 1 });
+    if (m.last > last) parts.push({ ...m, first: last + 1 });
     return parts;
   });
   return changed;
