@@ -194,3 +194,113 @@ Deno.test("rotate makes a new key with a statement the old key signed", async ()
     assert.ok(await verifyRotation(after.rotations[0]));
   });
 });
+
+// ---- review: two programs on one home, pins that must not be dropped or moved by mistake ---------------------------
+
+Deno.test("a program whose identity was rotated by another program cannot rotate again from the stale key", async () => {
+  await withHome(async (dir) => {
+    const running = await Home.open(dir); // an interactive client, left open
+    const cli = await Home.open(dir);
+    const { next } = await cli.rotate(); // `identity rotate` in another terminal: the server will move the nicks to it
+    await assert.rejects(running.rotate(), HomeError); // must not replace `next` (and lose its secret) with another key
+    assert.deepEqual((await Home.open(dir)).identity.publicKey, next);
+    await assert.rejects(cli.rotate(), HomeError); // the same Home twice: its key is no longer the home's key either
+  });
+});
+
+Deno.test("setting a passphrase while another program rotates loses neither key", async () => {
+  await withHome(async (dir) => {
+    const a = await Home.open(dir);
+    const b = await Home.open(dir);
+    const locking = a.setPassphrase("identity passphrase"); // slow (PBKDF2): b's rotation lands meanwhile
+    const rotated = await b.rotate().catch((err) => err);
+    const locked = await locking.catch((err) => err);
+    const passphrase = () => Promise.resolve("identity passphrase");
+    const after = await Home.open(dir, { passphrase });
+    if (rotated instanceof Error) {
+      assert.ok(rotated instanceof HomeError);
+      assert.deepEqual(after.identity.publicKey, a.identity.publicKey);
+    } else {
+      // The rotation happened: its key is the home's, whatever became of the passphrase change.
+      assert.ok(locked === undefined || locked instanceof HomeError);
+      assert.deepEqual(after.identity.publicKey, rotated.next);
+    }
+  });
+});
+
+Deno.test("two programs keeping room secrets at the same time keep both", async () => {
+  await withHome(async (dir) => {
+    const a = await Home.open(dir);
+    const b = await Home.open(dir);
+    const secret = (name: string) => ({
+      name,
+      salt: new Uint8Array(16),
+      iterations: 600_000,
+      accessPub: new Uint8Array(32).fill(1),
+      epoch: 0,
+      master: crypto.getRandomValues(new Uint8Array(32)),
+      source: "invite" as const,
+    });
+    await Promise.all([a.keepRoomSecret(SERVER, secret("one")), b.keepRoomSecret(SERVER, secret("two"))]);
+    const c = await Home.open(dir);
+    assert.ok(await c.roomSecret(SERVER, "one"), "one was lost");
+    assert.ok(await c.roomSecret(SERVER, "two"), "two was lost");
+  });
+});
+
+Deno.test("forgetRoom forgets the kept secret too, so the next join starts afresh", async () => {
+  await withHome(async (dir) => {
+    const home = await Home.open(dir);
+    const pin = { name: "ops", salt: new Uint8Array(16), iterations: 600_000, accessPub: SERVER, epoch: 0 };
+    home.pinRoom(SERVER, pin);
+    await home.keepRoomSecret(SERVER, { ...pin, master: new Uint8Array(32).fill(3), source: "invite" });
+    assert.ok(await home.forgetRoom(SERVER, "OPS"));
+    assert.equal(home.roomPin(SERVER, "ops"), undefined);
+    assert.equal(await home.roomSecret(SERVER, "ops"), undefined);
+  });
+});
+
+Deno.test("a server address differing only in the case of its host name (or a trailing dot) keeps its pin", async () => {
+  await withHome(async (dir) => {
+    const home = await Home.open(dir);
+    assert.equal(home.meetServer("chat.example:5000", SERVER), "pinned");
+    // The same host to DNS: a relay answering with another key must meet the pin, not a first contact.
+    for (const address of ["CHAT.Example:5000", "chat.example.:5000"]) {
+      assert.equal(home.meetServer(address, OTHER_SERVER), "changed", address);
+      assert.deepEqual(home.serverPin(address)?.key, SERVER);
+    }
+    assert.equal(home.meetServer("chat.example:5001", OTHER_SERVER), "pinned"); // another port is another server
+  });
+});
+
+Deno.test("trust-server accepts only the key the user was shown, not one offered since", async () => {
+  await withHome(async (dir) => {
+    const home = await Home.open(dir);
+    const shown = new Uint8Array(32).fill(7);
+    home.meetServer("chat.example:5000", SERVER);
+    assert.equal(home.meetServer("chat.example:5000", shown), "changed"); // the user reads this key's fingerprint...
+    home.meetServer("chat.example:5000", OTHER_SERVER); // ...while another connection is offered another key
+    // (typed by hand until trustServer takes the key)
+    const trustServer = home.trustServer.bind(home) as (
+      address: string,
+      options: { key: Uint8Array },
+    ) => { old: Uint8Array; new: Uint8Array } | undefined;
+    assert.equal(trustServer("chat.example:5000", { key: shown }), undefined);
+    assert.deepEqual(home.serverPin("chat.example:5000")?.key, SERVER);
+    home.meetServer("chat.example:5000", shown);
+    assert.deepEqual(trustServer("chat.example:5000", { key: shown })?.new, shown);
+  });
+});
+
+Deno.test({
+  name: "a home directory that group or others can write is refused (they could swap trust.json or identity.json)",
+  ignore: !POSIX,
+  fn: () =>
+    withHome(async (dir) => {
+      await Home.open(dir);
+      Deno.chmodSync(dir, 0o777);
+      await assert.rejects(Home.open(dir), (err: unknown) => err instanceof HomeError && err.kind === "permissions");
+      Deno.chmodSync(dir, 0o755); // readable is ssh's rule too: only writable is refused
+      await Home.open(dir);
+    }),
+});
