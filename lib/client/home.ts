@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { decodeBase64 } from "../base64.ts";
 import { sameBytes } from "../bytes.ts";
 import {
@@ -37,8 +37,11 @@ const IS_WINDOWS = Deno.build.os === "windows";
 
 /** Why the home cannot be used; the message is one line for the user. */
 export class HomeError extends Error {
-  /** "permissions", "locked" (wrong or missing identity passphrase), "exists", "missing", "corrupt" or "io". */
-  readonly kind: "permissions" | "locked" | "exists" | "missing" | "corrupt" | "io";
+  /**
+   * "permissions", "locked" (wrong or missing identity passphrase), "exists", "missing", "corrupt", "io", or "stale"
+   * (another program changed the identity since this one opened the home: open it again).
+   */
+  readonly kind: "permissions" | "locked" | "exists" | "missing" | "corrupt" | "io" | "stale";
   /**
    * @param kind what kind of failure
    * @param message what to do about it
@@ -148,25 +151,40 @@ function mode(path: string): number | undefined {
   }
 }
 
-function checkPrivate(path: string): void {
+/**
+ * Refuses (POSIX) a path whose mode gives group or others any of `bits`: a secret file they can read or write (0o077),
+ * or a home directory they can write, where they could replace the files (0o022). ssh's rules.
+ */
+function checkMode(path: string, rule: { bits: number; fix: string; what: string }): void {
   if (IS_WINDOWS) return;
   const m = mode(path);
-  if (m !== undefined && (m & 0o077) !== 0) {
+  if (m !== undefined && (m & rule.bits) !== 0) {
     throw new HomeError(
       "permissions",
-      `${path} is readable by others (mode ${(m & 0o777).toString(8)}): run chmod 600 ${path}`,
+      `${path} is ${rule.what} by others (mode ${(m & 0o777).toString(8)}): run chmod ${rule.fix} ${path}`,
     );
   }
 }
 
-function readJson<T>(path: string, fallback: T): T {
-  let text: string;
+function checkPrivate(path: string): void {
+  checkMode(path, { bits: 0o077, fix: "600", what: "readable" });
+}
+
+function checkDirectory(dir: string): void {
+  checkMode(dir, { bits: 0o022, fix: "700", what: "writable" });
+}
+
+/** A file's text, or undefined when there is none. */
+function readText(path: string): string | undefined {
   try {
-    text = Deno.readTextFileSync(path);
+    return Deno.readTextFileSync(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return structuredClone(fallback);
+    if (err instanceof Deno.errors.NotFound) return undefined;
     throw new HomeError("io", `cannot read ${path}: ${(err as Error).message.split("\n")[0]}`);
   }
+}
+
+function parseJson<T>(path: string, text: string): T {
   try {
     return JSON.parse(text) as T;
   } catch {
@@ -174,12 +192,29 @@ function readJson<T>(path: string, fallback: T): T {
   }
 }
 
-/** Writes a file atomically with mode 0600: a temporary file in the same directory, renamed over the old one. */
+function readJson<T>(path: string, fallback: T): T {
+  const text = readText(path);
+  return text === undefined ? structuredClone(fallback) : parseJson<T>(path, text);
+}
+
+/**
+ * Writes a file atomically with mode 0600: a new temporary file in the same directory (never an existing one, nor
+ * what a link points to), flushed to the disk, renamed over the old one, and the directory flushed, so that a crash
+ * or a power cut leaves the old file or the new one, never an empty or partial one.
+ */
 function writeAtomic(path: string, text: string): void {
   const tmp = `${path}.${crypto.randomUUID()}.tmp`;
   try {
-    Deno.writeTextFileSync(tmp, text, { mode: 0o600 });
+    const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
+    try {
+      const bytes = new TextEncoder().encode(text);
+      for (let at = 0; at < bytes.length;) at += file.writeSync(bytes.subarray(at));
+      file.syncSync();
+    } finally {
+      file.close();
+    }
     Deno.renameSync(tmp, path);
+    syncDirectory(path);
   } catch (err) {
     try {
       Deno.removeSync(tmp);
@@ -188,6 +223,43 @@ function writeAtomic(path: string, text: string): void {
     }
     throw new HomeError("io", `cannot write ${path}: ${(err as Error).message.split("\n")[0]}`);
   }
+}
+
+/** Flushes the directory holding `path`, so that a rename in it survives a crash (POSIX; Windows has no need). */
+function syncDirectory(path: string): void {
+  if (IS_WINDOWS) return;
+  let dir: Deno.FsFile | undefined;
+  try {
+    dir = Deno.openSync(dirname(path), { read: true });
+    dir.syncSync();
+  } catch {
+    // A file system that cannot flush a directory: the rename is still atomic.
+  } finally {
+    dir?.close();
+  }
+}
+
+/**
+ * Under the home's lock, replaces a file with `text` only if it still holds `before` (undefined: there was none), so
+ * that work done outside the lock (a passphrase KDF takes a while) never overwrites what another program wrote
+ * meanwhile.
+ *
+ * @returns whether it was written
+ */
+function replaceIfUnchanged(dir: string, path: string, change: { before: string | undefined; text: string }): boolean {
+  return withLock(dir, () => {
+    if (readText(path) !== change.before) return false;
+    writeAtomic(path, change.text);
+    return true;
+  });
+}
+
+/** A server address as a pin key: a host name compares case-insensitively, and without a final dot, as DNS does. */
+function addressKey(address: string): string {
+  const colon = address.lastIndexOf(":");
+  let host = (colon < 0 ? address : address.slice(0, colon)).toLowerCase();
+  if (host.length > 1 && host.endsWith(".")) host = host.slice(0, -1);
+  return colon < 0 ? host : host + address.slice(colon);
 }
 
 async function sha256Hex(text: string): Promise<string> {
@@ -299,6 +371,7 @@ export class Home {
    */
   static async open(dir: string, options: { passphrase?: () => Promise<string | undefined> } = {}): Promise<Home> {
     ensureDir(dir);
+    checkDirectory(dir);
     const path = join(dir, IDENTITY_FILE);
     let file = readJson<IdentityFile | undefined>(path, undefined);
     let created = false;
@@ -340,7 +413,7 @@ export class Home {
    * @returns the pin, or undefined on first contact
    */
   serverPin(address: string): { key: Uint8Array<ArrayBuffer>; offered?: Uint8Array<ArrayBuffer> } | undefined {
-    const pin = this.#trust().servers[address];
+    const pin = this.#trust().servers[addressKey(address)];
     if (!pin) return undefined;
     return { key: decodeBase64(pin.key), offered: pin.offered ? decodeBase64(pin.offered) : undefined };
   }
@@ -356,9 +429,9 @@ export class Home {
   meetServer(address: string, key: Uint8Array): "pinned" | "same" | "changed" {
     let result: "pinned" | "same" | "changed" = "same";
     this.#updateTrust((t) => {
-      const pin = t.servers[address];
+      const pin = t.servers[addressKey(address)];
       if (!pin) {
-        t.servers[address] = { key: b64(key) };
+        t.servers[addressKey(address)] = { key: b64(key) };
         result = "pinned";
       } else if (pin.key !== b64(key)) {
         pin.offered = b64(key);
@@ -372,16 +445,19 @@ export class Home {
 
   /**
    * Accepts the key a server offered instead of its pinned one, and moves every pin of the old key (rooms, peers,
-   * other addresses) to the new one.
+   * other addresses) to the new one. Pass the key the user was shown (its fingerprint): another connection may have
+   * been offered another key since, and that one must not be trusted in its place.
    *
    * @param address "host:port"
-   * @returns the old and new keys, or undefined when nothing was offered
+   * @param options.key the offered key the user accepts (default: whatever was offered last)
+   * @returns the old and new keys, or undefined when nothing (or another key) was offered
    */
-  trustServer(address: string): { old: Uint8Array; new: Uint8Array } | undefined {
+  trustServer(address: string, options: { key?: Uint8Array } = {}): { old: Uint8Array; new: Uint8Array } | undefined {
     let moved: { old: Uint8Array; new: Uint8Array } | undefined;
     this.#updateTrust((t) => {
-      const pin = t.servers[address];
+      const pin = t.servers[addressKey(address)];
       if (!pin?.offered) return;
+      if (options.key !== undefined && pin.offered !== b64(options.key)) return;
       const [oldKey, newKey] = [pin.key, pin.offered];
       for (const server of Object.values(t.servers)) {
         if (server.key === oldKey) {
@@ -445,9 +521,9 @@ export class Home {
    *
    * @param server the server key
    * @param room the room name
-   * @returns whether anything was pinned
+   * @returns whether anything was pinned or kept
    */
-  forgetRoom(server: Uint8Array, room: string): boolean {
+  async forgetRoom(server: Uint8Array, room: string): Promise<boolean> {
     let found = false;
     this.#updateTrust((t) => {
       const rooms = t.rooms[b64(server)];
@@ -456,7 +532,7 @@ export class Home {
         found = true;
       }
     });
-    return found;
+    return await this.dropRoomSecret(server, room) || found;
   }
 
   // ---- peers --------------------------------------------------------------------------------------------------
@@ -636,17 +712,18 @@ export class Home {
    * @param secret the room and its master secret
    */
   async keepRoomSecret(server: Uint8Array, secret: RoomSecret): Promise<void> {
-    const all = await this.#readSecrets();
-    (all[b64(server)] ??= {})[foldName(secret.name)] = {
-      name: secret.name,
-      salt: b64(secret.salt),
-      iterations: secret.iterations,
-      access_pub: b64(secret.accessPub),
-      epoch: secret.epoch,
-      master: b64(secret.master),
-      source: secret.source,
-    };
-    await this.#writeSecrets(all);
+    await this.#updateSecrets((all) => {
+      (all[b64(server)] ??= {})[foldName(secret.name)] = {
+        name: secret.name,
+        salt: b64(secret.salt),
+        iterations: secret.iterations,
+        access_pub: b64(secret.accessPub),
+        epoch: secret.epoch,
+        master: b64(secret.master),
+        source: secret.source,
+      };
+      return true;
+    });
   }
 
   /**
@@ -657,11 +734,13 @@ export class Home {
    * @returns whether one was kept
    */
   async dropRoomSecret(server: Uint8Array, room: string): Promise<boolean> {
-    const all = await this.#readSecrets();
-    if (!all[b64(server)]?.[foldName(room)]) return false;
-    delete all[b64(server)][foldName(room)];
-    await this.#writeSecrets(all);
-    return true;
+    let found = false;
+    await this.#updateSecrets((all) => {
+      found = all[b64(server)]?.[foldName(room)] !== undefined;
+      if (found) delete all[b64(server)][foldName(room)];
+      return found;
+    });
+    return found;
   }
 
   // ---- identity -----------------------------------------------------------------------------------------------
@@ -674,6 +753,8 @@ export class Home {
    * @returns the old and new public keys
    */
   async rotate(): Promise<{ old: Uint8Array; next: Uint8Array }> {
+    const path = join(this.dir, IDENTITY_FILE);
+    const before = this.#currentIdentityText();
     const secrets = generateIdentitySecrets();
     const next = await importIdentity(secrets);
     const statement = await signRotation(this.identity, { newKey: next.publicKey, ts: Date.now() });
@@ -684,7 +765,9 @@ export class Home {
       signature: b64(r.signature),
     }));
     const file = await identityFile(secrets, { passphrase: this.#passphrase, rotations });
-    withLock(this.dir, () => writeAtomic(join(this.dir, IDENTITY_FILE), JSON.stringify(file, null, 2)));
+    secrets.signSeed.fill(0);
+    secrets.kxSecret.fill(0);
+    if (!replaceIfUnchanged(this.dir, path, { before, text: JSON.stringify(file, null, 2) })) throw staleIdentity(path);
     return { old: this.identity.publicKey, next: next.publicKey };
   }
 
@@ -695,10 +778,9 @@ export class Home {
    */
   async setPassphrase(next: string | undefined): Promise<void> {
     const path = join(this.dir, IDENTITY_FILE);
-    const stored = readJson<IdentityFile | undefined>(path, undefined);
-    if (!stored) throw new HomeError("missing", `${path} disappeared`);
+    const before = this.#currentIdentityText();
+    const stored = parseJson<IdentityFile>(path, before);
     const { secrets } = await unlockIdentity(stored, { path, ask: () => Promise.resolve(this.#passphrase) });
-    const rooms = await this.#readSecrets();
     const file = await identityFile(secrets, {
       passphrase: next,
       rotations: stored.rotations,
@@ -706,9 +788,10 @@ export class Home {
     });
     secrets.signSeed.fill(0);
     secrets.kxSecret.fill(0);
-    withLock(this.dir, () => writeAtomic(path, JSON.stringify(file, null, 2)));
+    if (!replaceIfUnchanged(this.dir, path, { before, text: JSON.stringify(file, null, 2) })) throw staleIdentity(path);
+    const previous = this.#passphrase;
     this.#passphrase = next;
-    await this.#writeSecrets(rooms);
+    await this.#updateSecrets(() => true, { read: previous, write: next });
   }
 
   // ---- internals ----------------------------------------------------------------------------------------------
@@ -725,29 +808,67 @@ export class Home {
     });
   }
 
-  async #readSecrets(): Promise<Record<string, Record<string, SecretRecord>>> {
-    const path = join(this.dir, SECRETS_FILE);
-    checkPrivate(path);
-    const stored = readJson<{ rooms: unknown }>(path, { rooms: {} });
-    if (!isLocked(stored.rooms)) return (stored.rooms ?? {}) as Record<string, Record<string, SecretRecord>>;
-    if (this.#passphrase === undefined) {
-      throw new HomeError("locked", `${path} is protected by a passphrase this identity no longer has`);
-    }
-    const bytes = await unlockSecret(stored.rooms, { passphrase: this.#passphrase, purpose: "rooms" }).catch(() => {
-      throw new HomeError("locked", `${path} does not open with the identity passphrase`);
-    });
-    return JSON.parse(new TextDecoder().decode(bytes));
+  /** The identity file's text, checked to still hold this home's key (another program may have rotated it). */
+  #currentIdentityText(): string {
+    const path = join(this.dir, IDENTITY_FILE);
+    const text = readText(path);
+    if (text === undefined) throw new HomeError("missing", `${path} disappeared`);
+    if (parseJson<IdentityFile>(path, text).public_key !== b64(this.identity.publicKey)) throw staleIdentity(path);
+    return text;
   }
 
-  async #writeSecrets(all: Record<string, Record<string, SecretRecord>>): Promise<void> {
-    const rooms = this.#passphrase === undefined
-      ? all
-      : await lockSecret(new TextEncoder().encode(JSON.stringify(all)), {
-        passphrase: this.#passphrase,
-        purpose: "rooms",
-      });
-    withLock(this.dir, () => writeAtomic(join(this.dir, SECRETS_FILE), JSON.stringify({ rooms }, null, 2)));
+  async #readSecrets(): Promise<Secrets> {
+    const path = join(this.dir, SECRETS_FILE);
+    checkPrivate(path);
+    return await decodeSecrets(path, { text: readText(path), passphrase: this.#passphrase });
   }
+
+  /**
+   * Reads, changes and writes the kept secrets without losing what another program wrote meanwhile: the file is
+   * replaced only if it did not change while the secrets were being decrypted and encrypted (a passphrase KDF), and
+   * read again otherwise.
+   */
+  async #updateSecrets(
+    change: (all: Secrets) => boolean,
+    passphrases: { read?: string; write?: string } = { read: this.#passphrase, write: this.#passphrase },
+  ): Promise<void> {
+    const path = join(this.dir, SECRETS_FILE);
+    for (let attempt = 0; attempt < 8; attempt++) {
+      checkPrivate(path);
+      const before = readText(path);
+      const all = await decodeSecrets(path, { text: before, passphrase: passphrases.read });
+      if (!change(all)) return;
+      const rooms = passphrases.write === undefined
+        ? all
+        : await lockSecret(new TextEncoder().encode(JSON.stringify(all)), {
+          passphrase: passphrases.write,
+          purpose: "rooms",
+        });
+      if (replaceIfUnchanged(this.dir, path, { before, text: JSON.stringify({ rooms }, null, 2) })) return;
+    }
+    throw new HomeError("io", `${path} keeps changing under another program: try again`);
+  }
+}
+
+type Secrets = Record<string, Record<string, SecretRecord>>;
+
+async function decodeSecrets(
+  path: string,
+  stored: { text: string | undefined; passphrase: string | undefined },
+): Promise<Secrets> {
+  const { rooms } = stored.text === undefined ? { rooms: {} } : parseJson<{ rooms: unknown }>(path, stored.text);
+  if (!isLocked(rooms)) return (rooms ?? {}) as Secrets;
+  if (stored.passphrase === undefined) {
+    throw new HomeError("locked", `${path} is protected by a passphrase this identity no longer has`);
+  }
+  const bytes = await unlockSecret(rooms, { passphrase: stored.passphrase, purpose: "rooms" }).catch(() => {
+    throw new HomeError("locked", `${path} does not open with the identity passphrase`);
+  });
+  return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+function staleIdentity(path: string): HomeError {
+  return new HomeError("stale", `${path} was changed by another aeschat program: start again to use the new identity`);
 }
 
 interface SecretRecord {
