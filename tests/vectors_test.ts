@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import {
+  createCipheriv,
   createDecipheriv,
   createHash,
   createHmac,
@@ -27,6 +28,7 @@ import { importIdentity } from "../lib/identity.ts";
 import { openDirect } from "../lib/direct.ts";
 import { deriveRoomKeys } from "../lib/crypto.ts";
 import { openRoomMessage } from "../lib/message.ts";
+import { lockSecret } from "../lib/keyfile.ts";
 
 const hex = (b: Uint8Array) => b.toHex();
 const utf8 = (s: string) => new TextEncoder().encode(s);
@@ -230,6 +232,101 @@ Deno.test("lib/ opens the worked example's messages, and refuses them under the 
   for (const wrong of [{ ...context, epoch: 1 }, { ...context, serverPub: new Uint8Array(32) }]) {
     await assert.rejects(openRoomMessage(keys, { envelope: JSON.parse(example.envelope), context: wrong }));
   }
+});
+
+Deno.test("node:crypto derives the access key and the join proof from PROTOCOL.md's text", () => {
+  const i = INPUTS;
+  const master = new Uint8Array(pbkdf2Sync(utf8(i.passphrase), i.salt, i.iterations, 32, "sha256"));
+  const seed = new Uint8Array(hkdfSync("sha256", master, new Uint8Array(0), utf8("aeschat v1 access"), 32));
+  assert.equal(hex(rawPublic(edPrivate(seed))), example.access_pub);
+  const serverPub = rawPublic(edPrivate(i.serverSeed));
+  const alicePub = rawPublic(edPrivate(i.aliceSeed));
+  const input = cat(label("aeschat v2 join"), serverPub, i.joinNonce, lp("general"), lp("alice"), alicePub);
+  assert.equal(hex(input), example.join_input);
+  assert.equal(hex(edSign(seed, input)), example.join_proof);
+});
+
+Deno.test("node:crypto seals the worked example's room and direct messages from PROTOCOL.md's text alone", () => {
+  // The sealing side, byte for byte: what an implementation must write, not only what it must accept.
+  const i = INPUTS;
+  const envelope = JSON.parse(example.envelope);
+  const master = new Uint8Array(pbkdf2Sync(utf8(i.passphrase), i.salt, i.iterations, 32, "sha256"));
+  const hk = (info: string) => new Uint8Array(hkdfSync("sha256", master, new Uint8Array(0), utf8(info), 32));
+  const alicePub = rawPublic(edPrivate(i.aliceSeed));
+  const sig = edSign(i.aliceSeed, Uint8Array.fromHex(example.message_input));
+  const plaintext = `{"type":"text","body":"hello","key":"${alicePub.toBase64()}","device":"${i.device.toBase64()}",` +
+    `"n":1,"acked":0,"void":[],"sig":"${sig.toBase64()}"}`;
+  const cipher = createCipheriv("aes-256-cbc", hk("aeschat v1 enc"), i.iv);
+  const ct = cat(cipher.update(utf8(plaintext)), cipher.final());
+  assert.equal(ct.toBase64(), envelope.ct);
+  const macInput = cat(label("aeschat v2 msg"), lp("general"), lp("alice"), i.messageId, be(i.ts, 8), i.iv, ct);
+  assert.equal(
+    new Uint8Array(createHmac("sha256", hk("aeschat v1 mac")).update(macInput).digest()).toBase64(),
+    envelope.tag,
+  );
+
+  const serverPub = rawPublic(edPrivate(i.serverSeed));
+  const bobPub = rawPublic(edPrivate(i.bobSeed));
+  const [aliceKx, bobKx] = [rawPublic(xPrivate(i.aliceKx)), rawPublic(xPrivate(i.bobKx))];
+  // from, to, id, ts and both identity keys: in the signed input and in the additional data alike.
+  const header = cat(lp("alice"), lp("bob"), i.dmId, be(i.dmTs, 8), alicePub, bobPub);
+  const dmSig = edSign(i.aliceSeed, cat(label("aeschat v2 dm-sig"), serverPub, header, lp("text"), lp32("hi bob")));
+  const dmPlaintext = utf8(`{"type":"text","body":"hi bob","sig":"${dmSig.toBase64()}"}`);
+  const seal = (options: { ephemeral: Uint8Array; nonce: Uint8Array; role: number; to: Uint8Array }) => {
+    const e = xPrivate(options.ephemeral);
+    const epk = rawPublic(e);
+    const es = new Uint8Array(diffieHellman({ privateKey: e, publicKey: xPublic(options.to) }));
+    const ss = new Uint8Array(diffieHellman({ privateKey: xPrivate(i.aliceKx), publicKey: xPublic(options.to) }));
+    const info = cat(
+      label("aeschat v2 dm"),
+      serverPub,
+      alicePub,
+      bobPub,
+      new Uint8Array([options.role]),
+      aliceKx,
+      options.to,
+    );
+    const key = new Uint8Array(hkdfSync("sha256", cat(es, ss), epk, info, 32));
+    const aad = cat(label("aeschat v2 dm"), header, aliceKx, epk);
+    const gcm = createCipheriv("aes-256-gcm", key, options.nonce);
+    gcm.setAAD(aad);
+    const sealed = cat(gcm.update(dmPlaintext), gcm.final(), gcm.getAuthTag());
+    return { epk: epk.toBase64(), ct: sealed.toBase64() };
+  };
+  const forBob = JSON.parse(example.dm_envelope);
+  const copy = JSON.parse(example.dm_copy);
+  assert.deepEqual(seal({ ephemeral: i.ephemeral, nonce: i.dmNonce, role: 1, to: bobKx }), {
+    epk: forBob.epk,
+    ct: forBob.ct,
+  });
+  assert.deepEqual(seal({ ephemeral: i.copyEphemeral, nonce: i.copyNonce, role: 2, to: aliceKx }), {
+    epk: copy.epk,
+    ct: copy.ct,
+  });
+});
+
+Deno.test("node:crypto opens a key file sealed by lib/keyfile.ts, from PROTOCOL.md's text", async () => {
+  const secret = Uint8Array.from({ length: 64 }, (_, k) => k);
+  const locked = await lockSecret(secret, {
+    passphrase: "cafe\u0301 au lait",
+    purpose: "identity",
+    iterations: 100_000,
+  });
+  // NFC: the passphrase is "café" with a precomposed é whichever way it was typed.
+  const master = pbkdf2Sync(
+    utf8("caf\u00e9 au lait"),
+    Uint8Array.fromBase64(locked.salt),
+    locked.iterations,
+    32,
+    "sha256",
+  );
+  const fileKey = new Uint8Array(hkdfSync("sha256", master, new Uint8Array(0), utf8("aeschat v2 keyfile"), 32));
+  const sealed = Uint8Array.fromBase64(locked.ct);
+  const gcm = createDecipheriv("aes-256-gcm", fileKey, Uint8Array.fromBase64(locked.nonce));
+  gcm.setAAD(cat(label("aeschat v2 keyfile"), lp("identity")));
+  gcm.setAuthTag(sealed.subarray(sealed.length - 16));
+  assert.deepEqual(cat(gcm.update(sealed.subarray(0, sealed.length - 16)), gcm.final()), secret);
+  assert.equal(locked.kdf, "pbkdf2-sha256+hkdf+aes-256-gcm");
 });
 
 Deno.test("X25519 through WebCrypto gives RFC 7748 §6.1's shared secret", async () => {
