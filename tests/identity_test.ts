@@ -17,6 +17,7 @@ import {
   verifyRotation,
 } from "../lib/identity.ts";
 import { isLocked, KeyfileError, lockSecret, unlockSecret } from "../lib/keyfile.ts";
+import { signEd25519, verifyEd25519 } from "../lib/crypto.ts";
 
 const [a, b, c] = await Promise.all([1, 2, 3].map(() => importIdentity(generateIdentitySecrets())));
 
@@ -64,4 +65,37 @@ Deno.test("a locked secret opens with its passphrase and purpose only", async ()
     KeyfileError,
   );
   assert.equal(isLocked({ seed: "AAAA" }), false);
+});
+
+// ---- review: keys under which anyone can sign ---------------------------------------------------------------------
+
+/** The encodings of the eight points of small order (libsodium's list), each also with the sign bit set. */
+const SMALL_ORDER = [
+  "00".repeat(32),
+  "01" + "00".repeat(31),
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ec" + "ff".repeat(30) + "7f",
+].flatMap((hex) => {
+  const key = Uint8Array.fromHex(hex);
+  const negative = key.slice();
+  negative[31] |= 0x80;
+  return [key, negative];
+});
+
+Deno.test("verifyEd25519 refuses small-order keys, under which anyone forges a signature of anything", async () => {
+  // R a small-order point and S = 0 verifies for about one message in eight under such a key (for every message
+  // under the neutral point 01 00 … 00): a login, rotation, kx signature or room message "signed" by nobody.
+  const sign = (r: Uint8Array) => Uint8Array.from({ length: 64 }, (_, k) => (k < 32 ? r[k] : 0));
+  for (const key of SMALL_ORDER) {
+    for (let m = 0; m < 16; m++) {
+      const input = new TextEncoder().encode(`transfer ${m} to mallory`);
+      for (const r of SMALL_ORDER) {
+        assert.equal(await verifyEd25519(key, { input, signature: sign(r) }), false, key.toHex());
+      }
+    }
+  }
+  // An ordinary key still verifies.
+  const input = new TextEncoder().encode("hello");
+  assert.ok(await verifyEd25519(a.publicKey, { input, signature: await signEd25519(a.signKey, input) }));
 });
