@@ -569,7 +569,30 @@ export async function verifyJoinProof(
 }
 
 /**
- * Verifies an Ed25519 signature (RFC 8032, pure Ed25519). Any malformed key or signature is simply invalid.
+ * The y coordinates of the Ed25519 points of small order (1, 2, 4 and 8), and non-canonical spellings of some (y ≥ p),
+ * as libsodium lists them. Under such a public key a signature is forgeable without any secret (R a small-order
+ * point, S = 0), and WebCrypto does not refuse them.
+ */
+const SMALL_ORDER_Y = [
+  "00".repeat(32),
+  "01" + "00".repeat(31),
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ec" + "ff".repeat(30) + "7f",
+  "ed" + "ff".repeat(30) + "7f",
+  "ee" + "ff".repeat(30) + "7f",
+];
+
+function hasSmallOrder(publicKey: Uint8Array): boolean {
+  const y = publicKey.slice();
+  y[31] &= 0x7f; // the sign of x does not change the order
+  const hex = y.toHex();
+  return SMALL_ORDER_Y.includes(hex);
+}
+
+/**
+ * Verifies an Ed25519 signature (RFC 8032, pure Ed25519). Any malformed key or signature is simply invalid, and so
+ * is every signature under a public key of small order (which anyone could forge).
  *
  * @example
  * ```ts
@@ -585,6 +608,7 @@ export async function verifyEd25519(
   signed: { input: Uint8Array; signature: Uint8Array },
 ): Promise<boolean> {
   if (publicKey.length !== ACCESS_PUB_BYTES || signed.signature.length !== PROOF_BYTES) return false;
+  if (hasSmallOrder(publicKey)) return false;
   try {
     const key = await crypto.subtle.importKey("raw", new Uint8Array(publicKey), "Ed25519", false, ["verify"]);
     return await crypto.subtle.verify("Ed25519", key, new Uint8Array(signed.signature), new Uint8Array(signed.input));
