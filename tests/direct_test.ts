@@ -152,3 +152,13 @@ Deno.test("an invitation's room name follows the room name rules (no control cha
     await assert.rejects(parseInvitation(encodeInvitation({ ...invitation, room })), DirectError, JSON.stringify(room));
   }
 });
+
+Deno.test("sealDirect to a low-order key-agreement key fails with a DirectError, not a bare WebCrypto error", async () => {
+  // A user may publish such a key with a valid kx_sig (signed by itself): the sender must get a typed error.
+  for (const kx of [new Uint8Array(32), Uint8Array.from({ length: 32 }, (_, k) => (k === 0 ? 1 : 0))]) {
+    await assert.rejects(
+      sealDirect(alice, { serverPub, from: "alice", to: { ...toBob, kx }, content: { type: "text", body: "hi" } }),
+      DirectError,
+    );
+  }
+});
