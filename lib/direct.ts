@@ -305,8 +305,13 @@ async function sealOne(
   },
 ): Promise<DirectEnvelope> {
   const e = await importX25519Secret(options.ephemeral ?? crypto.getRandomValues(new Uint8Array(KEY_BYTES)));
-  const es = await dh(e.privateKey, options.sealedForKx);
-  const ss = await dh(options.sender.kxKey, options.sealedForKx);
+  let es: Uint8Array, ss: Uint8Array;
+  try {
+    es = await dh(e.privateKey, options.sealedForKx);
+    ss = await dh(options.sender.kxKey, options.sealedForKx);
+  } catch {
+    throw new DirectError("the recipient's key-agreement key is not a usable X25519 key (low order)");
+  }
   const info = keyInfo(header, {
     role: options.role,
     senderKx: options.sender.kxPublic,
@@ -356,7 +361,7 @@ async function sealOne(
  * @param message.ts time (default now)
  * @param message.fixed fixed randomness, for test vectors only
  * @returns the recipient's envelope and the sender's copy
- * @throws {DirectError} for a body over the limit or a malformed content
+ * @throws {DirectError} for a body over the limit, a malformed content, or a recipient key of low order
  */
 export async function sealDirect(
   sender: Identity,
