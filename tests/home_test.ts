@@ -299,3 +299,19 @@ Deno.test({
       await Home.open(dir);
     }),
 });
+
+Deno.test("pinRoom never replaces a different pin: only forgetRoom does (an invitation must not re-pin a room)", async () => {
+  await withHome(async (dir) => {
+    const home = await Home.open(dir);
+    const pin = { name: "ops", salt: new Uint8Array(16), iterations: 600_000, accessPub: SERVER, epoch: 0 };
+    home.pinRoom(SERVER, pin);
+    // Mallory invites the user to "ops" with parameters of his own: accepting must not overwrite the real pin.
+    const theirs = { ...pin, accessPub: OTHER_SERVER, salt: new Uint8Array(16).fill(1) };
+    const result: unknown = home.pinRoom(SERVER, theirs);
+    assert.equal(result, "differs");
+    assert.deepEqual(home.roomPin(SERVER, "ops")?.accessPub, SERVER);
+    assert.equal(home.pinRoom(SERVER, pin) as unknown, "same");
+    await home.forgetRoom(SERVER, "ops");
+    assert.equal(home.pinRoom(SERVER, theirs) as unknown, "pinned");
+  });
+});
