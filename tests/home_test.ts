@@ -307,11 +307,10 @@ Deno.test("pinRoom never replaces a different pin: only forgetRoom does (an invi
     home.pinRoom(SERVER, pin);
     // Mallory invites the user to "ops" with parameters of his own: accepting must not overwrite the real pin.
     const theirs = { ...pin, accessPub: OTHER_SERVER, salt: new Uint8Array(16).fill(1) };
-    const result: unknown = home.pinRoom(SERVER, theirs);
-    assert.equal(result, "differs");
+    assert.equal(home.pinRoom(SERVER, theirs), "differs");
     assert.deepEqual(home.roomPin(SERVER, "ops")?.accessPub, SERVER);
-    assert.equal(home.pinRoom(SERVER, pin) as unknown, "same");
+    assert.equal(home.pinRoom(SERVER, pin), "same");
     await home.forgetRoom(SERVER, "ops");
-    assert.equal(home.pinRoom(SERVER, theirs) as unknown, "pinned");
+    assert.equal(home.pinRoom(SERVER, theirs), "pinned");
   });
 });

@@ -499,21 +499,36 @@ export class Home {
   }
 
   /**
-   * Pins a room's parameters (first join, or an accepted invitation).
+   * Pins a room's parameters (first join, or an accepted invitation). A different pin is never replaced: the caller
+   * refuses the room (exit 7, naming what changed) until the user forgets it ({@link Home.forgetRoom}).
    *
    * @param server the server key
    * @param pin the parameters
+   * @returns "pinned" (none before), "same", or "differs" (the old pin stays)
    */
-  pinRoom(server: Uint8Array, pin: RoomPin): void {
+  pinRoom(server: Uint8Array, pin: RoomPin): "pinned" | "same" | "differs" {
+    let result: "pinned" | "same" | "differs" = "same";
     this.#updateTrust((t) => {
-      (t.rooms[b64(server)] ??= {})[foldName(pin.name)] = {
+      const rooms = t.rooms[b64(server)] ??= {};
+      const stored = {
         name: pin.name,
         salt: b64(pin.salt),
         iterations: pin.iterations,
         access_pub: b64(pin.accessPub),
         epoch: pin.epoch,
       };
+      const old = rooms[foldName(pin.name)];
+      if (!old) {
+        rooms[foldName(pin.name)] = stored;
+        result = "pinned";
+      } else if (
+        old.salt !== stored.salt || old.iterations !== stored.iterations || old.access_pub !== stored.access_pub ||
+        old.epoch !== stored.epoch
+      ) {
+        result = "differs";
+      }
     });
+    return result;
   }
 
   /**
