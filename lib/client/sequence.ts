@@ -11,6 +11,8 @@ import { DEVICE_BYTES, MAX_VOID_RANGES, type Sequence } from "../message.ts";
 
 /** Most missing ranges remembered per sender device (older holes are forgotten first). */
 const MAX_MISSING_RANGES = 64;
+/** Most sender devices tracked per room (a member inventing device ids cannot grow this without bound). */
+const MAX_DEVICES = 4096;
 
 /**
  * A fresh device id. The reference client makes one each time it starts, so two programs sharing one home (or a
@@ -144,11 +146,6 @@ interface Missing {
   last: number;
   /** Server seq of the message before the hole. */
   afterSeq: number;
-  /**
-   * The numbers may still arrive (so they are not replays when they do) but their absence proves nothing: they were
-   * unsettled when the first message seen from the device was sealed, or forgotten after retention.
-   */
-  unproven?: boolean;
 }
 
 interface DeviceState {
@@ -174,6 +171,11 @@ interface DeviceState {
 export class SenderTracker {
   #devices = new Map<string, DeviceState>();
 
+  /** How many sender devices are tracked (at most 4096; the oldest are forgotten first). */
+  get devices(): number {
+    return this.#devices.size;
+  }
+
   /**
    * Records a message that arrived in the forward direction (join history, live, since), in arrival order.
    * Messages fetched backwards (/history) must not be passed here.
@@ -190,12 +192,10 @@ export class SenderTracker {
     let state = this.#devices.get(id);
     let arrival: Arrival = { kind: "ok" };
     if (!state) {
+      // The first message seen from a device sets the start: what it numbered before was stored before it (an honest
+      // sender never reuses a number, and seals a refused text again under a new one), so it never arrives later.
+      if (this.#devices.size >= MAX_DEVICES) this.#devices.delete(this.#devices.keys().next().value!);
       state = { high: n, highSeq: message.seq, missing: [], claimed: sequence.acked };
-      // Numbers above `acked` were unsettled when this message was sealed: one may be a storage retry, stored after
-      // it. Numbers up to `acked` were settled before, so they were stored (if at all) before it: never after.
-      if (sequence.acked < n - 1) {
-        state.missing.push({ first: sequence.acked + 1, last: n - 1, afterSeq: message.seq, unproven: true });
-      }
       this.#devices.set(id, state);
     } else if (n > state.high) {
       if (n > state.high + 1) {
@@ -205,8 +205,9 @@ export class SenderTracker {
       state.high = n;
       state.highSeq = message.seq;
     } else if (subtractMissing(state, n, n)) {
-      // It was missing: late. Suspicious only if a later message had already said it was stored before that one.
-      if (n <= state.claimed) arrival = { kind: "late" };
+      // Delivered after a later message of the same sender: an honest server delivers in the order it stored, and an
+      // honest sender's numbers increase in that order.
+      arrival = { kind: "late" };
     } else {
       arrival = { kind: "replayed" };
     }
@@ -226,7 +227,7 @@ export class SenderTracker {
     for (const [id, state] of this.#devices) {
       const [key, device] = id.split("/");
       for (const m of state.missing) {
-        if (m.unproven || m.first > state.claimed) continue;
+        if (m.first > state.claimed) continue;
         holes.push({ key, device, first: m.first, last: Math.min(m.last, state.claimed), afterSeq: m.afterSeq });
       }
     }
@@ -234,14 +235,11 @@ export class SenderTracker {
   }
 
   /**
-   * Forgets every hole: messages were removed by retention (or the receiver was away), so a missing number proves
-   * nothing. Order and replay checks continue from what was seen, and a forgotten number that arrives after all (a
-   * storage retry) is not taken for a replay.
+   * Forgets every hole: messages were removed by retention, so a missing number proves nothing. Order and replay
+   * checks continue from what was seen.
    */
   forgetHoles(): void {
-    for (const state of this.#devices.values()) {
-      for (const m of state.missing) m.unproven = true;
-    }
+    for (const state of this.#devices.values()) state.missing = [];
   }
 
   /**
