@@ -666,14 +666,27 @@ export class Home {
   // ---- seen ids -----------------------------------------------------------------------------------------------
 
   /**
-   * The ids shown in one scope (a room's canonical name, or "@direct"), loaded on first use.
+   * The ids shown in one room, loaded on first use.
    *
    * @param server the server key
-   * @param scope the room or "@direct"
+   * @param room the room (any spelling; compared folded)
    * @returns the ids
    */
-  async seenIds(server: Uint8Array, scope: string): Promise<SeenIds> {
-    const name = `${b64(server)}\u0000${scope.startsWith("@") ? scope : foldName(scope)}`;
+  seenIds(server: Uint8Array, room: string): Promise<SeenIds> {
+    return this.#seenIds(`${b64(server)}\u0000room\u0000${foldName(room)}`);
+  }
+
+  /**
+   * The direct messages shown (keyed as the caller chooses, for example sender key and id), loaded on first use.
+   *
+   * @param server the server key
+   * @returns the ids
+   */
+  seenDirectIds(server: Uint8Array): Promise<SeenIds> {
+    return this.#seenIds(`${b64(server)}\u0000direct`);
+  }
+
+  async #seenIds(name: string): Promise<SeenIds> {
     const cached = this.#seen.get(name);
     if (cached) return cached.ids;
     const file = join(this.dir, SEEN_DIR, `${await sha256Hex(name)}.json`);
