@@ -1,42 +1,61 @@
 /**
- * The wire messages of protocol v1, and the parsing of untrusted frame bodies into them. Every input ends in a
- * typed message or a {@link ProtocolError} carrying the stable error code the server sends back.
+ * The wire messages of protocol v2, their builders, and the parsing of untrusted frame bodies into them. Every input
+ * ends in a typed message or a {@link ProtocolError} carrying the stable error code the server sends back.
  *
  * @module
  */
 
+import { canonicalBase64Length } from "./base64.ts";
+import { type DirectEnvelope, DirectError, parseDirectEnvelope, serializeDirectEnvelope } from "./direct.ts";
 import { type Envelope, EnvelopeError, MAX_BODY_BYTES, parseEnvelope, serializeEnvelope } from "./envelope.ts";
 import { encodeFrame, encodeMessage } from "./frame.ts";
 
 /** Protocol version spoken by this code. */
-export const PROTOCOL_VERSION = 1;
-/** Most messages one history or since reply carries. */
+export const PROTOCOL_VERSION = 2;
+/** Most messages one history, since or direct_since reply carries. */
 export const HISTORY_PAGE = 500;
+/** Messages a history request returns when it gives no limit. */
+export const HISTORY_DEFAULT = 50;
+/** Longest `ping.data`, `pong.data` or `bye.reason` a server accepts, in characters. */
+export const MAX_TOKEN_CHARS = 64;
+/** Most rotation statements an `identity` reply carries. */
+export const MAX_ROTATIONS = 8;
 
-/** Every error code the server sends, with whether the connection is closed after it. */
+/** Every error code the server sends, with what it means and whether the connection is closed after it. */
 export const ERROR_CODES = {
   bad_frame: "frame of length 0, or not valid UTF-8 (connection closed)",
   frame_too_large: "frame longer than the server's max_frame (connection closed)",
   bad_json: "frame body is not a JSON object (connection closed)",
-  bad_message: "unknown type, missing or extra field, or a field of the wrong type (connection closed)",
-  version_unsupported: "hello.version is not 1 (connection closed)",
-  nick_invalid: "nick breaks the nick rules (closed after hello; kept after nick)",
-  nick_in_use: "another connection uses this nick, case-insensitively (closed after hello; kept after nick)",
-  not_ready: "message sent before hello, or a room message before joining a room (closed before hello)",
+  bad_message:
+    "unknown type, missing or extra member, wrong member type, a repeated member, or a message out of order (connection closed)",
+  version_unsupported: "hello.version is not 2 (connection closed)",
+  not_ready: "a message before login succeeded (connection closed)",
+  bad_signature: "the login signature or kx_sig does not verify (connection closed)",
+  bad_rotation: "login.rotation does not verify (connection closed)",
+  nick_invalid: "nick breaks the nick rules (closed after login; kept after nick)",
+  nick_registered: "the nick is registered to another identity key (closed after login; kept after nick)",
+  registration_closed: "registration is closed and the nick is not registered to this key (closed after login)",
+  too_many_nicks: "this identity key holds the most nicks allowed (closed after login; kept after nick)",
+  registration_limited: "too many new registrations from this address (closed after login; kept after nick)",
   room_invalid: "room name breaks the room rules",
+  too_many_rooms: "this connection is in the most rooms allowed",
+  not_in_room: "a room message for a room this connection is not in",
   no_challenge: "prove without a matching outstanding challenge",
   access_denied: "the join proof does not verify",
   bad_create: "salt, iterations or access_pub missing or invalid when creating a room",
   room_changed: "the room was created by someone else between challenge and prove: join again",
-  bad_envelope: "the envelope's shape is wrong (field set, lengths, base64, ts)",
-  room_mismatch: "envelope.room is not the sender's current room",
-  sender_mismatch: "envelope.from is not the sender's nick",
-  duplicate_id: "an envelope with this id is already stored in this room (it is not stored twice)",
+  bad_envelope: "the envelope's shape is wrong (members, version, lengths, base64, names, ts)",
+  sender_mismatch: "envelope.from is not the sender's canonical nick",
+  duplicate_id: "this room or inbox already stores an envelope with this id (it is not stored twice)",
+  room_full: "the room's storage cap is reached: the message was not stored",
+  unknown_nick: "lookup or direct to a nick nobody has registered",
+  bad_direct: "a direct message's envelopes are malformed or do not match the sender, recipient or each other",
+  inbox_full: "the recipient's inbox holds the most direct messages allowed",
   rate_limited: "more messages than --rate allows: reading is paused until the budget refills (not fatal)",
   server_full: "the server has --max-connections connections (connection closed)",
-  handshake_timeout: "no hello within --handshake-timeout (connection closed)",
+  handshake_timeout: "no successful login within --handshake-timeout (connection closed)",
   idle_timeout: "no complete frame within --idle-timeout (connection closed)",
-  send_queue_full: "the client read too slowly: more than --send-queue bytes were waiting (connection closed)",
+  send_queue_full: "the client read too slowly (connection closed)",
   storage_failed: "the database refused the write: the message was not stored or acknowledged",
   shutting_down: "the server is stopping",
 } as const;
@@ -85,6 +104,8 @@ export interface ServerLimits {
   send_queue: number;
   /** Milliseconds without a complete frame before the connection is closed. */
   idle_timeout_ms: number;
+  /** Rooms one connection may be in at once. */
+  max_rooms: number;
 }
 
 /** A stored message as the server relays it. */
@@ -103,34 +124,115 @@ export type ServerMessageOf<T extends ServerMessage["type"]> = Extract<ServerMes
 /** The client message of one type, such as `ClientMessageOf<"prove">`. */
 export type ClientMessageOf<T extends ClientMessage["type"]> = Extract<ClientMessage, { type: T }>;
 
+/** A member of a room as the server's registry shows it: a nick and the identity key it is registered to. */
+export interface MemberInfo {
+  /** Canonical nick. */
+  nick: string;
+  /** Identity key, base64 (32 bytes). */
+  key: string;
+}
+
+/** A rotation statement as it travels (`login.rotation` has no `new`: it is the login's key). */
+export interface RotationInfo {
+  /** The replaced key, base64. */
+  old: string;
+  /** The new key, base64. */
+  new: string;
+  /** When it was made, ms since the epoch. */
+  ts: number;
+  /** The old key's signature, base64. */
+  signature: string;
+}
+
+/** A stored direct message as the server hands it over. */
+export interface DirectItem {
+  /** Inbox sequence number. */
+  seq: number;
+  /** Server clock when stored. */
+  sent_at: number;
+  /** The direct envelope exactly as stored. */
+  envelope: DirectEnvelope;
+  /** For the sender's copy: whether the recipient has been handed the message. */
+  delivered: boolean;
+}
+
 /** Messages a client sends. */
 export type ClientMessage =
-  | { type: "hello"; version: number; nick: string }
+  | { type: "hello"; version: number; nonce: string }
+  | {
+    type: "login";
+    nick: string;
+    key: string;
+    kx: string;
+    kx_sig: string;
+    signature: string;
+    rotation?: { old: string; ts: number; signature: string };
+  }
   | { type: "join"; room: string }
   | { type: "prove"; room: string; proof: string; salt?: string; iterations?: number; access_pub?: string }
+  | { type: "part"; room: string }
   | { type: "send"; envelope: Envelope }
-  | { type: "who" }
+  | { type: "who"; room: string }
   | { type: "rooms" }
   | { type: "nick"; new: string }
-  | { type: "history"; before_seq: number; limit: number }
-  | { type: "since"; after_seq: number; limit?: number }
+  | { type: "history"; room: string; before_seq: number; limit?: number }
+  | { type: "since"; room: string; after_seq: number; limit?: number }
+  | { type: "lookup"; nick: string }
+  | { type: "direct"; to: string; envelope: Record<string, unknown>; copy: Record<string, unknown> }
+  | { type: "direct_since"; after_seq: number; limit?: number }
   | { type: "ping"; data?: string }
   | { type: "pong"; data?: string }
   | { type: "bye"; reason?: string };
 
 /** Messages a server sends. */
 export type ServerMessage =
-  | { type: "welcome"; server: string; version: number; nick: string; limits: ServerLimits }
-  | { type: "challenge"; room: string; nonce: string; salt?: string; iterations?: number }
-  | { type: "joined"; room: string; members: string[]; history: RelayedMessage[]; latest_seq: number }
+  | {
+    type: "server";
+    server: string;
+    server_version: string;
+    version: number;
+    key: string;
+    nonce: string;
+    signature: string;
+  }
+  | { type: "welcome"; nick: string; registered: boolean; limits: ServerLimits; direct_seq: number }
+  | {
+    type: "challenge";
+    room: string;
+    nonce: string;
+    salt?: string;
+    iterations?: number;
+    access_pub?: string;
+    epoch?: number;
+  }
+  | {
+    type: "joined";
+    room: string;
+    epoch: number;
+    members: MemberInfo[];
+    history: RelayedMessage[];
+    latest_seq: number;
+  }
+  | { type: "parted"; room: string }
   | { type: "ack"; id: string; seq: number }
   | { type: "message" } & RelayedMessage
-  | { type: "presence"; event: "join" | "leave" | "nick"; room: string; nick: string; old?: string }
-  | { type: "who"; room: string; members: string[] }
-  | { type: "rooms"; rooms: { name: string; members: number }[] }
+  | { type: "presence"; event: "join" | "leave" | "nick"; room: string; nick: string; key: string; old?: string }
+  | { type: "who"; room: string; members: MemberInfo[] }
+  | { type: "rooms"; rooms: { name: string; count: number }[] }
   | { type: "nick"; old: string; new: string }
   | { type: "history"; room: string; before_seq: number; messages: RelayedMessage[]; more: boolean }
-  | { type: "since"; room: string; after_seq: number; messages: RelayedMessage[]; more: boolean }
+  | {
+    type: "since";
+    room: string;
+    after_seq: number;
+    messages: RelayedMessage[];
+    more: boolean;
+    pruned_through: number;
+  }
+  | { type: "identity"; nick: string; key: string; kx: string; kx_sig: string; rotations: RotationInfo[] }
+  | { type: "direct" } & DirectItem
+  | { type: "direct_since"; after_seq: number; messages: DirectItem[]; more: boolean }
+  | { type: "delivered"; id: string }
   | { type: "ping"; data?: string }
   | { type: "pong"; data?: string }
   | { type: "bye"; reason: string; message?: string }
@@ -140,32 +242,64 @@ type Kind = "string" | "uint" | "object" | "array" | "boolean";
 type Spec = Record<string, Kind | `${Kind}?`>;
 
 const CLIENT_SPECS: Record<string, Spec> = {
-  hello: { version: "uint", nick: "string" },
+  hello: { version: "uint", nonce: "string" },
+  login: {
+    nick: "string",
+    key: "string",
+    kx: "string",
+    kx_sig: "string",
+    signature: "string",
+    rotation: "object?",
+  },
   join: { room: "string" },
   prove: { room: "string", proof: "string", salt: "string?", iterations: "uint?", access_pub: "string?" },
+  part: { room: "string" },
   send: { envelope: "object" },
-  who: {},
+  who: { room: "string" },
   rooms: {},
   nick: { new: "string" },
-  history: { before_seq: "uint", limit: "uint" },
-  since: { after_seq: "uint", limit: "uint?" },
+  history: { room: "string", before_seq: "uint", limit: "uint?" },
+  since: { room: "string", after_seq: "uint", limit: "uint?" },
+  lookup: { nick: "string" },
+  direct: { to: "string", envelope: "object", copy: "object" },
+  direct_since: { after_seq: "uint", limit: "uint?" },
   ping: { data: "string?" },
   pong: { data: "string?" },
   bye: { reason: "string?" },
 };
 
 const SERVER_SPECS: Record<string, Spec> = {
-  welcome: { server: "string", version: "uint", nick: "string", limits: "object" },
-  challenge: { room: "string", nonce: "string", salt: "string?", iterations: "uint?" },
-  joined: { room: "string", members: "array", history: "array", latest_seq: "uint" },
+  server: {
+    server: "string",
+    server_version: "string",
+    version: "uint",
+    key: "string",
+    nonce: "string",
+    signature: "string",
+  },
+  welcome: { nick: "string", registered: "boolean", limits: "object", direct_seq: "uint" },
+  challenge: {
+    room: "string",
+    nonce: "string",
+    salt: "string?",
+    iterations: "uint?",
+    access_pub: "string?",
+    epoch: "uint?",
+  },
+  joined: { room: "string", epoch: "uint", members: "array", history: "array", latest_seq: "uint" },
+  parted: { room: "string" },
   ack: { id: "string", seq: "uint" },
   message: { seq: "uint", sent_at: "uint", envelope: "object" },
-  presence: { event: "string", room: "string", nick: "string", old: "string?" },
+  presence: { event: "string", room: "string", nick: "string", key: "string", old: "string?" },
   who: { room: "string", members: "array" },
   rooms: { rooms: "array" },
   nick: { old: "string", new: "string" },
   history: { room: "string", before_seq: "uint", messages: "array", more: "boolean" },
-  since: { room: "string", after_seq: "uint", messages: "array", more: "boolean" },
+  since: { room: "string", after_seq: "uint", messages: "array", more: "boolean", pruned_through: "uint" },
+  identity: { nick: "string", key: "string", kx: "string", kx_sig: "string", rotations: "array" },
+  direct: { seq: "uint", sent_at: "uint", envelope: "object", delivered: "boolean" },
+  direct_since: { after_seq: "uint", messages: "array", more: "boolean" },
+  delivered: { id: "string" },
   ping: { data: "string?" },
   pong: { data: "string?" },
   bye: { reason: "string", message: "string?" },
@@ -262,19 +396,53 @@ function checkSpec(
 export function parseClientMessage(body: Uint8Array): ClientMessage {
   const msg = decodeBody(body);
   checkSpec(msg, CLIENT_SPECS, { allowExtra: false });
+  for (const token of ["data", "reason"]) {
+    const value = msg[token];
+    if (typeof value === "string" && value.length > MAX_TOKEN_CHARS) {
+      throw new ProtocolError(
+        "bad_message",
+        `${msg.type}: field ${token} is longer than ${MAX_TOKEN_CHARS} characters`,
+      );
+    }
+  }
   if (msg.type === "send") {
+    const id = envelopeId(msg.envelope);
     try {
       msg.envelope = parseEnvelope(msg.envelope);
     } catch (err) {
       if (!(err instanceof EnvelopeError)) throw err;
-      const id = (msg.envelope as Record<string, unknown>).id;
-      throw new ProtocolError("bad_envelope", err.message, {
-        fatal: false,
-        id: typeof id === "string" && id.length <= 64 ? id : undefined,
-      });
+      throw new ProtocolError("bad_envelope", err.message, { fatal: false, id });
+    }
+    if ((msg.envelope as Envelope).v !== 2) {
+      throw new ProtocolError("bad_envelope", "envelope.v must be 2", { fatal: false, id });
     }
   }
+  if (msg.type === "direct") {
+    const id = envelopeId(msg.envelope);
+    try {
+      msg.envelope = parseDirectEnvelope(msg.envelope);
+      msg.copy = parseDirectEnvelope(msg.copy);
+    } catch (err) {
+      if (!(err instanceof DirectError)) throw err;
+      throw new ProtocolError("bad_direct", err.message, { fatal: false, id });
+    }
+  }
+  if (msg.type === "login" && msg.rotation !== undefined) checkRotationShape(msg.rotation);
   return msg as unknown as ClientMessage;
+}
+
+/** The `id` of an untrusted envelope, when it is a plausible one to echo back in an error. */
+function envelopeId(envelope: unknown): string | undefined {
+  const id = (envelope as Record<string, unknown>).id;
+  return typeof id === "string" && canonicalBase64Length(id) === 16 ? id : undefined;
+}
+
+function checkRotationShape(value: unknown): void {
+  const r = value as Record<string, unknown>;
+  const keys = Object.keys(r);
+  const ok = keys.length === 3 && typeof r.old === "string" && typeof r.signature === "string" &&
+    isKind(r.ts, "uint") && keys.every((k) => k === "old" || k === "ts" || k === "signature");
+  if (!ok) throw new ProtocolError("bad_message", "login.rotation must be exactly {old, ts, signature}");
 }
 
 /**
@@ -346,17 +514,68 @@ export function proveMessage(
 }
 
 /**
- * The `hello` message that opens a session.
+ * The `hello` message that opens a session, with the client's fresh nonce.
  *
  * @example
  * ```ts
- * encodeMessage(helloMessage("alice"));
+ * encodeMessage(helloMessage(crypto.getRandomValues(new Uint8Array(32))));
  * ```
- * @param nick the nick to use
+ * @param nonce 32 random bytes
  * @returns the message
  */
-export function helloMessage(nick: string): ClientMessageOf<"hello"> {
-  return { type: "hello", version: PROTOCOL_VERSION, nick };
+export function helloMessage(nonce: Uint8Array): ClientMessageOf<"hello"> {
+  return { type: "hello", version: PROTOCOL_VERSION, nonce: nonce.toBase64() };
+}
+
+/**
+ * The `login` message: the nick, the identity and key-agreement keys, and their signatures.
+ *
+ * @example
+ * ```ts
+ * loginMessage({ nick: "alice", key, kx, kxSig, signature });
+ * ```
+ * @param login the nick, keys and signatures (raw bytes)
+ * @param rotation a statement that `key` replaces an older key, when the identity was rotated
+ * @returns the message
+ */
+export function loginMessage(
+  login: { nick: string; key: Uint8Array; kx: Uint8Array; kxSig: Uint8Array; signature: Uint8Array },
+  rotation?: { oldKey: Uint8Array; ts: number; signature: Uint8Array },
+): ClientMessageOf<"login"> {
+  const message: ClientMessageOf<"login"> = {
+    type: "login",
+    nick: login.nick,
+    key: login.key.toBase64(),
+    kx: login.kx.toBase64(),
+    kx_sig: login.kxSig.toBase64(),
+    signature: login.signature.toBase64(),
+  };
+  if (rotation) {
+    message.rotation = { old: rotation.oldKey.toBase64(), ts: rotation.ts, signature: rotation.signature.toBase64() };
+  }
+  return message;
+}
+
+/**
+ * The frame of a `direct`: the recipient's envelope and the sender's copy, in canonical member order.
+ *
+ * @example
+ * ```ts
+ * link.write(directFrame("bob", { envelope, copy }));
+ * ```
+ * @param to the recipient's canonical nick
+ * @param sealed the two envelopes from sealDirect
+ * @returns the frame bytes
+ */
+export function directFrame(
+  to: string,
+  sealed: { envelope: DirectEnvelope; copy: DirectEnvelope },
+): Uint8Array<ArrayBuffer> {
+  return encodeFrame(
+    `{"type":"direct","to":${JSON.stringify(to)},"envelope":${serializeDirectEnvelope(sealed.envelope)},"copy":${
+      serializeDirectEnvelope(sealed.copy)
+    }}`,
+  );
 }
 
 /**
@@ -418,6 +637,7 @@ export function parseLimits(value: unknown): ServerLimits {
     burst: [0, Number.MAX_SAFE_INTEGER],
     send_queue: [0, Number.MAX_SAFE_INTEGER],
     idle_timeout_ms: IDLE_TIMEOUT_MS_RANGE,
+    max_rooms: [1, Number.MAX_SAFE_INTEGER],
   };
   const out = {} as ServerLimits;
   for (const [field, [min, max]] of Object.entries(ranges) as [keyof ServerLimits, [number, number]][]) {
@@ -438,42 +658,101 @@ export function parseLimits(value: unknown): ServerLimits {
 }
 
 /**
- * Checks a list of nicks from the server (`joined.members`, `who.members`): an array of strings.
+ * Checks a member list from the server (`joined.members`, `who.members`): an array of `{nick, key}` with a string
+ * nick and a 32-byte base64 key.
  *
  * @example
  * ```ts
- * const members = parseNames(reply.members, "who.members");
+ * const members = parseMembers(reply.members, "who.members");
  * ```
  * @param value the untrusted list
  * @param field the field's name, for the error
- * @returns the nicks
- * @throws {ProtocolError} ("bad_message") when it is not an array of strings
+ * @returns the members
+ * @throws {ProtocolError} ("bad_message") when an item is not a member
  */
-export function parseNames(value: unknown, field: string): string[] {
-  if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
-    throw new ProtocolError("bad_message", `${field} must be an array of strings`);
-  }
-  return value;
+export function parseMembers(value: unknown, field: string): MemberInfo[] {
+  if (!Array.isArray(value)) throw new ProtocolError("bad_message", `${field} must be an array`);
+  return value.map((item) => {
+    const m = item as Record<string, unknown>;
+    if (!isKind(item, "object") || typeof m.nick !== "string" || !isKey(m.key)) {
+      throw new ProtocolError("bad_message", `${field} items must be {nick, key} with a 32-byte key`);
+    }
+    return { nick: m.nick, key: m.key as string };
+  });
 }
 
 /**
- * Checks the room list of a `rooms` reply: an array of `{name, members}`.
+ * Checks the room list of a `rooms` reply: an array of `{name, count}`.
  *
  * @example
  * ```ts
- * for (const room of parseRoomList(reply.rooms)) show(room.name, room.members);
+ * for (const room of parseRoomList(reply.rooms)) show(room.name, room.count);
  * ```
  * @param value the untrusted `rooms.rooms`
  * @returns the rooms
- * @throws {ProtocolError} ("bad_message") when an item is not a room name with a member count
+ * @throws {ProtocolError} ("bad_message") when an item is not a room name with a count
  */
-export function parseRoomList(value: unknown): { name: string; members: number }[] {
+export function parseRoomList(value: unknown): { name: string; count: number }[] {
   if (!Array.isArray(value)) throw new ProtocolError("bad_message", "rooms.rooms must be an array");
   return value.map((item) => {
     const room = item as Record<string, unknown>;
-    if (!isKind(item, "object") || typeof room.name !== "string" || !isKind(room.members, "uint")) {
-      throw new ProtocolError("bad_message", "rooms.rooms items must be {name, members}");
+    if (!isKind(item, "object") || typeof room.name !== "string" || !isKind(room.count, "uint")) {
+      throw new ProtocolError("bad_message", "rooms.rooms items must be {name, count}");
     }
-    return { name: room.name, members: room.members as number };
+    return { name: room.name, count: room.count as number };
   });
+}
+
+/**
+ * Checks one direct-message item (`direct`, or an item of `direct_since.messages`).
+ *
+ * @example
+ * ```ts
+ * const item = parseDirectItem(reply.messages[0]);
+ * ```
+ * @param value an untrusted item
+ * @returns the item with a shape-checked envelope
+ * @throws {ProtocolError} ("bad_message") or a DirectError for a malformed envelope
+ */
+export function parseDirectItem(value: unknown): DirectItem {
+  if (!isKind(value, "object")) throw new ProtocolError("bad_message", "direct item must be an object");
+  const item = value as Record<string, unknown>;
+  if (!isKind(item.seq, "uint") || !isKind(item.sent_at, "uint") || !isKind(item.delivered, "boolean")) {
+    throw new ProtocolError("bad_message", "direct item needs integer seq and sent_at and a boolean delivered");
+  }
+  return {
+    seq: item.seq as number,
+    sent_at: item.sent_at as number,
+    envelope: parseDirectEnvelope(item.envelope),
+    delivered: item.delivered as boolean,
+  };
+}
+
+/**
+ * Checks the rotation statements of an `identity` reply: at most {@link MAX_ROTATIONS} of `{old, new, ts,
+ * signature}` with 32-byte keys and a 64-byte signature (verifying them is the caller's business).
+ *
+ * @example
+ * ```ts
+ * const chain = parseRotations(reply.rotations);
+ * ```
+ * @param value the untrusted list
+ * @returns the statements
+ * @throws {ProtocolError} ("bad_message") when malformed or too long
+ */
+export function parseRotations(value: unknown): RotationInfo[] {
+  if (!Array.isArray(value) || value.length > MAX_ROTATIONS) {
+    throw new ProtocolError("bad_message", `identity.rotations must be an array of at most ${MAX_ROTATIONS}`);
+  }
+  return value.map((item) => {
+    const r = item as Record<string, unknown>;
+    const ok = isKind(item, "object") && isKey(r.old) && isKey(r.new) && isKind(r.ts, "uint") &&
+      typeof r.signature === "string" && canonicalBase64Length(r.signature) === 64;
+    if (!ok) throw new ProtocolError("bad_message", "identity.rotations items must be {old, new, ts, signature}");
+    return { old: r.old as string, new: r.new as string, ts: r.ts as number, signature: r.signature as string };
+  });
+}
+
+function isKey(value: unknown): boolean {
+  return typeof value === "string" && canonicalBase64Length(value) === 32;
 }
