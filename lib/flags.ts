@@ -38,6 +38,8 @@ export interface FlagSpec<K extends string = string> {
   arg?: string;
   /** One line for --help. */
   help: string;
+  /** A string flag that may be given several times: its value is the array of every value, in order. */
+  multiple?: boolean;
 }
 
 /**
@@ -56,7 +58,7 @@ export function flagHelp(table: readonly FlagSpec[]): string[] {
     const arg = f.kind === "boolean" ? "" : f.kind === "choice" ? ` ${f.choices!.join("|")}` : ` ${f.arg ?? "VALUE"}`;
     const def = f.default !== undefined && f.kind !== "boolean" ? ` (default ${f.default})` : "";
     const names = f.short ? `-${f.short}, --${f.name}` : `--${f.name}`;
-    return `  ${(names + arg).padEnd(28)} ${f.help}${def}`;
+    return `  ${(names + arg).padEnd(28)} ${f.help}${f.multiple ? " (repeatable)" : ""}${def}`;
   });
 }
 
@@ -74,11 +76,15 @@ export function flagHelp(table: readonly FlagSpec[]): string[] {
  * @throws {UsageError} for an unknown flag, a missing value or a value out of range
  */
 export function parseFlags<K extends string>(table: readonly FlagSpec<K>[], args: string[]): Record<K, unknown> {
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  const options: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }> = {};
   for (const f of table) {
-    options[f.name] = { type: f.kind === "boolean" ? "boolean" : "string", ...(f.short ? { short: f.short } : {}) };
+    options[f.name] = {
+      type: f.kind === "boolean" ? "boolean" : "string",
+      ...(f.short ? { short: f.short } : {}),
+      ...(f.multiple ? { multiple: true } : {}),
+    };
   }
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
   try {
     ({ values } = parseArgs({ args: joinNegativeValues(table, args), options, strict: true, allowPositionals: false }));
   } catch (err) {
@@ -88,7 +94,12 @@ export function parseFlags<K extends string>(table: readonly FlagSpec<K>[], args
   for (const f of table) {
     const raw = values[f.name];
     if (raw === undefined) {
-      config[f.key] = f.default;
+      config[f.key] = f.multiple && f.default !== undefined ? [f.default] : f.default;
+      continue;
+    }
+    if (Array.isArray(raw)) {
+      if (raw.includes("")) throw new UsageError(`--${f.name} must not be empty`);
+      config[f.key] = raw;
       continue;
     }
     if (f.kind === "boolean" || f.kind === "string") {

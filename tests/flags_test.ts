@@ -90,3 +90,70 @@ Deno.test("a negative number is a value out of range, not an ambiguous flag; -h 
   assert.equal(parseClientFlags(["-h"]).help, true);
   assert.match(clientHelp("1").split("\n").find((l) => l.includes("--help"))!, /^ {2}-h, --help +show this help/);
 });
+
+Deno.test("a string flag marked multiple collects every value in order; its default is one value", () => {
+  const table: FlagSpec[] = [{
+    name: "room",
+    key: "rooms",
+    kind: "string",
+    default: "general",
+    multiple: true,
+    help: "",
+  }];
+  assert.deepEqual(parseFlags(table, []).rooms, ["general"]);
+  assert.deepEqual(parseFlags(table, ["--room", "a", "--room=b"]).rooms, ["a", "b"]);
+  assert.throws(() => parseFlags(table, ["--room", ""]), /--room must not be empty/);
+  assert.match(flagHelp(table)[0], /\(repeatable\) \(default general\)/);
+});
+
+Deno.test("client: --room repeats (a leading # dropped, no room twice), new flags, and every subcommand", () => {
+  const config = parseClientFlags(["--room", "#ops", "--room", "General", "--min-iterations", "100000"]);
+  assert.deepEqual(config.rooms, ["ops", "General"]);
+  assert.equal(config.room, "ops");
+  assert.equal(config.minIterations, 100000);
+  assert.deepEqual(config.command, { name: "chat" });
+  const defaults = parseClientFlags([]);
+  assert.equal(defaults.minIterations, 600000);
+  assert.equal(defaults.remember, false);
+  assert.equal(defaults.noHistory, false);
+  assert.equal(defaults.to, undefined);
+  assert.throws(() => parseClientFlags(["--room", "ops", "--room", "OPS"]), /a room is named twice/);
+  assert.throws(() => parseClientFlags(["--min-iterations", "99999"]), UsageError);
+  assert.equal(parseClientFlags(["--to", "bob", "--no-history", "--remember"]).to, "bob");
+  assert.throws(() => parseClientFlags(["--to", "b o"]), UsageError);
+  const fp = "0db574c5ff390ba1982dd2d2a404cd1c51a1a791";
+  const cases: [string[], unknown][] = [
+    [["identity"], { name: "identity" }],
+    [["identity", "export", "f.json"], { name: "identity export", file: "f.json" }],
+    [["identity", "import", "f.json"], { name: "identity import", file: "f.json" }],
+    [["identity", "rotate"], { name: "identity rotate" }],
+    [["identity", "passphrase"], { name: "identity passphrase" }],
+    [["trust-server", "chat.example:5000", "0db5 74c5 ff39 0ba1 982d d2d2 a404 cd1c 51a1 a791"], {
+      name: "trust-server",
+      address: "chat.example:5000",
+      fingerprint: fp,
+    }],
+    [["trust", "bob", "--port", "6000"], { name: "trust", nick: "bob", fingerprint: undefined }],
+    [["forget-room", "#ops"], { name: "forget-room", room: "ops" }],
+    [["accept", "ops", "--nick", "bob"], { name: "accept", room: "ops" }],
+  ];
+  for (const [args, command] of cases) assert.deepEqual(parseClientFlags(args).command, command, args.join(" "));
+  for (
+    const [args, pattern] of [
+      [["identity", "export"], /usage: identity export FILE/],
+      [["identity", "frobnicate"], /unknown identity subcommand/],
+      [["trust-server", "nohost"], /not HOST:PORT/],
+      [["trust-server", "h:1", "xyz"], /not a fingerprint/],
+      [["trust"], /usage: trust NICK/],
+      [["forget-room", "a b"], /usage|whitespace/],
+      [["dance"], /unknown subcommand "dance"/],
+    ] as [string[], RegExp][]
+  ) {
+    assert.throws(() => parseClientFlags(args), (err: Error) => err instanceof UsageError && pattern.test(err.message));
+  }
+  const help = clientHelp("1");
+  for (const word of ["identity export FILE", "trust-server HOST:PORT", "forget-room ROOM", "accept ROOM"]) {
+    assert.ok(help.includes(word), word);
+  }
+  assert.match(help, /^ {2}7 {2}refused: a pinned key or room parameter changed/m);
+});

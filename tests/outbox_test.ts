@@ -146,7 +146,7 @@ Deno.test("one room that is not ready does not hold up another room's items", as
   const outbox = new Outbox({
     frame: (item) => Promise.resolve(new TextEncoder().encode(item.text.body)),
     write: (frame) => written.push(new TextDecoder().decode(frame)),
-    ready: (room) => room === "open",
+    ready: (item) => item.room === "open",
     changed: () => {},
   });
   outbox.add("closed", { type: "text", body: "waits" });

@@ -4,9 +4,12 @@ import {
   displayNick,
   displayWidth,
   fitRow,
+  formatDirectJson,
+  formatInvitationJson,
   formatJson,
   formatMessage,
   formatStatus,
+  lineTime,
   MESSAGE_INDENT,
   nickColour,
   sanitize,
@@ -23,7 +26,13 @@ const message: ShownMessage = {
   type: "text",
   text: "hello",
   history: false,
+  sent_at: new Date(2026, 10, 22, 9, 5, 3).getTime(),
+  fingerprint: "0db574c5ff390ba1982dd2d2a404cd1c51a1a791",
+  trust: "pinned",
+  marks: [],
 };
+/** The day the message was written: lines from that day show no date. */
+const NOW = message.ts + 60_000;
 
 Deno.test("sanitize neutralizes escape sequences, other controls and bidi overrides, and keeps one line", () => {
   assert.equal(sanitize("a\u001b[2Jb"), "a\uFFFD[2Jb");
@@ -44,24 +53,39 @@ Deno.test("nickColour is stable per nick and spreads different nicks over the pa
 });
 
 Deno.test("formatMessage gives `HH:MM:SS <nick> text`, actions as `* nick`, and colours only when asked", () => {
-  assert.equal(formatMessage(message, { colour: false }), "09:05:03 <alice> hello");
+  assert.equal(formatMessage(message, { colour: false, now: NOW }), "09:05:03 <alice> hello");
   assert.equal(
-    formatMessage({ ...message, type: "action", text: "waves" }, { colour: false }),
+    formatMessage({ ...message, type: "action", text: "waves" }, { colour: false, now: NOW }),
     "09:05:03 * alice waves",
   );
-  assert.equal(formatMessage({ ...message, history: true }, { colour: false }), "09:05:03 <alice> hello");
-  const coloured = formatMessage(message, { colour: true });
+  assert.equal(formatMessage({ ...message, history: true }, { colour: false, now: NOW }), "09:05:03 <alice> hello");
+  const coloured = formatMessage(message, { colour: true, now: NOW });
   assert.ok(coloured.includes(`\x1b[38;5;${nickColour("alice")}malice\x1b[0m`), coloured);
-  assert.ok(formatMessage({ ...message, history: true }, { colour: true }).startsWith("\x1b[2m"), "history dimmed");
+  assert.ok(
+    formatMessage({ ...message, history: true }, { colour: true, now: NOW }).startsWith("\x1b[2m"),
+    "history dimmed",
+  );
   assert.equal(
-    formatMessage({ ...message, text: "x\u001b]0;pwned\u0007" }, { colour: false }),
+    formatMessage({ ...message, text: "x\u001b]0;pwned\u0007" }, { colour: false, now: NOW }),
     "09:05:03 <alice> x\uFFFD]0;pwned\uFFFD",
   );
 });
 
 Deno.test("formatJson has exactly the documented fields in order, with the text unescaped", () => {
   const line = formatJson({ ...message, text: "a\nb" });
-  assert.deepEqual(Object.keys(JSON.parse(line)), ["room", "seq", "from", "ts", "id", "type", "text", "history"]);
+  assert.deepEqual(Object.keys(JSON.parse(line)), [
+    "room",
+    "seq",
+    "from",
+    "ts",
+    "id",
+    "type",
+    "text",
+    "history",
+    "fingerprint",
+    "trust",
+    "marks",
+  ]);
   assert.equal(JSON.parse(line).text, "a\nb");
   assert.ok(!line.includes("\n"));
 });
@@ -79,7 +103,7 @@ function splitlines(text: string): string[] {
 
 Deno.test("sanitize leaves no line break of any kind: a forged line after U+2028 stays on the same line", () => {
   const attack = "build ok\u2028 23:59:59 <alice> approved: deploy to prod";
-  const line = formatMessage({ ...message, from: "mallory", text: attack }, { colour: false });
+  const line = formatMessage({ ...message, from: "mallory", text: attack }, { colour: false, now: NOW });
   assert.equal(splitlines(line).length, 1, line);
   assert.equal(line, "09:05:03 <mallory> build ok \u21b5  23:59:59 <alice> approved: deploy to prod");
   for (const br of ["\u2029", "\x85", "\v", "\f", "\x1c", "\x1d", "\x1e", "\r", "\n", "\r\n"]) {
@@ -127,7 +151,7 @@ Deno.test("displayNick collapses runs of white space, trims, and cuts a very lon
 
 Deno.test("a wrapped message has indented continuation rows that never start like a message", () => {
   const text = `${"w".repeat(105)}23:59:59 <carol> ok from me, ship it`;
-  const rows = formatMessage({ ...message, from: "bob", text }, { colour: false, width: 120 }).split("\n");
+  const rows = formatMessage({ ...message, from: "bob", text }, { colour: false, width: 120, now: NOW }).split("\n");
   assert.equal(rows.length, 2);
   assert.match(rows[0], /^09:05:03 <bob> w+$/);
   assert.ok(rows[1].startsWith(" ".repeat(MESSAGE_INDENT)), rows[1]);
@@ -161,7 +185,7 @@ Deno.test("wrapRows: whatever the text, no row is wider than the terminal allows
 Deno.test("this client's own line: --:--:-- while pending, the reason when it failed", () => {
   assert.equal(formatMessage(message, { colour: false, pending: true }), "--:--:-- <alice> hello");
   assert.equal(
-    formatMessage(message, { colour: false, failed: "the server could not store it" }),
+    formatMessage(message, { colour: false, failed: "the server could not store it", now: NOW }),
     "09:05:03 <alice> hello  \u2717 not stored: the server could not store it",
   );
   assert.ok(formatMessage(message, { colour: true, pending: true }).startsWith("\x1b[2m"), "pending is dim");
@@ -172,4 +196,88 @@ Deno.test("fitRow cuts to one row with an ellipsis", () => {
   assert.equal(fitRow("short", 80), "short");
   assert.equal(fitRow("a very long status line", 10), "a very …");
   assert.ok(displayWidth(fitRow("日".repeat(100), 30)) <= 29);
+});
+
+Deno.test("a key change, an unsigned message and each mark show as tags before the nick; verified nicks carry ✓", () => {
+  const at = { colour: false, now: NOW };
+  assert.equal(formatMessage({ ...message, trust: "changed" }, at), "09:05:03 [key changed] <alice> hello");
+  assert.equal(formatMessage({ ...message, trust: "unsigned" }, at), "09:05:03 [unsigned v1] <alice> hello");
+  assert.equal(
+    formatMessage({ ...message, marks: ["replayed", "late", "delayed", "future"] }, at),
+    "09:05:03 [replayed] [late] [delayed] [future time] <alice> hello",
+  );
+  assert.equal(formatMessage({ ...message, trust: "verified" }, at), "09:05:03 <alice \u2713> hello");
+  assert.equal(formatMessage({ ...message, trust: "new" }, at), "09:05:03 <alice> hello", "first sight is no alarm");
+  assert.equal(formatMessage({ ...message, type: "poll" }, at), "09:05:03 [unsupported type poll] <alice> hello");
+  // A nick cannot hold a space: no nick can imitate a tag or the verified mark.
+  assert.equal(formatMessage({ ...message, from: "[key" }, at), "09:05:03 <[key> hello");
+  const coloured = formatMessage({ ...message, trust: "changed" }, { colour: true, now: NOW });
+  assert.ok(coloured.includes("\x1b[31m[key changed]\x1b[0m"), "the tag is red");
+  assert.ok(coloured.includes(`\x1b[38;5;${nickColour("alice")}malice\x1b[0m`), coloured);
+});
+
+Deno.test("a line not from today carries its date; direct messages show both nicks; topics and rooms show", () => {
+  assert.equal(lineTime(message.ts, NOW), "09:05:03");
+  assert.equal(lineTime(message.ts, NOW + 86_400_000), "2026-11-22 09:05:03");
+  assert.equal(
+    formatMessage({ ...message, to: "bob" }, { colour: false, now: NOW }),
+    "09:05:03 <alice \u2192 bob> hello",
+  );
+  assert.equal(
+    formatMessage({ ...message, type: "topic", text: "release day" }, { colour: false, now: NOW }),
+    "09:05:03 * alice set the topic: release day",
+  );
+  assert.equal(formatMessage(message, { colour: false, now: NOW, room: "ops" }), "09:05:03 #ops <alice> hello");
+});
+
+Deno.test("direct messages and invitations as JSON have the documented fields", () => {
+  const direct = JSON.parse(formatDirectJson({
+    room: null,
+    from: "alice",
+    to: "bob",
+    peer: "alice",
+    seq: 3,
+    sent_at: message.ts,
+    ts: message.ts,
+    id: message.id,
+    type: "text",
+    text: "psst",
+    own: false,
+    history: false,
+    fingerprint: message.fingerprint!,
+    trust: "verified",
+    marks: [],
+  }));
+  assert.deepEqual(Object.keys(direct), [
+    "to",
+    "room",
+    "from",
+    "id",
+    "ts",
+    "type",
+    "text",
+    "fingerprint",
+    "trust",
+    "history",
+    "marks",
+  ]);
+  assert.equal(direct.room, null);
+  const invite = JSON.parse(formatInvitationJson({
+    room: "ops",
+    from: "alice",
+    to: "bob",
+    fingerprint: message.fingerprint!,
+    trust: "pinned",
+    id: message.id,
+    ts: message.ts,
+    history: false,
+  }));
+  assert.deepEqual(invite, {
+    type: "invite",
+    room: "ops",
+    from: "alice",
+    to: "bob",
+    fingerprint: message.fingerprint,
+    trust: "pinned",
+  });
 });

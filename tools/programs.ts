@@ -234,7 +234,8 @@ export async function startServer(
  * @param options.room the room (created with this passphrase by the first client to join)
  * @param options.passphrase given in AESCHAT_PASSPHRASE, never on the command line
  * @param options.home the client's own directory (AESCHAT_HOME), kept across runs of the same user
- * @param options.iterations PBKDF2 iterations when this client creates the room (default: the client's)
+ * @param options.iterations PBKDF2 iterations when this client creates the room, and the lowest it accepts (default:
+ *   the client's)
  * @param options.signal when aborted, every wait fails at once
  * @returns the client
  */
@@ -250,7 +251,10 @@ export function startClient(
     signal?: AbortSignal;
   },
 ): Program {
-  const iterations = options.iterations === undefined ? [] : ["--iterations", String(options.iterations)];
+  // A room made with fewer iterations than the client's floor is refused on first sight unless the floor is lowered.
+  const iterations = options.iterations === undefined
+    ? []
+    : ["--iterations", String(options.iterations), "--min-iterations", String(options.iterations)];
   return new Program(launch.client, {
     name: `${options.nick}'s client`,
     args: [

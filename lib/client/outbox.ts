@@ -17,10 +17,10 @@ import { ID_BYTES } from "../envelope.ts";
 /** Where an item is: waiting to be written, written and waiting for the ack, acknowledged (stored), or given up. */
 export type OutboxState = "queued" | "sent" | "acked" | "failed";
 
-/** What an outgoing message says: its type ("text" or "action") and body. */
+/** What an outgoing message says: its type and body. */
 export interface OutgoingText {
-  /** "text", or "action" for /me. */
-  type: "text" | "action";
+  /** "text", "action" for /me, "topic" (rooms), or "invite" (direct: the body is the invitation). */
+  type: "text" | "action" | "topic" | "invite";
   /** What was said. */
   body: string;
 }
@@ -29,8 +29,10 @@ export interface OutgoingText {
 export interface OutboxItem {
   /** Message id, base64 of 16 random bytes; the same for every resend. */
   readonly id: string;
-  /** The room it is for. */
+  /** The room it is for ("" for a direct message). */
   readonly room: string;
+  /** The recipient of a direct message (undefined for a room message). */
+  readonly to?: string;
   /** What it says. */
   readonly text: OutgoingText;
   /** When it was added (the sender's clock, ms since the epoch); the same for every resend. */
@@ -41,6 +43,8 @@ export interface OutboxItem {
   readonly seq?: number;
   /** Why it was given up, once failed. */
   readonly reason?: string;
+  /** A code for why it was given up, when the sealing step said one ("changed": the recipient's key changed). */
+  readonly code?: string;
 }
 
 /** What the outbox needs from the session. */
@@ -49,8 +53,8 @@ export interface OutboxOptions {
   frame(item: OutboxItem): Promise<Uint8Array>;
   /** Writes a frame to the server. */
   write(frame: Uint8Array): void;
-  /** Whether items of a room may be written now (connected, and the room joined). */
-  ready(room: string): boolean;
+  /** Whether an item may be written now (connected, and its room joined). */
+  ready(item: OutboxItem): boolean;
   /** Told about every change of an item's state, in order. */
   changed(item: OutboxItem): void;
   /** Delay before an item refused with a retryable error is written again (default 1 s). */
@@ -63,6 +67,7 @@ interface Item extends OutboxItem {
   state: OutboxState;
   seq?: number;
   reason?: string;
+  code?: string;
   retries: number;
 }
 
@@ -81,15 +86,17 @@ interface Waiter {
 
 /** A copy of an item as it is now, for the session's events (the queue keeps changing its own). */
 function snapshot(item: Item): OutboxItem {
-  const { id, room, text, ts, state, seq, reason } = item;
+  const { id, room, to, text, ts, state, seq, reason, code } = item;
   return Object.freeze({
     id,
     room,
+    ...(to === undefined ? {} : { to }),
     text,
     ts,
     state,
     ...(seq === undefined ? {} : { seq }),
     ...(reason ? { reason } : {}),
+    ...(code ? { code } : {}),
   });
 }
 
@@ -164,15 +171,16 @@ export class Outbox {
   /**
    * Adds a message at the end of the queue and starts writing it as soon as everything before it is written.
    *
-   * @param room the room it is for
+   * @param target the room it is for, or `{ to }` the recipient of a direct message
    * @param text what it says
    * @returns the item (state "queued"), with a fresh random id and the current time
    * @throws {Error} when the outbox is closed
    */
-  add(room: string, text: OutgoingText): OutboxItem {
+  add(target: string | { to: string }, text: OutgoingText): OutboxItem {
     if (this.#closed) throw this.#closed;
     const id = crypto.getRandomValues(new Uint8Array(ID_BYTES)).toBase64();
-    const item: Item = { id, room, text, ts: Date.now(), state: "queued", retries: 0 };
+    const where = typeof target === "string" ? { room: target } : { room: "", to: target.to };
+    const item: Item = { id, ...where, text, ts: Date.now(), state: "queued", retries: 0 };
     this.#entries.push({ item });
     this.#byId.set(id, item);
     this.#options.changed(snapshot(item));
@@ -255,7 +263,8 @@ export class Outbox {
       try {
         frame = await this.#options.frame(item);
       } catch (err) {
-        this.fail(item.id, (err as Error).message);
+        const code = (err as { code?: unknown }).code;
+        this.fail(item.id, (err as Error).message, typeof code === "string" ? { code } : {});
         continue;
       }
       // While it was sealed the item may have been acknowledged or given up (a resend whose first copy was stored),
@@ -278,16 +287,17 @@ export class Outbox {
       const entry = this.#entries[i];
       if ("barrier" in entry) return blocked.size === 0 ? entry : undefined;
       const item = entry.item;
-      if (blocked.has(item.room)) continue;
-      const careful = this.#careful.get(item.room);
+      const lane = laneOf(item);
+      if (blocked.has(lane)) continue;
+      const careful = this.#careful.get(lane);
       if (careful && careful !== item && careful.state === "sent") {
         // Stop-and-wait: nothing behind the refused item until it is stored.
-        blocked.add(item.room);
+        blocked.add(lane);
         continue;
       }
       if (item.state !== "queued") continue;
-      if (this.#options.ready(item.room) && !this.#held.has(item.room)) return entry;
-      blocked.add(item.room);
+      if (this.#options.ready(item) && !this.#held.has(lane)) return entry;
+      blocked.add(lane);
     }
     return undefined;
   }
@@ -316,8 +326,8 @@ export class Outbox {
     if (!item) return undefined;
     this.#byId.delete(id);
     item.state = "acked";
-    if (this.#careful.get(item.room) === item) {
-      this.#careful.delete(item.room);
+    if (this.#careful.get(laneOf(item)) === item) {
+      this.#careful.delete(laneOf(item));
       this.kick();
     }
     if (seq !== undefined) item.seq = seq;
@@ -345,17 +355,18 @@ export class Outbox {
       return false;
     }
     item.retries++;
-    this.#requeue(item.room, item);
-    const careful = this.#careful.get(item.room);
+    const lane = laneOf(item);
+    this.#requeue(lane, item);
+    const careful = this.#careful.get(lane);
     if (!careful || careful.state === "acked" || careful.state === "failed" || this.#before(item, careful)) {
-      this.#careful.set(item.room, item);
+      this.#careful.set(lane, item);
     }
     if (!options.now) {
-      clearTimeout(this.#held.get(item.room));
+      clearTimeout(this.#held.get(lane));
       this.#held.set(
-        item.room,
+        lane,
         setTimeout(() => {
-          this.#held.delete(item.room);
+          this.#held.delete(lane);
           this.kick();
         }, this.#options.retryDelayMs ?? RETRY_DELAY_MS),
       );
@@ -374,14 +385,14 @@ export class Outbox {
     return false;
   }
 
-  /** Puts `from` and every later written item of its room back to "queued". */
-  #requeue(room: string, from: Item): void {
+  /** Puts `from` and every later written item of its lane back to "queued". */
+  #requeue(lane: string, from: Item): void {
     let found = false;
     for (let i = this.#head; i < this.#entries.length; i++) {
       const entry = this.#entries[i];
       if (!("item" in entry)) continue;
       found ||= entry.item === from;
-      if (found && entry.item.room === room && entry.item.state === "sent") entry.item.state = "queued";
+      if (found && laneOf(entry.item) === lane && entry.item.state === "sent") entry.item.state = "queued";
     }
   }
 
@@ -398,16 +409,18 @@ export class Outbox {
    *
    * @param id the message id
    * @param reason why, for the user
+   * @param options.code a code for why (kept in the item)
    * @returns the item, or undefined when no pending item has that id
    */
-  fail(id: string, reason: string): OutboxItem | undefined {
+  fail(id: string, reason: string, options: { code?: string } = {}): OutboxItem | undefined {
     const item = this.#byId.get(id);
     if (!item) return undefined;
     this.#byId.delete(id);
     item.state = "failed";
     item.reason = reason;
-    if (this.#careful.get(item.room) === item) {
-      this.#careful.delete(item.room);
+    if (options.code !== undefined) item.code = options.code;
+    if (this.#careful.get(laneOf(item)) === item) {
+      this.#careful.delete(laneOf(item));
       this.kick();
     }
     this.#options.changed(snapshot(item));
@@ -422,7 +435,7 @@ export class Outbox {
    * @param reason why, for the user
    */
   failRoom(room: string, reason: string): void {
-    for (const item of this.pending()) if (item.room === room) this.fail(item.id, reason);
+    for (const item of this.pending()) if (item.to === undefined && item.room === room) this.fail(item.id, reason);
   }
 
   /**
@@ -435,7 +448,9 @@ export class Outbox {
    */
   whenPendingAtMost(count: number, options: { timeoutMs?: number; room?: string } = {}): Promise<void> {
     const test = () =>
-      (options.room === undefined ? this.#byId.size : this.pending().filter((i) => i.room === options.room).length) <=
+      (options.room === undefined
+        ? this.#byId.size
+        : this.pending().filter((i) => laneOf(i) === options.room).length) <=
         count;
     if (test()) return Promise.resolve();
     if (this.#closed) return Promise.reject(this.#closed);
@@ -485,6 +500,14 @@ export class Outbox {
     this.#waiters = [];
     for (const w of waiters) w.reject(error);
   }
+}
+
+/**
+ * The lane an item is ordered in: its room, or its recipient for a direct message (a name cannot hold U+0000, so
+ * the two never meet). Items of one lane keep their order; a lane that is not ready does not hold up the others.
+ */
+function laneOf(item: OutboxItem): string {
+  return item.to === undefined ? item.room : `\u0000${item.to}`;
 }
 
 /** A finished placeholder for a barrier that has run. */

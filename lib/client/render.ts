@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ShownMessage } from "./session.ts";
+import type { DirectShown, InvitationShown, Mark, SessionEvent, ShownMessage, Trust } from "./events.ts";
 
 /** Colours from the 256-colour palette that read well on dark and light backgrounds. */
 const NICK_COLOURS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96, 166, 172, 38, 70, 130, 135, 141, 168];
@@ -209,62 +209,183 @@ function paint(text: string, colour: number | "dim" | "bold" | "red", on: boolea
 /** Columns of the time and the space after it: continuation rows of a message are indented by this much. */
 export const MESSAGE_INDENT = 9;
 
-/** What {@link formatMessage} shows of a message. */
-export type MessageLine = Pick<ShownMessage, "ts" | "from" | "type" | "text" | "history">;
+/** What {@link formatMessage} shows of a message: the fields of a room or direct message it needs. */
+export interface MessageLine {
+  /** Sender's clock. */
+  ts: number;
+  /** Sender nick. */
+  from: string;
+  /** For a direct message: the recipient (shown as `<from → to>`). */
+  to?: string;
+  /** "text", "action", "topic", or a type this client does not know. */
+  type: string;
+  /** What was said. */
+  text: string;
+  /** From history. */
+  history: boolean;
+  /** How far the sender is trusted (default: nothing shown). */
+  trust?: Trust;
+  /** What the receiver noticed. */
+  marks?: readonly Mark[];
+}
+
+/** The tag shown before the nick for each trust state and mark (in brackets, with a space a nick cannot hold). */
+export const TAGS: Record<"changed" | "unsigned" | Mark, string> = {
+  changed: "key changed",
+  unsigned: "unsigned v1",
+  replayed: "replayed",
+  late: "late",
+  delayed: "delayed",
+  future: "future time",
+};
+
+/** The mark shown after a verified peer's nick, wherever it shows. */
+export const VERIFIED_MARK = "\u2713";
 
 /**
- * One message as it is shown: `HH:MM:SS <nick> text` (`HH:MM:SS * nick text` for an action). With a width, long
- * text wraps into indented rows. This client's own message shows `--:--:--` for its time while it waits for the
- * server to store it, and its reason when it was given up.
+ * The time column: HH:MM:SS, with the date before it when `ts` is not from `today` (the local day of `now`).
+ *
+ * @example
+ * ```ts
+ * lineTime(Date.now()); // "14:03:59"
+ * lineTime(Date.parse("2024-01-02T03:04:05")); // "2024-01-02 03:04:05"
+ * ```
+ * @param ts milliseconds since the epoch
+ * @param now the present (default Date.now())
+ * @returns the time, or date and time
+ */
+export function lineTime(ts: number, now: number = Date.now()): string {
+  const d = new Date(ts);
+  const today = new Date(now);
+  const sameDay = d.getFullYear() === today.getFullYear() && d.getMonth() === today.getMonth() &&
+    d.getDate() === today.getDate();
+  if (sameDay) return clockTime(ts);
+  const date = [d.getFullYear(), d.getMonth() + 1, d.getDate()].map((n, i) => String(n).padStart(i === 0 ? 4 : 2, "0"));
+  return `${date.join("-")} ${clockTime(ts)}`;
+}
+
+/**
+ * A nick as shown in a message, with the verified mark when the peer is verified (`alice ✓`: a nick cannot hold the
+ * space, so no nick can imitate it).
+ *
+ * @example
+ * ```ts
+ * shownNick("alice", "verified"); // "alice ✓"
+ * ```
+ * @param nick the nick
+ * @param trust its trust
+ * @returns the nick to show
+ */
+export function shownNick(nick: string, trust?: Trust): string {
+  return trust === "verified" ? `${displayNick(nick)} ${VERIFIED_MARK}` : displayNick(nick);
+}
+
+/** The bracketed tags of a message, before its nick: `[key changed] [replayed]`. */
+function tagsOf(message: MessageLine): string {
+  const tags: string[] = [];
+  if (message.trust === "changed" || message.trust === "unsigned") tags.push(TAGS[message.trust]);
+  for (const mark of message.marks ?? []) tags.push(TAGS[mark]);
+  if (message.type !== "text" && message.type !== "action" && message.type !== "topic") {
+    tags.push(`unsupported type ${message.type}`);
+  }
+  return tags.map((t) => `[${t}] `).join("");
+}
+
+/**
+ * One message as it is shown: `HH:MM:SS <nick> text` (`HH:MM:SS * nick text` for an action, `<from → to>` for a
+ * direct message), with the date when it is not from today, the sender's trust and what the receiver noticed as
+ * bracketed tags before the nick (`[key changed]`, `[replayed]`, `[late]`, `[delayed]`, …) and `✓` after a verified
+ * nick. With a width, long text wraps into indented rows. This client's own message shows `--:--:--` for its time
+ * while it waits for the server to store it, and its reason when it was given up.
  *
  * @example
  * ```ts
  * formatMessage({ ts, from: "alice", type: "text", text: "hi", history: false }, { colour: false }); // "14:03:59 <alice> hi"
  * ```
  * @param message the message
- * @param options.colour use ANSI colours (history and pending dimmed, nick coloured, a failure in red)
+ * @param options.colour use ANSI colours (history and pending dimmed, nick coloured, a failure or a tag in red)
  * @param options.width the terminal's columns: wrap to them (default: one line)
  * @param options.pending not yet stored by the server
  * @param options.failed given up, for this reason
+ * @param options.now the present, to tell today from other days (default Date.now())
+ * @param options.room show the room's name after the time (for a room that is not the one on screen)
  * @returns the rows, joined by newlines (one row without a width)
  */
 export function formatMessage(
   message: MessageLine,
-  options: { colour: boolean; width?: number; pending?: boolean; failed?: string },
+  options: { colour: boolean; width?: number; pending?: boolean; failed?: string; now?: number; room?: string },
 ): string {
   const on = options.colour;
-  const time = options.pending ? "--:--:--" : clockTime(message.ts);
-  const nick = displayNick(message.from);
-  let text = sanitize(message.text);
+  const time = options.pending ? "--:--:--" : lineTime(message.ts, options.now);
+  const where = options.room === undefined ? "" : `#${displayNick(options.room)} `;
+  const tags = tagsOf(message);
+  const nick = shownNick(message.from, message.trust) +
+    (message.to === undefined ? "" : ` \u2192 ${displayNick(message.to)}`);
+  let text = sanitize(message.type === "topic" ? `set the topic: ${message.text}` : message.text);
   if (options.failed !== undefined) text += `  \u2717 not stored: ${sanitize(options.failed)}`;
-  const action = message.type === "action";
-  const head = action ? `${time} * ${nick} ` : `${time} <${nick}> `;
+  const action = message.type === "action" || message.type === "topic";
+  const opener = action ? "* " : "<";
+  const head = `${time} ${where}${tags}${opener}${nick}${action ? " " : "> "}`;
   const rows = options.width === undefined
     ? [head + text]
     : wrapRows(head, text, { width: options.width, indent: MESSAGE_INDENT });
   if (!on) return rows.join("\n");
   const tone = message.history || options.pending ? "dim" : options.failed !== undefined ? "red" : undefined;
-  // The nick's colour ends with a full reset, which also ends the line's tone: start it again after the nick.
-  const at = time.length + (action ? 3 : 2);
+  // Every colour ends with a full reset, which also ends the line's tone: start it again after each.
   const again = tone === "dim" ? "\x1b[2m" : tone === "red" ? "\x1b[31m" : "";
-  rows[0] = rows[0].slice(0, at) + paint(nick, nickColour(message.from), true) + again +
+  const lead = `${time} ${where}`;
+  const shownTags = tags === "" ? "" : paint(tags.trimEnd(), "red", true) + again + " ";
+  const at = lead.length + tags.length + opener.length;
+  rows[0] = lead + shownTags + opener + paint(nick, nickColour(message.from), true) + again +
     rows[0].slice(at + nick.length);
   return rows.map((row) => tone ? paint(row, tone, true) : row).join("\n");
 }
 
 /**
- * One message as a JSON line for scripts: {room, seq, from, ts, id, type, text, history}.
+ * One room message as a JSON line for scripts: {room, seq, from, ts, id, type, text, history, fingerprint, trust,
+ * marks}.
  *
  * @example
  * ```ts
- * formatJson(message); // '{"room":"general","seq":7,"from":"alice",...}'
+ * formatJson(message); // '{"room":"general","seq":7,"from":"alice",...,"trust":"pinned","marks":[]}'
  * ```
  * @param message the message
  * @returns the JSON text, without a newline
  */
 export function formatJson(message: ShownMessage): string {
-  const { room, seq, from, ts, id, type, text, history } = message;
-  return JSON.stringify({ room, seq, from, ts, id, type, text, history });
+  const { room, seq, from, ts, id, type, text, history, fingerprint, trust, marks } = message;
+  return JSON.stringify({ room, seq, from, ts, id, type, text, history, fingerprint, trust, marks });
+}
+
+/**
+ * One direct message as a JSON line for scripts: {to, room: null, from, id, ts, type, text, fingerprint, trust,
+ * history, marks}.
+ *
+ * @example
+ * ```ts
+ * formatDirectJson(message); // '{"to":"bob","room":null,"from":"alice",...}'
+ * ```
+ * @param message the direct message
+ * @returns the JSON text
+ */
+export function formatDirectJson(message: DirectShown): string {
+  const { to, room, from, id, ts, type, text, fingerprint, trust, history, marks } = message;
+  return JSON.stringify({ to, room, from, id, ts, type, text, fingerprint, trust, history, marks });
+}
+
+/**
+ * An invitation as a JSON line for scripts: {type: "invite", room, from, to, fingerprint, trust}.
+ *
+ * @example
+ * ```ts
+ * formatInvitationJson(invitation); // '{"type":"invite","room":"ops","from":"alice","to":"bob",...}'
+ * ```
+ * @param invitation the invitation
+ * @returns the JSON text
+ */
+export function formatInvitationJson(invitation: InvitationShown): string {
+  const { room, from, to, fingerprint, trust } = invitation;
+  return JSON.stringify({ type: "invite", room, from, to, fingerprint, trust });
 }
 
 /**
@@ -288,4 +409,93 @@ export function formatStatus(text: string, options: { colour: boolean; warning?:
     : wrapRows(head, sanitize(text), { width: options.width, indent: head.length });
   if (!options.colour) return rows.join("\n");
   return rows.map((row) => options.warning ? `\x1b[1;31m${row}\x1b[0m` : paint(row, "dim", true)).join("\n");
+}
+
+/**
+ * The words for a session event that is not a message (script mode prints them on stderr, the terminal as status
+ * lines), or undefined when it needs no words.
+ *
+ * @example
+ * ```ts
+ * noticeOf({ kind: "pruned", room: "ops", through: 40 }); // "the server says it removed messages of #ops …"
+ * ```
+ * @param event the event
+ * @returns the line, and whether it is a warning
+ */
+export function noticeOf(event: SessionEvent): { text: string; warning: boolean } | undefined {
+  switch (event.kind) {
+    case "forged": {
+      const where = event.room === undefined ? "a direct message" : "a message";
+      return {
+        warning: true,
+        text: event.count === 1
+          ? `warning: ${where} claiming to be from ${displayNick(event.from)}${
+            event.seq === undefined ? "" : ` (seq ${event.seq})`
+          } failed authentication and was not shown`
+          : `warning: ${event.count} more messages claiming to be from ${displayNick(event.from)} failed ` +
+            `authentication in the last ${Math.round(event.intervalMs / 1000)} s and were not shown`,
+      };
+    }
+    case "server":
+      return event.first
+        ? {
+          warning: false,
+          text: `first contact with ${event.address}: its key ${
+            groups(event.fingerprint)
+          } is now pinned (compare it with the operator's to be sure)`,
+        }
+        : undefined;
+    case "insecure":
+      return {
+        warning: true,
+        text: `warning: plain TCP to ${event.address}, which is not this machine: anyone on the way sees who talks ` +
+          `to whom and could sit in the middle (use --tls)`,
+      };
+    case "keyChanged":
+      return {
+        warning: true,
+        text:
+          `warning: ${displayNick(event.nick)} now shows key ${groups(event.fingerprint)}, not the pinned ${
+            groups(event.pinned)
+          }${event.room === undefined ? "" : ` (in #${event.room})`}: their messages are marked [key changed] until ` +
+          `you check it and run /trust ${displayNick(event.nick)}`,
+      };
+    case "rotated":
+      return {
+        warning: false,
+        text: `${displayNick(event.nick)} replaced their key (now ${
+          groups(event.fingerprint)
+        }); the old key signed the change`,
+      };
+    case "registry":
+      return {
+        warning: true,
+        text: `warning: the server lists ${displayNick(event.nick)} in #${event.room} with key ${
+          groups(event.fingerprint)
+        }, but their messages are signed by ${groups(event.pinned)}`,
+      };
+    case "withheld":
+      return {
+        warning: true,
+        text: `warning: ${event.count} message${event.count === 1 ? "" : "s"} of ${
+          displayNick(event.from)
+        } in #${event.room} ${event.count === 1 ? "was" : "were"} withheld: later ones show ${
+          event.count === 1 ? "it was" : "they were"
+        } stored, and the server did not deliver ${event.count === 1 ? "it" : "them"}`,
+      };
+    case "pruned":
+      return {
+        warning: false,
+        text: `the server says it removed messages of #${event.room} (retention): missing ones cannot be checked`,
+      };
+    case "status":
+      return { warning: false, text: event.text };
+    default:
+      return undefined;
+  }
+}
+
+/** A fingerprint in groups of four. */
+function groups(hex: string): string {
+  return hex.match(/.{1,4}/g)?.join(" ") ?? hex;
 }

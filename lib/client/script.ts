@@ -1,22 +1,34 @@
 /**
- * Script mode: every stdin line is said in the room, in order; received messages (history first) go to stdout one
- * per line, as text or JSON; status and errors go to stderr only. At EOF it waits until the server has stored every
- * line, and every line that was not stored is named on stderr.
+ * Script mode: every stdin line is said in the first room (or sent as a direct message to `--to`), in order;
+ * received messages of every joined room, direct messages and invitations (history first, unless `--no-history`) go
+ * to stdout one per line, as text or JSON; status and warnings go to stderr only. At EOF it waits until the server
+ * has stored every line, and every line that was not stored is named on stderr.
  *
  * @module
  */
 
 import type { OutboxItem } from "./outbox.ts";
-import { formatJson, formatMessage, sanitize } from "./render.ts";
+import {
+  displayNick,
+  formatDirectJson,
+  formatInvitationJson,
+  formatJson,
+  formatMessage,
+  lineTime,
+  noticeOf,
+  sanitize,
+} from "./render.ts";
 import { SendError, type Session, type SessionEvent } from "./session.ts";
 
 /** Lines said but not yet stored before script mode stops reading stdin for a while (bounds its memory). */
 const WINDOW = 1_000;
 
-/** Where script mode writes. */
+/** Where script mode writes, and what it prints. */
 export interface ScriptIo {
   /** Print messages as JSON lines. */
   json: boolean;
+  /** Print only messages that arrive after joining (no history). */
+  noHistory?: boolean;
   /** Machine-readable output: one message per line. */
   out: (line: string) => void;
   /** Human-readable status and errors. */
@@ -29,7 +41,12 @@ export interface ScriptResult {
   stored: number;
   /** Lines not stored: refused here (too long, not well-formed) or by the server, or never acknowledged. */
   unstored: number;
+  /** Whether a line was refused because its recipient's key changed (exit 7). */
+  changed: boolean;
 }
+
+/** Where stdin lines go: a room, or a person. */
+export type ScriptTarget = { room: string } | { to: string };
 
 /**
  * One run of script mode: its event printer (give {@link ScriptRun.onEvent} to the session), and the loop that says
@@ -38,9 +55,9 @@ export interface ScriptResult {
  * @example
  * ```ts
  * const run = new ScriptRun({ json: false, out: console.log, err: console.error });
- * const session = await Session.connect(dial, { nick: "ci", onEvent: run.onEvent });
+ * const session = await Session.connect(dial, { nick: "ci", home, address, onEvent: run.onEvent });
  * await session.join("ops", hooks);
- * const result = await run.say(session, Deno.stdin.readable);
+ * const result = await run.say(session, Deno.stdin.readable, { room: "ops" });
  * ```
  */
 export class ScriptRun {
@@ -50,6 +67,7 @@ export class ScriptRun {
   #refused = 0;
   #failed = 0;
   #stored = 0;
+  #changed = false;
 
   /** @param io output format and where to write */
   constructor(io: ScriptIo) {
@@ -58,37 +76,43 @@ export class ScriptRun {
 
   /** Prints a session event: messages to stdout, everything else to stderr. */
   onEvent = (event: SessionEvent): void => {
-    const { out, err } = this.#io;
+    const { out, err, json } = this.#io;
+    const history = (h: boolean) => h && this.#io.noHistory;
     switch (event.kind) {
       case "message":
-        return out(this.#io.json ? formatJson(event.message) : formatMessage(event.message, { colour: false }));
+        if (history(event.message.history)) return;
+        return out(json ? formatJson(event.message) : formatMessage(event.message, { colour: false }));
       case "older":
-        for (const m of event.messages) out(this.#io.json ? formatJson(m) : formatMessage(m, { colour: false }));
+        for (const m of event.messages) out(json ? formatJson(m) : formatMessage(m, { colour: false }));
         return;
-      case "forged":
-        return err(
-          event.count === 1
-            ? `warning: a message claiming to be from ${sanitize(event.from)}${
-              event.seq === undefined ? "" : ` (seq ${event.seq})`
-            } failed authentication and was not shown`
-            : `warning: ${event.count} more messages claiming to be from ${sanitize(event.from)} failed ` +
-              `authentication in the last ${Math.round(event.intervalMs / 1000)} s and were not shown`,
+      case "direct":
+        if (history(event.message.history)) return;
+        return out(json ? formatDirectJson(event.message) : formatMessage(event.message, { colour: false }));
+      case "invitation": {
+        const i = event.invitation;
+        if (history(i.history)) return;
+        return out(
+          json
+            ? formatInvitationJson(i)
+            : `${lineTime(i.ts)} ${i.trust === "changed" ? "[key changed] " : ""}${displayNick(i.from)} invites ${
+              displayNick(i.to)
+            } to #${sanitize(i.room)} (accept: deno task client accept ${sanitize(i.room)})`,
         );
+      }
       case "outbox":
         return this.#onOutbox(event.item);
-      case "status":
-        return err(sanitize(event.text));
       case "offline":
         if (event.attempt === 1) err(`connection lost (${sanitize(event.reason)}); reconnecting…`);
         return;
       case "reconnected":
         return err(`reconnected: ${event.missed} missed messages fetched, ${event.resent} resent`);
-      case "presence":
-      case "nick":
-        return; // scripts read messages; presence would only be noise on stderr
       case "closed":
         err(`aeschat client: ${sanitize(event.error.message)}`);
         return this.reportUnstored();
+      default: {
+        const notice = noticeOf(event);
+        if (notice) err(sanitize(notice.text));
+      }
     }
   };
 
@@ -101,7 +125,13 @@ export class ScriptRun {
       return;
     }
     this.#failed++;
+    if (item.code === "changed") this.#changed = true;
     this.#io.err(`error: line ${line.n} not stored: ${sanitize(item.reason ?? "")}`);
+  }
+
+  /** Whether a line was refused because its recipient's key changed. */
+  get changed(): boolean {
+    return this.#changed;
   }
 
   /** Names on stderr every line said that the server has not stored. */
@@ -112,14 +142,15 @@ export class ScriptRun {
   }
 
   /**
-   * Says every line of the input, in order, then waits until each is stored (or given up).
+   * Says every line of the input, in order, to the target, then waits until each is stored (or given up).
    *
    * @param session a session that has joined its room
    * @param input the lines
+   * @param target the room, or the recipient of direct messages
    * @returns how many lines were stored and not stored
    * @throws {SessionError} when the session closes before everything is stored
    */
-  async say(session: Session, input: ReadableStream<Uint8Array>): Promise<ScriptResult> {
+  async say(session: Session, input: ReadableStream<Uint8Array>, target: ScriptTarget): Promise<ScriptResult> {
     let n = 0;
     let rest = "";
     const sayLine = async (line: string) => {
@@ -128,11 +159,13 @@ export class ScriptRun {
       if (text.trim() === "") return;
       if (session.unsent >= WINDOW) await session.whenPendingAtMost(WINDOW / 2);
       try {
-        this.#lines.set(session.say(text).id, { n, text });
+        const item = "to" in target ? session.msg(target.to, text) : session.say(text, { room: target.room });
+        this.#lines.set(item.id, { n, text });
       } catch (err) {
         if (!(err instanceof SendError)) throw err;
+        if (err.code === "changed") this.#changed = true;
         this.#refused++;
-        this.#io.err(`error: line ${n} not sent: ${err.message}`);
+        this.#io.err(`error: line ${n} not sent: ${sanitize(err.message)}`);
       }
     };
     for await (const chunk of input.pipeThrough(new TextDecoderStream())) {
@@ -146,6 +179,6 @@ export class ScriptRun {
     }
     if (rest !== "") await sayLine(rest);
     await session.drain();
-    return { stored: this.#stored, unstored: this.#refused + this.#failed + this.#lines.size };
+    return { stored: this.#stored, unstored: this.#refused + this.#failed + this.#lines.size, changed: this.#changed };
   }
 }

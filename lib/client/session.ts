@@ -1,160 +1,83 @@
 /**
- * One client's conversation with a server: hello, join with a proof, say sealed messages through the outbox, open
- * and show what others say, and reconnect without losing or repeating anything. The session is handed a dial
- * function (link.ts) and knows nothing of sockets or terminals: a user interface gets {@link SessionEvent}s and
- * answers {@link JoinHooks}. Keys live only in this object's memory.
- *
- * State is kept per room (keys, catch-up position, ids already shown) in a map, and request/reply waiters are
- * generic, so that one connection in several rooms (protocol v2) can grow from here.
+ * One client's conversation with a server (protocol v2): the handshake (handshake.ts), several rooms at once, each
+ * with its own keys, pin, catch-up position and sequence state (rooms.ts), messages signed and sealed in order
+ * through the outbox, messages received and checked (inbound.ts) against the pins (peers.ts), direct messages and
+ * invitations, and reconnecting without losing or repeating anything. The session is handed a dial function
+ * (link.ts) and the user's home, and knows nothing of sockets or terminals: a user interface gets
+ * {@link SessionEvent}s and answers {@link JoinHooks}. Room keys live only in this object's memory, unless the user
+ * asked the home to keep a room's secret.
  *
  * @module
  */
 
 import { decodeBase64 } from "../base64.ts";
+import { sameBytes } from "../bytes.ts";
 import {
-  checkIterations,
   DEFAULT_ITERATIONS,
   deriveRoomKeys,
   KeyDerivationError,
   makeSalt,
-  NONCE_BYTES,
-  openEnvelope,
-  OpenError,
   type RoomKeys,
-  SALT_BYTES,
-  sealEnvelope,
+  roomKeysFromMaster,
   signJoinProof,
 } from "../crypto.ts";
+import { DirectError, encodeInvitation, type Invitation, parseInvitation, sealDirect } from "../direct.ts";
 import { MAX_BODY_BYTES } from "../envelope.ts";
 import { encodeMessage } from "../frame.ts";
-import { utf8Length } from "../names.ts";
+import { fingerprint, safetyNumber } from "../identity.ts";
+import { sealRoomMessage } from "../message.ts";
+import { foldName, utf8Length, validateNick } from "../names.ts";
 import {
   type ClientMessage,
-  helloMessage,
+  directFrame,
   HISTORY_PAGE,
-  parseLimits,
-  parseNames,
-  parseRelayedMessage,
+  type MemberInfo,
+  parseMembers,
   parseRoomList,
   parseServerMessage,
   pongFrame,
-  PROTOCOL_VERSION,
-  ProtocolError,
   proveMessage,
   sendFrame,
   type ServerLimits,
   type ServerMessage,
   type ServerMessageOf,
 } from "../protocol.ts";
-import type { Dial, Link, LinkError } from "./link.ts";
+import { JoinError, SendError, SessionError } from "./errors.ts";
+import type { DirectShown, InvitationShown, PeerInfo, SessionEvent, ShownMessage, Trust } from "./events.ts";
 import { ForgeryReports } from "./forgeries.ts";
-import { Outbox, type OutboxItem } from "./outbox.ts";
+import { type Greeting, handshake, isLoopback } from "./handshake.ts";
+import type { Home, SeenIds } from "./home.ts";
+import { type Arrived, type InboundContext, openDirectItem, openRoomItem, seqOf } from "./inbound.ts";
+import type { Dial, Link, LinkError } from "./link.ts";
+import { Outbox, type OutboxItem, type OutgoingText } from "./outbox.ts";
+import { type PeerKeys, Peers } from "./peers.ts";
 import { Replies } from "./replies.ts";
+import { type Challenge, checkChallenge, RoomState } from "./rooms.ts";
+import { newDevice, SendSequence } from "./sequence.ts";
+
+export { JoinError, SendError, SessionError };
+export type { CloseKind } from "./errors.ts";
+export type { DirectShown, InvitationShown, Mark, PeerInfo, SessionEvent, ShownMessage, Trust } from "./events.ts";
 
 /** How long a request waits for its reply before the connection is considered dead. */
 const REPLY_TIMEOUT_MS = 30_000;
 /** Reconnect delays: the first, doubled after every failure up to the largest, each with ±50% jitter. */
 const RECONNECT_FIRST_DELAY_MS = 250;
 const RECONNECT_MAX_DELAY_MS = 30_000;
-/** Message ids remembered per room, to show a message delivered twice only once. */
-const SEEN_IDS = 100_000;
 /** Bytes of live messages held back while a reconnect catches up; beyond it they are dropped and fetched again. */
 const HELD_BYTES = 8 * 1024 * 1024;
-/** `since` pages followed in one catch-up. */
+/** `since` and `direct_since` pages followed in one catch-up. */
 const CATCH_UP_PAGES = 1_000;
 /** Failed-authentication warnings: one per claimed sender per interval, then a count. */
 const FORGED_INTERVAL_MS = 10_000;
 /** Claimed senders tracked at once; the rest are counted together. */
 const FORGED_SENDERS = 64;
-/** How long joining another room waits for this room's messages to be stored. */
+/** How long leaving a room waits for its messages to be stored. */
 const LEAVE_DRAIN_MS = 10_000;
-
-/** Why the session stopped for good; the client maps it to an exit code. */
-export type CloseKind = "connect" | "denied" | "nick" | "closed" | "quit";
-
-/** Raised when the server cannot be used (unreachable, refused, gone for good); `kind` picks the exit code. */
-export class SessionError extends Error {
-  /** The failure class. */
-  readonly kind: CloseKind;
-  /** The server's error code, when it sent one. */
-  readonly code?: string;
-  /**
-   * @param kind the failure class
-   * @param message one line for the user
-   * @param options.code the server's error code
-   */
-  constructor(kind: CloseKind, message: string, options: { code?: string } = {}) {
-    super(message);
-    this.name = "SessionError";
-    this.kind = kind;
-    if (options.code !== undefined) this.code = options.code;
-  }
-}
-
-/** Raised when a request fails (wrong passphrase, bad room name, cancelled, offline); the session carries on. */
-export class JoinError extends Error {
-  /** The server's error code, "cancelled" when the user gave no passphrase, "offline", or "bad_reply". */
-  readonly code: string;
-  /**
-   * @param code the error code
-   * @param message one line for the user
-   */
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = "JoinError";
-    this.code = code;
-  }
-}
-
-/** Raised when a message cannot be sent at all (too long, not in a room). */
-export class SendError extends Error {
-  /** @param message one line for the user */
-  constructor(message: string) {
-    super(message);
-    this.name = "SendError";
-  }
-}
-
-/** A decrypted message, ready to show. */
-export interface ShownMessage {
-  /** Room it was said in. */
-  room: string;
-  /** Server sequence number. */
-  seq: number;
-  /** Sender nick (authenticated). */
-  from: string;
-  /** Sender's clock, ms since the epoch (authenticated). */
-  ts: number;
-  /** Message id, base64. */
-  id: string;
-  /** "text", or "action" for /me. */
-  type: "text" | "action";
-  /** What was said. */
-  text: string;
-  /** Replayed history rather than live. */
-  history: boolean;
-}
-
-/** What the session tells its user interface. */
-export type SessionEvent =
-  /** A message to show (live, caught up after a reconnect, or history on join). */
-  | { kind: "message"; message: ShownMessage }
-  /** Older messages fetched with {@link Session.older}. */
-  | { kind: "older"; room: string; messages: ShownMessage[]; more: boolean }
-  /**
-   * Messages claiming to be from `from` failed authentication and were not shown: the first at once (with its
-   * seq), then one event per interval with the `count` since.
-   */
-  | { kind: "forged"; room: string; from: string; count: number; seq?: number; intervalMs: number }
-  | { kind: "presence"; event: "join" | "leave" | "nick"; room: string; nick: string; old?: string }
-  | { kind: "nick"; old: string; new: string }
-  /** One of this client's messages changed state: queued, sent, acked (stored) or failed. */
-  | { kind: "outbox"; item: OutboxItem }
-  | { kind: "status"; text: string }
-  /** The connection is down: the next attempt comes in `retryInMs`. Sent before every attempt. */
-  | { kind: "offline"; reason: string; retryInMs: number; attempt: number }
-  | { kind: "reconnected"; room?: string; missed: number; resent: number }
-  | { kind: "closed"; error: SessionError };
+/** Direct messages of the inbox as it was before this run shown at start (older ones are only counted as seen). */
+const DIRECT_HISTORY = 100;
+/** Ids shown are written to the home at most this often. */
+const FLUSH_MS = 1_000;
 
 /** What a join may need from the user. */
 export interface JoinHooks {
@@ -169,7 +92,7 @@ export interface JoinHooks {
 
 /** The result of a join. */
 export interface Joined {
-  /** The room. */
+  /** The room's canonical name. */
   room: string;
   /** Members present, including this client. */
   members: string[];
@@ -177,6 +100,18 @@ export interface Joined {
   created: boolean;
   /** History replayed (already delivered as message events). */
   history: number;
+  /** Whether this connection was in the room already (nothing was done). */
+  already?: boolean;
+}
+
+/** A member of a room, as /who shows it. */
+export interface Member {
+  /** Canonical nick. */
+  nick: string;
+  /** Fingerprint of the key the server's registry shows. */
+  fingerprint: string;
+  /** That key against the pin. */
+  trust: Exclude<Trust, "unsigned">;
 }
 
 /** How the session reconnects. */
@@ -193,10 +128,20 @@ export interface ReconnectPolicy {
 export interface SessionOptions {
   /** The nick to use. */
   nick: string;
+  /** The user's home: identity, pins, ids shown, kept room secrets. */
+  home: Home;
+  /** "host:port" of the server, as its key is pinned. */
+  address: string;
+  /** Whether the connection uses TLS (plain TCP to an address that is not loopback is warned about). */
+  tls?: boolean;
   /** Receives every event. */
   onEvent: (event: SessionEvent) => void;
   /** PBKDF2 count for rooms this client creates (default 600000). */
   iterations?: number;
+  /** Lowest PBKDF2 count accepted for a room seen for the first time (default 600000). */
+  minIterations?: number;
+  /** Keep the secret of every room joined by passphrase in the home (default false). */
+  remember?: boolean;
   /** Reconnect delays and when to give up (default: never). */
   reconnect?: Partial<ReconnectPolicy>;
   /** Retries of a message refused with `storage_failed`: the delay (default 1 s) and how many (default 5). */
@@ -207,60 +152,71 @@ export interface SessionOptions {
   replyTimeoutMs?: number;
 }
 
-interface RoomState {
-  name: string;
-  keys: RoomKeys;
-  salt: Uint8Array;
-  iterations: number;
-  /** Highest seq seen in this room (or the server's latest seq at join): where a catch-up starts. */
-  lastSeq: number;
-  /** Lowest seq shown, for paging back with /history. */
-  oldestSeq: number;
-  /** Ids already shown (or sent by this client), the newest SEEN_IDS of them. */
-  seen: Set<string>;
-  seenOrder: string[];
-  /** Live messages held back while catching up (undefined when live), with their bytes. */
-  held?: { items: unknown[]; bytes: number; overflowed: boolean };
+/** An invitation received, with what accepting it needs. */
+interface Received {
+  invitation: Invitation;
+  shown: InvitationShown;
+}
+
+/** An outgoing message's sealed frame: the nick it was sealed under, and the room number it took. */
+interface Sealed {
+  from: string;
+  frame: Uint8Array;
+  /** For a room message: its room (folded) and sequence number. */
+  room?: string;
+  n?: number;
 }
 
 /**
- * A chat session with one server. Create it with {@link Session.connect}, then {@link Session.join} a room.
+ * A chat session with one server. Create it with {@link Session.connect}, then {@link Session.join} rooms.
  *
  * @example
  * ```ts
  * const session = await Session.connect(dialServer({ host: "127.0.0.1", port: 5000 }), {
  *   nick: "alice",
+ *   home,
+ *   address: "127.0.0.1:5000",
  *   onEvent: console.log,
  * });
  * await session.join("general", { passphrase: () => Promise.resolve("a long shared passphrase") });
- * session.say("hello");
+ * session.say("hello", { room: "general" });
  * await session.drain();
  * await session.close();
  * ```
  */
 export class Session {
   #dial: Dial;
+  #home: Home;
+  #address: string;
   #nick: string;
   #onEvent: (event: SessionEvent) => void;
-  #iterations: number;
+  #options: SessionOptions;
   #reconnect: ReconnectPolicy;
   #bounds: { heldBytes: number; catchUpPages: number; forgedIntervalMs: number };
   #link: Link | undefined;
   /** Which link is current: events of an older one are ignored. */
   #generation = 0;
-  #limits: ServerLimits | undefined;
+  #greeting: Greeting | undefined;
+  #peers: Peers | undefined;
+  /** This run's device id (a fresh one each run: see PROTOCOL.md "Sequence"). */
+  #device = newDevice();
   /** Whether the current link has been welcomed. */
   #welcomed = false;
   #replies: Replies<ServerMessage>;
+  /** Requests go out one at a time, so that an error reply cannot be taken for another request's. */
+  #requests: Promise<unknown> = Promise.resolve();
   #rooms = new Map<string, RoomState>();
-  #current: string | undefined;
-  /** A room being joined (not rejoined): its live messages wait until its state exists. */
-  #joining: { room: string; early: unknown[]; bytes: number } | undefined;
-  /** Derived keys by room, salt and iterations: memory only, never written anywhere. */
+  /** The room joined last (the default for say). */
+  #last: string | undefined;
+  /** Each room's numbering, by folded name, for the whole run (a room left and joined again goes on counting). */
+  #numbering = new Map<string, SendSequence>();
+  /** Rooms being joined (not rejoined): their live messages wait until their state exists. */
+  #joining = new Map<string, { early: unknown[]; bytes: number }>();
+  /** Derived keys by room, salt and iterations: memory only. */
   #keys = new Map<string, RoomKeys>();
   #outbox: Outbox;
-  /** Each outgoing message's frame, and the nick it was sealed under. */
-  #sealed = new WeakMap<OutboxItem, { from: string; frame: Uint8Array }>();
+  /** Each outgoing message's frame, by id, until it is stored or given up. */
+  #sealed = new Map<string, Sealed>();
   /** Serializes the opening of relayed messages, so they are shown in arrival order. */
   #inbound: Promise<unknown> = Promise.resolve();
   #state: "connecting" | "online" | "offline" | "closed" = "connecting";
@@ -269,12 +225,22 @@ export class Session {
   #forged: ForgeryReports;
   /** Ends the wait between reconnect attempts early (on close). */
   #wake: (() => void) | undefined;
+  /** Direct messages shown (by sender key and id), and the newest inbox seq seen. */
+  #directSeen: SeenIds | undefined;
+  #directSeq = 0;
+  /** Recipients' checked keys, per connection. */
+  #recipients = new Map<string, Promise<PeerKeys>>();
+  /** Invitations received, the latest per room (folded). */
+  #invitations = new Map<string, Received>();
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(dial: Dial, options: SessionOptions) {
     this.#dial = dial;
+    this.#options = options;
+    this.#home = options.home;
+    this.#address = options.address;
     this.#nick = options.nick;
     this.#onEvent = options.onEvent;
-    this.#iterations = options.iterations ?? DEFAULT_ITERATIONS;
     this.#reconnect = {
       firstDelayMs: options.reconnect?.firstDelayMs ?? RECONNECT_FIRST_DELAY_MS,
       maxDelayMs: options.reconnect?.maxDelayMs ?? RECONNECT_MAX_DELAY_MS,
@@ -294,46 +260,71 @@ export class Session {
     this.#forged = new ForgeryReports({
       intervalMs,
       senders: FORGED_SENDERS,
-      report: (report) => this.#onEvent({ kind: "forged", ...report, intervalMs }),
+      report: (report) =>
+        this.#onEvent({
+          kind: "forged",
+          ...report,
+          room: report.room === "" ? undefined : report.room,
+          intervalMs,
+        }),
     });
     this.#outbox = new Outbox({
       frame: (item) => this.#frameOf(item),
       write: (frame) => this.#link?.write(frame),
-      ready: (room) => this.#state === "online" && room === this.#current && !this.#rooms.get(room)?.held,
-      changed: (item) => this.#onEvent({ kind: "outbox", item }),
+      ready: (item) => this.#ready(item),
+      changed: (item) => this.#onOutbox(item),
       retryDelayMs: options.retry?.delayMs,
       retries: options.retry?.retries,
     });
   }
 
   /**
-   * Connects and says hello.
+   * Connects, checks the server, logs in, and fetches the direct messages waiting.
    *
    * @param dial opens the connection (link.ts `dialServer`, or an in-process server in tests)
-   * @param options nick, events, and the policies
+   * @param options nick, home, address, events, and the policies
    * @returns the connected session
-   * @throws {SessionError} "connect" when unreachable or unusable, "nick" when the nick is refused
+   * @throws {SessionError} "connect" when unreachable or unusable, "changed" when the server's key differs from the
+   *   pin, "nick" when the nick is refused
    */
   static async connect(dial: Dial, options: SessionOptions): Promise<Session> {
     const session = new Session(dial, options);
-    await session.#open();
+    try {
+      await session.#open();
+      await session.#catchUpDirect({ first: true });
+    } catch (err) {
+      session.#link?.close();
+      session.#stop(err instanceof SessionError ? err : new SessionError("connect", (err as Error).message));
+      if (err instanceof JoinError) throw new SessionError("connect", err.message, { code: err.code });
+      throw err;
+    }
     session.#state = "online";
     return session;
   }
 
-  /** The current nick. */
+  /** The current (canonical) nick. */
   get nick(): string {
     return this.#nick;
   }
 
-  /** The joined room, if any. */
+  /** The room joined last, if any: the default room of {@link Session.say}. */
   get room(): string | undefined {
-    return this.#current;
+    return this.#last;
+  }
+
+  /** The rooms this connection is in, in the order joined (canonical names). */
+  get rooms(): string[] {
+    return [...this.#rooms.values()].map((r) => r.name);
   }
 
   /** The limits the server announced (checked). */
   get limits(): ServerLimits | undefined {
-    return this.#limits;
+    return this.#greeting?.limits;
+  }
+
+  /** The server's key fingerprint (40 hex digits). */
+  get serverFingerprint(): string {
+    return this.#greeting!.serverFingerprint;
   }
 
   /** Messages said but not yet stored by the server (queued or sent). */
@@ -362,7 +353,9 @@ export class Session {
     return this.#outbox.pending();
   }
 
-  /** Dials, says hello and checks the welcome; on success the new link is current. */
+  // ---- the connection -----------------------------------------------------------------------------------------
+
+  /** Dials, says hello, checks the server and logs in; on success the new link is current. */
   async #open(): Promise<void> {
     const generation = ++this.#generation;
     let link: Link;
@@ -377,34 +370,51 @@ export class Session {
     this.#link = link;
     this.#welcomed = false;
     this.#lastHeard = performance.now();
-    link.write(encodeMessage(helloMessage(this.#nick)));
-    let reply: ServerMessage;
+    this.#recipients.clear();
+    let greeting: Greeting;
     try {
-      reply = await this.#replies.expect((m) => m.type === "welcome" || m.type === "error");
-    } catch (err) {
-      link.close();
-      throw new SessionError("connect", (err as Error).message);
-    }
-    if (reply.type === "error") {
-      link.close();
-      const nickProblem = reply.code === "nick_in_use" || reply.code === "nick_invalid";
-      throw new SessionError(nickProblem ? "nick" : "connect", `server refused: ${reply.message}`, {
-        code: reply.code,
+      greeting = await handshake({
+        write: (message) => link.write(encodeMessage(message)),
+        expect: (test) => this.#replies.expect(test),
+        meetServer: (key) => this.#home.meetServer(this.#address, key),
+        pinnedKey: () => this.#home.serverPin(this.#address)?.key,
+      }, {
+        address: this.#address,
+        nick: this.#nick,
+        identity: this.#home.identity,
+        rotations: this.#home.rotations,
       });
-    }
-    const welcome = reply as ServerMessageOf<"welcome">;
-    try {
-      if (welcome.version !== PROTOCOL_VERSION) {
-        throw new ProtocolError("bad_message", `welcome.version is ${welcome.version}, not ${PROTOCOL_VERSION}`);
-      }
-      if (welcome.nick !== this.#nick) throw new ProtocolError("bad_message", "welcome.nick is not the nick asked for");
-      this.#limits = parseLimits(welcome.limits);
-      this.#welcomed = true;
     } catch (err) {
       link.close();
-      throw new SessionError("connect", `refusing the server: ${(err as Error).message}`, { code: "bad_welcome" });
+      throw err;
     }
-    this.#startKeepalive(this.#limits.idle_timeout_ms);
+    this.#welcomed = true;
+    this.#nick = greeting.nick;
+    const first = this.#greeting === undefined;
+    this.#greeting = greeting;
+    if (first) this.#firstContact(greeting);
+    this.#startKeepalive(greeting.limits.idle_timeout_ms);
+  }
+
+  /** What happens once, at the first welcome: the peer book, the notices, the direct ids shown before. */
+  #firstContact(greeting: Greeting): void {
+    this.#peers = new Peers({
+      home: this.#home,
+      serverPub: greeting.serverPub,
+      lookup: (nick) => this.#request({ type: "lookup", nick }, "identity"),
+      onEvent: (event) => {
+        if (event.kind === "keyChanged") this.#recipients.delete(foldName(event.nick));
+        this.#onEvent(event);
+      },
+    });
+    this.#onEvent({
+      kind: "server",
+      address: this.#address,
+      fingerprint: greeting.serverFingerprint,
+      first: greeting.firstContact,
+    });
+    const host = this.#address.slice(0, this.#address.lastIndexOf(":"));
+    if (!this.#options.tls && !isLoopback(host)) this.#onEvent({ kind: "insecure", address: this.#address });
   }
 
   #startKeepalive(idle: number): void {
@@ -422,18 +432,22 @@ export class Session {
     }, every);
   }
 
-  /** Writes one protocol message on the current link. */
-  #write(message: ClientMessage): void {
-    this.#link?.write(encodeMessage(message));
+  /** Writes a request and waits for its reply (or an error about it); one request at a time. */
+  #request<T extends ServerMessage["type"]>(message: ClientMessage, replyType: T): Promise<ServerMessageOf<T>> {
+    const run = this.#requests.then(() => this.#requestNow(message, replyType));
+    this.#requests = run.catch(() => {});
+    return run;
   }
 
-  /** Writes a request and waits for its reply (or an error about it). */
-  async #request<T extends ServerMessage["type"]>(message: ClientMessage, replyType: T): Promise<ServerMessageOf<T>> {
-    if (!this.#link || this.#link.closed || this.#state === "closed") {
+  async #requestNow<T extends ServerMessage["type"]>(
+    message: ClientMessage,
+    replyType: T,
+  ): Promise<ServerMessageOf<T>> {
+    if (!this.#link || this.#link.closed || this.#state === "closed" || !this.#welcomed) {
       throw new JoinError("offline", "not connected to the server right now");
     }
     const isError = (m: ServerMessage) => m.type === "error" && m.id === undefined && m.code !== "rate_limited";
-    this.#write(message);
+    this.#link.write(encodeMessage(message));
     const reply = await this.#replies.expect((m) => m.type === replyType || isError(m)).catch((err) => {
       throw new JoinError("offline", err.message);
     });
@@ -466,14 +480,15 @@ export class Session {
       case "message":
         return this.#onRelayed(msg, bytes);
       case "ack":
-        return this.#acked(msg.id, msg.seq);
+        return this.#onAck(msg.id, msg.seq);
       case "error":
         return this.#onError(msg);
       case "presence":
-        if (msg.room !== this.#current) return;
-        if (msg.event === "join" || msg.event === "leave" || (msg.event === "nick" && msg.old !== undefined)) {
-          this.#onEvent({ kind: "presence", event: msg.event, room: msg.room, nick: msg.nick, old: msg.old });
-        }
+        return void this.#inboundJob(() => this.#onPresence(msg));
+      case "direct":
+        return void this.#inboundJob(() => this.#showDirect(msg, { history: false }));
+      case "delivered":
+        if (typeof msg.id === "string") this.#onEvent({ kind: "delivered", id: msg.id });
         return;
       case "ping":
         this.#link?.write(pongFrame(msg.data));
@@ -488,24 +503,367 @@ export class Session {
     }
   }
 
+  /** Runs `job` after every message still being opened, so events keep the order things arrived in. */
+  #inboundJob<T>(job: () => Promise<T> | T): Promise<T> {
+    const run = this.#inbound.then(job);
+    this.#inbound = run.catch(() => {});
+    return run;
+  }
+
+  // ---- rooms --------------------------------------------------------------------------------------------------
+
+  /**
+   * Joins a room (adding it to the rooms this connection is in), creating it when it does not exist. The room's
+   * keys come from memory, a secret kept in the home (an invitation, or --remember), or a passphrase from the hooks;
+   * the challenge is checked against the room's pin first.
+   *
+   * @param room the room name
+   * @param hooks asks for the passphrase and shows key derivation
+   * @param options.remember keep the room's secret in the home (default: the session's setting)
+   * @returns what the join found
+   * @throws {JoinError} for a wrong passphrase, a bad room name, a cancelled prompt, when offline, or "changed" /
+   *   "weak" for a room whose parameters differ from its pin or are below the floor
+   */
+  async join(room: string, hooks: JoinHooks, options: { remember?: boolean } = {}): Promise<Joined> {
+    if (this.#state !== "online") throw new JoinError("offline", "not connected to the server right now");
+    const current = this.#rooms.get(foldName(room));
+    if (current) {
+      this.#last = current.name;
+      return {
+        room: current.name,
+        members: [...current.members.values()].map((m) => m.nick),
+        created: false,
+        history: 0,
+        already: true,
+      };
+    }
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await this.#joinOnce(room, { hooks, remember: options.remember ?? this.#options.remember ?? false });
+      } catch (err) {
+        if (err instanceof JoinError && err.code === "room_changed" && attempt < 2) continue;
+        throw err;
+      }
+    }
+  }
+
+  /** One join (or rejoin, with the room's state): the challenge checked, the keys, the proof, the room entered. */
+  async #joinOnce(
+    room: string,
+    options: { hooks?: JoinHooks; rejoin?: RoomState; remember?: boolean },
+  ): Promise<Joined> {
+    const greeting = this.#greeting!;
+    const reply = await this.#request({ type: "join", room: options.rejoin?.name ?? room }, "challenge");
+    const pin = options.rejoin?.pin ?? this.#home.roomPin(greeting.serverPub, room);
+    const challenge = checkChallenge(reply, {
+      asked: room,
+      pin,
+      minIterations: this.#options.minIterations ?? DEFAULT_ITERATIONS,
+    });
+    const { keys, create } = await this.#roomKeys(challenge, options);
+    const proof = await signJoinProof(keys, {
+      nonce: challenge.nonce,
+      room: challenge.room,
+      nick: this.#nick,
+      bind: { serverPub: greeting.serverPub, identityPub: this.#home.identity.publicKey },
+    });
+    // Live messages of a room being joined can come in the same read as `joined`: they wait for its state.
+    const early = { early: [] as unknown[], bytes: 0 };
+    if (!options.rejoin) this.#joining.set(challenge.room, early);
+    const joined = await this.#request(
+      proveMessage(challenge.room, proof, create ? { ...create, accessPub: keys.accessPub } : undefined),
+      "joined",
+    ).finally(() => {
+      if (this.#joining.get(challenge.room) === early) this.#joining.delete(challenge.room);
+    });
+    if (joined.room !== challenge.room) throw new JoinError("bad_reply", `the server answered for #${joined.room}`);
+    const params = challenge.existing ?? { ...create!, accessPub: keys.accessPub, epoch: 0 };
+    if (joined.epoch !== params.epoch) throw new JoinError("bad_reply", `the server answered with another epoch`);
+    let members: MemberInfo[];
+    try {
+      members = parseMembers(joined.members, "joined.members");
+    } catch (err) {
+      throw new JoinError("bad_reply", (err as Error).message);
+    }
+    const roomPin = { name: challenge.room, ...params };
+    if (this.#home.pinRoom(greeting.serverPub, roomPin) === "differs") {
+      throw new JoinError("changed", `refusing #${challenge.room}: another program pinned other parameters for it`);
+    }
+    this.#keys.set(keyName(challenge.room, params), keys);
+    if (options.remember && !(await this.#home.roomSecret(greeting.serverPub, challenge.room))) {
+      await this.#home.keepRoomSecret(greeting.serverPub, { ...roomPin, master: keys.master, source: "remember" });
+    }
+    if (options.rejoin) {
+      options.rejoin.keys = keys;
+      await this.#registry(options.rejoin, members);
+      return { room: challenge.room, members: members.map((m) => m.nick), created: false, history: 0 };
+    }
+    return await this.#enter(joined, { keys, pin: roomPin, members, early: early.early, created: !!create });
+  }
+
+  /**
+   * The keys for a checked challenge: for a new room, derived from a fresh salt and a passphrase; for an existing
+   * one, from the room's state (rejoining), memory, a kept secret, or a passphrase. Keys that do not give the
+   * challenge's access key are refused before anything is sent (a wrong passphrase, or a server forging a salt).
+   */
+  async #roomKeys(
+    challenge: Challenge,
+    options: { hooks?: JoinHooks; rejoin?: RoomState },
+  ): Promise<{ keys: RoomKeys; create?: { salt: Uint8Array<ArrayBuffer>; iterations: number } }> {
+    const { room, existing } = challenge;
+    const hooks = options.hooks;
+    if (!existing) {
+      if (!hooks) throw new JoinError("access_denied", `#${room} does not exist on the server any more`);
+      const iterations = this.#options.iterations ?? DEFAULT_ITERATIONS;
+      const salt = makeSalt();
+      const keys = await this.#derive(room, { hooks, creating: true, salt, iterations });
+      return { keys, create: { salt, iterations } };
+    }
+    const matches = (keys: RoomKeys) => sameBytes(keys.accessPub, existing.accessPub);
+    const candidates = [options.rejoin?.keys, this.#keys.get(keyName(room, existing))];
+    for (const keys of candidates) if (keys && matches(keys)) return { keys };
+    const kept = await this.#home.roomSecret(this.#greeting!.serverPub, room);
+    if (kept && sameBytes(kept.accessPub, existing.accessPub)) {
+      const keys = await roomKeysFromMaster(kept.master);
+      if (matches(keys)) return { keys };
+    }
+    if (!hooks) throw new JoinError("access_denied", `the keys of #${room} no longer open it`);
+    const keys = await this.#derive(room, { hooks, creating: false, ...existing });
+    // Checked here, so that a wrong passphrase (or a forged salt) never produces a proof anyone could test.
+    if (!matches(keys)) throw new JoinError("access_denied", `wrong passphrase for #${room}`);
+    return { keys };
+  }
+
+  async #derive(
+    room: string,
+    options: { hooks: JoinHooks; creating: boolean; salt: Uint8Array; iterations: number },
+  ): Promise<RoomKeys> {
+    const passphrase = await options.hooks.passphrase(room, { creating: options.creating });
+    if (passphrase === undefined) throw new JoinError("cancelled", `join ${room} cancelled`);
+    const done = options.hooks.deriving?.(room, { iterations: options.iterations });
+    try {
+      return await deriveRoomKeys(passphrase, { salt: options.salt, iterations: options.iterations });
+    } catch (err) {
+      if (err instanceof KeyDerivationError) throw new JoinError("bad_passphrase", err.message);
+      throw err;
+    } finally {
+      done?.();
+    }
+  }
+
+  /** Enters a newly joined room: its state, the registry, its history, what came with it. */
+  async #enter(
+    joined: ServerMessageOf<"joined">,
+    init: {
+      keys: RoomKeys;
+      pin: RoomState["pin"];
+      members: MemberInfo[];
+      early: unknown[];
+      created: boolean;
+    },
+  ): Promise<Joined> {
+    const greeting = this.#greeting!;
+    const fold = foldName(joined.room);
+    let sending = this.#numbering.get(fold);
+    if (!sending) this.#numbering.set(fold, sending = new SendSequence(this.#device));
+    const state = new RoomState({
+      keys: init.keys,
+      context: {
+        serverPub: greeting.serverPub,
+        room: joined.room,
+        accessPub: init.pin.accessPub,
+        epoch: init.pin.epoch,
+      },
+      pin: init.pin,
+      latestSeq: joined.latest_seq,
+      sending,
+      seen: await this.#home.seenIds(greeting.serverPub, joined.room),
+    });
+    this.#rooms.set(fold, state);
+    this.#last = state.name;
+    await this.#inboundJob(() => this.#registry(state, init.members));
+    this.#onEvent({
+      kind: "joined",
+      room: state.name,
+      members: init.members.map((m) => m.nick),
+      created: init.created,
+    });
+    // Both queued at once, before any later live message: history, then what came with `joined`, then the rest.
+    const shown = this.#showMessages(state, joined.history, "join");
+    const earlyShown = this.#showMessages(state, init.early, "live");
+    const history = await shown;
+    await earlyShown;
+    this.#outbox.kick();
+    return { room: state.name, members: init.members.map((m) => m.nick), created: init.created, history };
+  }
+
+  /** Takes the server's member list for a room: each key compared with (or pinned as) the nick's. */
+  async #registry(room: RoomState, members: MemberInfo[]): Promise<Member[]> {
+    room.setMembers(members);
+    const out: Member[] = [];
+    for (const m of members) {
+      const key = decodeBase64(m.key);
+      const trust = await this.#peers!.check(m.nick, key, { room: room.name });
+      out.push({ nick: m.nick, fingerprint: await fingerprint(key), trust });
+    }
+    return out;
+  }
+
+  async #onPresence(msg: ServerMessageOf<"presence">): Promise<void> {
+    const room = typeof msg.room === "string" ? this.#rooms.get(foldName(msg.room)) : undefined;
+    if (!room || room.name !== msg.room) return;
+    let members: MemberInfo[];
+    try {
+      members = parseMembers([{ nick: msg.nick, key: msg.key }], "presence");
+    } catch {
+      return;
+    }
+    const [member] = members;
+    if (msg.event === "leave") room.members.delete(foldName(member.nick));
+    else {
+      if (msg.event === "nick" && typeof msg.old === "string") room.members.delete(foldName(msg.old));
+      room.members.set(foldName(member.nick), member);
+    }
+    const trust = await this.#peers!.check(member.nick, decodeBase64(member.key), { room: room.name });
+    if (msg.event === "join" || msg.event === "leave" || (msg.event === "nick" && typeof msg.old === "string")) {
+      this.#onEvent({ kind: "presence", event: msg.event, room: room.name, nick: member.nick, old: msg.old, trust });
+    }
+  }
+
+  /**
+   * Leaves a room: waits a moment for its messages on their way to be stored (those that are not are given up).
+   *
+   * @param room the room
+   * @throws {JoinError} when not in it, or offline
+   */
+  async part(room: string): Promise<void> {
+    const state = this.#rooms.get(foldName(room));
+    if (!state) throw new JoinError("not_in_room", `you are not in #${room}`);
+    if (this.#state !== "online") throw new JoinError("offline", "not connected to the server right now");
+    await this.#outbox.whenPendingAtMost(0, { room: state.name, timeoutMs: LEAVE_DRAIN_MS }).catch(() => {});
+    await this.#request({ type: "part", room: state.name }, "parted");
+    this.#rooms.delete(foldName(room));
+    this.#outbox.failRoom(state.name, `you left #${state.name} before it was stored`);
+    if (this.#last === state.name) this.#last = this.rooms[this.#rooms.size - 1];
+    this.#home.flush();
+    this.#onEvent({ kind: "parted", room: state.name });
+  }
+
+  /**
+   * Lists the members of a room, each key compared with the pin.
+   *
+   * @param room the room (default: the room joined last)
+   * @returns the members
+   * @throws {JoinError} when offline or refused; {@link SendError} when not in the room
+   */
+  async who(room?: string): Promise<Member[]> {
+    const state = this.#roomOf(room);
+    const reply = await this.#request({ type: "who", room: state.name }, "who");
+    let members: MemberInfo[];
+    try {
+      members = parseMembers(reply.members, "who.members");
+    } catch (err) {
+      throw new JoinError("bad_reply", (err as Error).message);
+    }
+    return await this.#inboundJob(() => this.#registry(state, members));
+  }
+
+  /**
+   * Lists the rooms this connection is in, with their member counts.
+   *
+   * @returns the rooms
+   * @throws {JoinError} when offline or refused
+   */
+  async roomList(): Promise<{ name: string; count: number }[]> {
+    const reply = await this.#request({ type: "rooms" }, "rooms");
+    try {
+      return parseRoomList(reply.rooms);
+    } catch (err) {
+      throw new JoinError("bad_reply", (err as Error).message);
+    }
+  }
+
+  #roomOf(room: string | undefined): RoomState {
+    const name = room ?? this.#last;
+    const state = name === undefined ? undefined : this.#rooms.get(foldName(name));
+    if (!state) throw new SendError(name === undefined ? "join a room first" : `you are not in #${name}`);
+    return state;
+  }
+
+  /**
+   * Changes the nick, in queue order: messages said before are written under the old nick first, messages said
+   * after are sealed under the new one. The server registers the new nick to this identity.
+   *
+   * @param nick the new nick
+   * @throws {JoinError} with the server's code when refused (registered to another key, invalid), or "offline"
+   */
+  changeNick(nick: string): Promise<void> {
+    if (this.#state !== "online") {
+      return Promise.reject(new JoinError("offline", "not connected to the server right now"));
+    }
+    return this.#outbox.barrier(async () => {
+      const answer = await this.#request({ type: "nick", new: nick }, "nick");
+      if (typeof answer.new !== "string" || foldName(answer.new) !== foldName(nick)) {
+        throw new JoinError("bad_reply", `the server answered a change to another nick`);
+      }
+      this.#nick = answer.new;
+      this.#onEvent({ kind: "nick", old: answer.old, new: answer.new });
+    });
+  }
+
+  /**
+   * Fetches up to `limit` messages of a room older than the oldest one shown, and delivers them as an "older" event.
+   *
+   * @param limit how many (at most the server's page size)
+   * @param options.room the room (default: the room joined last)
+   * @returns how many were shown, and whether there are more
+   * @throws {SendError} when not in the room; {@link JoinError} when offline
+   */
+  async older(limit: number, options: { room?: string } = {}): Promise<{ shown: number; more: boolean }> {
+    const room = this.#roomOf(options.room);
+    const page = Math.max(1, Math.min(limit, this.limits?.history_page ?? HISTORY_PAGE));
+    const reply = await this.#request(
+      { type: "history", room: room.name, before_seq: room.oldestSeq, limit: page },
+      "history",
+    );
+    // Paging back must reach further even past messages already seen.
+    for (const raw of reply.messages) room.oldestSeq = Math.min(room.oldestSeq, seqOf(raw) ?? Infinity);
+    const messages = await this.#openMessages(room, reply.messages, "older");
+    this.#onEvent({ kind: "older", room: room.name, messages, more: reply.more });
+    return { shown: messages.length, more: reply.more };
+  }
+
+  // ---- receiving room messages --------------------------------------------------------------------------------
+
   /**
    * A live message: shown now, or held back (within a byte bound) while its room catches up, or while the room it
    * names is being joined (it can arrive in the same read as `joined`, before the room's state exists).
    */
   #onRelayed(msg: ServerMessageOf<"message">, bytes: number): void {
-    const joining = this.#joining;
-    if (joining && (msg.envelope as { room?: unknown } | undefined)?.room === joining.room) {
+    const named = (msg.envelope as { room?: unknown } | undefined)?.room;
+    const roomName = typeof named === "string" ? named : "";
+    const joining = this.#joining.get(roomName);
+    if (joining) {
       if (joining.bytes + bytes <= this.#bounds.heldBytes) {
         joining.early.push(msg);
         joining.bytes += bytes;
       }
       return;
     }
-    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
-    if (!room) return;
+    const room = this.#rooms.get(foldName(roomName));
+    if (!room) {
+      this.#forged.add(
+        "",
+        typeof (msg.envelope as { from?: unknown })?.from === "string"
+          ? (msg.envelope as { from: string }).from
+          : "(unknown sender)",
+        msg.seq,
+      );
+      return;
+    }
     const held = room.held;
     if (!held) {
-      void this.#showMessages(room, [msg], { history: false });
+      void this.#showMessages(room, [msg], "live");
       return;
     }
     if (held.bytes + bytes > this.#bounds.heldBytes) {
@@ -517,6 +875,306 @@ export class Session {
     }
     held.items.push(msg);
     held.bytes += bytes;
+  }
+
+  #inboundContext(): InboundContext {
+    return {
+      peers: this.#peers!,
+      identity: this.#home.identity,
+      device: this.#device,
+      serverPub: this.#greeting!.serverPub,
+      forged: (room, from, seq) => this.#forged.add(room ?? "", from, seq),
+      onEvent: (event) => this.#onEvent(event),
+      storedOwn: (id, seq) => this.#onAck(id, seq),
+    };
+  }
+
+  /** Opens relayed messages in order (after any still being opened) and returns those that pass. */
+  #openMessages(room: RoomState, items: unknown[], arrived: Arrived): Promise<ShownMessage[]> {
+    return this.#inboundJob(async () => {
+      const shown: ShownMessage[] = [];
+      const context = this.#inboundContext();
+      for (const raw of items) {
+        const message = await openRoomItem(room, raw, { context, arrived });
+        if (message) shown.push(message);
+      }
+      this.#scheduleFlush();
+      return shown;
+    });
+  }
+
+  /** Opens relayed messages in order and delivers each that passes as a "message" event. */
+  async #showMessages(room: RoomState, items: unknown[], arrived: Arrived): Promise<number> {
+    const shown = await this.#openMessages(room, items, arrived);
+    for (const message of shown) this.#onEvent({ kind: "message", message });
+    if (arrived !== "older" && arrived !== "recheck" && !room.held) this.#checkHoles(room);
+    return shown.length;
+  }
+
+  /**
+   * Holes in a sender's numbers that a later message proves were stored: asked again with `since` from the message
+   * before the hole, once; what is still missing then was withheld, and is reported once.
+   */
+  #checkHoles(room: RoomState): void {
+    for (const hole of room.tracker.withheld()) {
+      const id = `${hole.key}/${hole.device}/${hole.first}`;
+      if (room.rechecking.has(id)) continue;
+      room.rechecking.add(id);
+      void (async () => {
+        try {
+          const reply = await this.#request({ type: "since", room: room.name, after_seq: hole.afterSeq }, "since");
+          if (this.#rooms.get(foldName(room.name)) !== room) return;
+          if (reply.pruned_through > hole.afterSeq) return this.#pruned(room, reply.pruned_through);
+          await this.#showMessages(room, reply.messages, "recheck");
+          await this.#inboundJob(() => {
+            for (const still of room.tracker.withheld()) {
+              if (still.key !== hole.key || still.device !== hole.device || still.last < hole.first) continue;
+              room.tracker.dismiss(still);
+              this.#onEvent({
+                kind: "withheld",
+                room: room.name,
+                from: room.senders.get(hole.key) ?? "a member",
+                count: still.last - still.first + 1,
+              });
+            }
+          });
+        } catch {
+          // Offline: the catch-up after the reconnect checks again.
+          room.rechecking.delete(id);
+        }
+      })();
+    }
+  }
+
+  #pruned(room: RoomState, through: number): void {
+    room.tracker.forgetHoles();
+    room.rechecking.clear();
+    this.#onEvent({ kind: "pruned", room: room.name, through });
+  }
+
+  /**
+   * Fetches everything after the room's last seen seq, page by page (at most `catchUpPages`), and shows it. Live
+   * messages held meanwhile that overflowed their bound are fetched by another round.
+   */
+  async #catchUp(room: RoomState): Promise<number> {
+    let missed = 0;
+    const stood = room.lastSeq;
+    for (let page = 0;; page++) {
+      if (page >= this.#bounds.catchUpPages) {
+        this.#onEvent({
+          kind: "status",
+          text: `stopped catching up #${room.name} after ${page} pages: the server kept sending more`,
+        });
+        return missed;
+      }
+      const reply = await this.#request({ type: "since", room: room.name, after_seq: room.lastSeq }, "since");
+      if (page === 0 && reply.pruned_through > stood) this.#pruned(room, reply.pruned_through);
+      const before = room.lastSeq;
+      missed += await this.#showMessages(room, reply.messages, "catchUp");
+      for (const raw of reply.messages) room.lastSeq = Math.max(room.lastSeq, seqOf(raw) ?? 0);
+      const overflowed = room.held!.overflowed;
+      room.held!.overflowed = false;
+      if (overflowed || (reply.more && room.lastSeq > before)) continue;
+      return missed;
+    }
+  }
+
+  // ---- sending ------------------------------------------------------------------------------------------------
+
+  /**
+   * Says something in a room. The message is queued at once (state "queued") and written when everything said
+   * before it is written; it stays pending until the server acknowledges that it is stored, across reconnects and
+   * nick changes. Its progress arrives as "outbox" events.
+   *
+   * @param text what to say
+   * @param options.room the room (default: the room joined last)
+   * @param options.action say it as an action (/me)
+   * @param options.type the message type (default "text"; "action" with `action`; "topic" sets the room topic)
+   * @returns the queued message
+   * @throws {SendError} when not in the room, or the text is not well-formed or too long
+   */
+  say(text: string, options: { room?: string; action?: boolean; type?: OutgoingText["type"] } = {}): OutboxItem {
+    const room = this.#roomOf(options.room);
+    this.#checkText(text);
+    const type = options.type ?? (options.action ? "action" : "text");
+    return this.#outbox.add(room.name, { type, body: text });
+  }
+
+  /**
+   * Sends a direct message, sealed for the recipient's key (looked up and checked against the pin when it is
+   * written). A recipient whose key differs from the pin is refused until the user trusts the new key.
+   *
+   * @param nick the recipient
+   * @param text what to say
+   * @param options.action say it as an action
+   * @returns the queued message
+   * @throws {SendError} for a bad nick or text, or ("changed") a recipient whose key changed
+   */
+  msg(nick: string, text: string, options: { action?: boolean } = {}): OutboxItem {
+    this.#checkRecipient(nick);
+    this.#checkText(text);
+    return this.#outbox.add({ to: nick }, { type: options.action ? "action" : "text", body: text });
+  }
+
+  /**
+   * Invites a nick to a room this connection is in: the room's secret (never the passphrase), signed and sealed for
+   * the recipient over the direct channel. It gives everything the passphrase gives and cannot be taken back.
+   *
+   * @param nick who to invite
+   * @param options.room the room (default: the room joined last)
+   * @returns the queued invitation
+   * @throws {SendError} when not in the room, or for a recipient whose key changed
+   */
+  invite(nick: string, options: { room?: string } = {}): OutboxItem {
+    const room = this.#roomOf(options.room);
+    this.#checkRecipient(nick);
+    const body = encodeInvitation({
+      room: room.name,
+      serverPub: this.#greeting!.serverPub as Uint8Array<ArrayBuffer>,
+      master: room.keys.master,
+      salt: room.pin.salt,
+      iterations: room.pin.iterations,
+      accessPub: room.pin.accessPub,
+      epoch: room.pin.epoch,
+    });
+    return this.#outbox.add({ to: nick }, { type: "invite", body });
+  }
+
+  #checkText(text: string): void {
+    if (this.#state === "closed") throw new SendError("the session is closed");
+    if (!text.isWellFormed()) throw new SendError("the text is not well-formed Unicode");
+    const bytes = utf8Length(text);
+    const max = Math.min(MAX_BODY_BYTES, this.limits?.max_body ?? MAX_BODY_BYTES);
+    if (bytes > max) throw new SendError(`message is ${bytes} bytes; the limit is ${max}`);
+  }
+
+  #checkRecipient(nick: string): void {
+    if (this.#state === "closed") throw new SendError("the session is closed");
+    try {
+      validateNick(nick);
+    } catch (err) {
+      throw new SendError((err as Error).message);
+    }
+    if (foldName(nick) === foldName(this.#nick)) throw new SendError("a direct message needs another person");
+    const pin = this.#home.peerPin(this.#greeting!.serverPub, nick);
+    if (pin?.offered) throw recipientChanged(pin.nick);
+  }
+
+  #ready(item: OutboxItem): boolean {
+    if (this.#state !== "online") return false;
+    if (item.to !== undefined) return true;
+    const room = this.#rooms.get(foldName(item.room));
+    return room !== undefined && !room.held;
+  }
+
+  /** Seals an outgoing message (again, when the nick changed since) into its frame. */
+  async #frameOf(item: OutboxItem): Promise<Uint8Array> {
+    const cached = this.#sealed.get(item.id);
+    if (cached && cached.from === this.#nick) return cached.frame;
+    if (cached) this.#voidNumber(cached);
+    const sealed = item.to === undefined ? await this.#sealRoom(item) : await this.#sealDirect(item, item.to);
+    const maxFrame = this.limits?.max_frame ?? Infinity;
+    if (sealed.frame.length - 4 > maxFrame) {
+      this.#voidNumber(sealed);
+      throw new SendError(`message is too long for this server (frame limit ${maxFrame} bytes)`);
+    }
+    this.#sealed.set(item.id, sealed);
+    return sealed.frame;
+  }
+
+  async #sealRoom(item: OutboxItem): Promise<Sealed> {
+    const room = this.#rooms.get(foldName(item.room));
+    if (!room) throw new SendError(`not in #${item.room} any more`);
+    const from = this.#nick;
+    const sequence = room.sending.take();
+    const envelope = await sealRoomMessage(room.keys, {
+      context: room.context,
+      from,
+      identity: this.#home.identity,
+      content: item.text,
+      sequence,
+      id: decodeBase64(item.id),
+      ts: item.ts,
+    });
+    return { from, frame: sendFrame(envelope), room: foldName(room.name), n: sequence.n };
+  }
+
+  async #sealDirect(item: OutboxItem, to: string): Promise<Sealed> {
+    const recipient = await this.recipient(to).catch((err) => {
+      throw err instanceof JoinError && err.code === "unknown_nick"
+        ? new SendError(`nobody is registered as ${to} on this server`)
+        : err;
+    });
+    if (recipient.trust === "changed") throw recipientChanged(recipient.nick);
+    const from = this.#nick;
+    try {
+      const sealed = await sealDirect(this.#home.identity, {
+        serverPub: this.#greeting!.serverPub,
+        from,
+        to: { nick: recipient.nick, key: recipient.key, kx: recipient.kx },
+        content: item.text,
+        id: decodeBase64(item.id),
+        ts: item.ts,
+      });
+      return { from, frame: directFrame(recipient.nick, sealed) };
+    } catch (err) {
+      if (err instanceof DirectError) throw new SendError(`cannot send to ${to}: ${err.message}`);
+      throw err;
+    }
+  }
+
+  /**
+   * A recipient's keys, looked up once per connection and checked (kx signature, pin, rotations).
+   *
+   * @param nick the nick
+   * @returns the keys and their trust
+   * @throws {JoinError} "unknown_nick", "offline", "bad_reply"
+   */
+  recipient(nick: string): Promise<PeerKeys> {
+    const fold = foldName(nick);
+    let keys = this.#recipients.get(fold);
+    if (!keys) {
+      keys = this.#peers!.keys(nick);
+      this.#recipients.set(fold, keys);
+      keys.catch(() => this.#recipients.delete(fold));
+    }
+    return keys;
+  }
+
+  /** A room number whose message will never be stored as sealed: void, so receivers do not wait for it. */
+  #voidNumber(sealed: Sealed): void {
+    if (sealed.room === undefined || sealed.n === undefined) return;
+    this.#numbering.get(sealed.room)?.settle(sealed.n, "refused");
+  }
+
+  /** Every outbox change: a stored number is settled, a given-up one is void; then the user interface is told. */
+  #onOutbox(item: OutboxItem): void {
+    if (item.state === "acked" || item.state === "failed") {
+      const sealed = this.#sealed.get(item.id);
+      this.#sealed.delete(item.id);
+      if (sealed?.room !== undefined && sealed.n !== undefined) {
+        this.#numbering.get(sealed.room)?.settle(sealed.n, item.state === "acked" ? "stored" : "refused");
+      }
+    }
+    this.#onEvent({ kind: "outbox", item });
+  }
+
+  #onAck(id: string, seq: number): void {
+    const item = this.#outbox.get(id);
+    if (!item) return;
+    if (item.to !== undefined) {
+      // The inbox seq of our own copy: when it comes back in a later direct_since, it is known.
+      this.#directSeen?.add(`${this.#home.identity.publicKey.toBase64()}/${id}`, seq);
+      this.#scheduleFlush();
+    } else {
+      const room = this.#rooms.get(foldName(item.room));
+      if (room) {
+        room.lastSeq = Math.max(room.lastSeq, seq);
+        room.seen.add(id, seq);
+        this.#scheduleFlush();
+      }
+    }
+    this.#outbox.ack(id, seq);
   }
 
   #onError(msg: ServerMessageOf<"error">): void {
@@ -536,132 +1194,23 @@ export class Session {
         // Already stored (its ack was lost): as good as an ack.
         this.#outbox.ack(item.id);
         return;
-      case "storage_failed":
+      case "storage_failed": {
+        // Not stored: its number becomes void, and the same text is sealed again under a new number.
+        const sealed = this.#sealed.get(item.id);
+        if (sealed) this.#voidNumber(sealed);
+        this.#sealed.delete(item.id);
         this.#outbox.retry(item.id, `the server could not store it: ${msg.message}`);
         return;
+      }
       case "sender_mismatch":
         // Sealed under a nick that is not this connection's any more (a nick change, a reconnect): seal it again.
-        if (this.#sealed.get(item)?.from !== this.#nick) {
+        if (this.#sealed.get(item.id)?.from !== this.#nick) {
           this.#outbox.retry(item.id, msg.message, { now: true });
           return;
         }
         break;
     }
     this.#outbox.fail(item.id, `the server refused it: ${msg.message}`);
-  }
-
-  #acked(id: string, seq: number): void {
-    if (!this.#outbox.ack(id, seq)) return;
-    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
-    if (room) room.lastSeq = Math.max(room.lastSeq, seq);
-  }
-
-  /** Seals an outgoing message (again, when the nick changed since) into its `send` frame. */
-  async #frameOf(item: OutboxItem): Promise<Uint8Array> {
-    const cached = this.#sealed.get(item);
-    if (cached && cached.from === this.#nick) return cached.frame;
-    const room = this.#rooms.get(item.room);
-    if (!room) throw new SendError(`not in #${item.room} any more`);
-    const from = this.#nick;
-    const envelope = await sealEnvelope(room.keys, {
-      room: room.name,
-      from,
-      plaintext: { type: item.text.type, body: item.text.body },
-      id: decodeBase64(item.id),
-      ts: item.ts,
-    });
-    const frame = sendFrame(envelope);
-    const maxFrame = this.#limits?.max_frame ?? Infinity;
-    if (frame.length - 4 > maxFrame) {
-      throw new SendError(`message is too long for this server (frame limit ${maxFrame} bytes)`);
-    }
-    this.#sealed.set(item, { from, frame });
-    return frame;
-  }
-
-  /** Opens relayed messages in order (after any still being opened) and returns those that pass. */
-  #openMessages(room: RoomState, items: unknown[], options: { history: boolean }): Promise<ShownMessage[]> {
-    const job = this.#inbound.then(async () => {
-      const shown: ShownMessage[] = [];
-      for (const raw of items) {
-        const message = await this.#openRelayed(room, raw, options);
-        if (message) shown.push(message);
-      }
-      return shown;
-    });
-    this.#inbound = job.catch(() => {});
-    return job;
-  }
-
-  /** Opens relayed messages in order and delivers each that passes as a "message" event (live or history). */
-  async #showMessages(room: RoomState, items: unknown[], options: { history: boolean }): Promise<number> {
-    const shown = await this.#openMessages(room, items, options);
-    for (const message of shown) this.#onEvent({ kind: "message", message });
-    return shown.length;
-  }
-
-  async #openRelayed(room: RoomState, raw: unknown, options: { history: boolean }): Promise<ShownMessage | undefined> {
-    let item;
-    try {
-      item = parseRelayedMessage(raw);
-    } catch {
-      const claimed = (raw as { envelope?: { from?: unknown } })?.envelope?.from;
-      this.#forged.add(room.name, typeof claimed === "string" ? claimed : "(unknown sender)", seqOf(raw));
-      return undefined;
-    }
-    const id = item.envelope.id;
-    this.#acked(id, item.seq); // our own, stored before its ack was lost
-    if (room.seen.has(id)) return undefined;
-    let opened;
-    try {
-      opened = await openEnvelope(room.keys, { envelope: item.envelope, room: room.name });
-    } catch (err) {
-      if (!(err instanceof OpenError)) throw err;
-      this.#forged.add(room.name, item.envelope.from, item.seq);
-      return undefined;
-    }
-    this.#remember(room, id);
-    room.lastSeq = Math.max(room.lastSeq, item.seq);
-    room.oldestSeq = Math.min(room.oldestSeq, item.seq);
-    return {
-      room: room.name,
-      seq: item.seq,
-      from: opened.from,
-      ts: opened.ts,
-      id,
-      type: opened.plaintext.type === "action" ? "action" : "text",
-      text: opened.plaintext.body,
-      history: options.history,
-    };
-  }
-
-  #remember(room: RoomState, id: string): void {
-    room.seen.add(id);
-    room.seenOrder.push(id);
-    if (room.seenOrder.length > SEEN_IDS) room.seen.delete(room.seenOrder.shift()!);
-  }
-
-  /**
-   * Says something in the current room. The message is queued at once (state "queued") and written when everything
-   * said before it is written; it stays pending until the server acknowledges that it is stored, across reconnects
-   * and nick changes. Its progress arrives as "outbox" events.
-   *
-   * @param text what to say
-   * @param options.action say it as an action (/me)
-   * @returns the queued message
-   * @throws {SendError} when not in a room, or the text is not well-formed or too long
-   */
-  say(text: string, options: { action?: boolean } = {}): OutboxItem {
-    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
-    if (!room) throw new SendError("join a room first");
-    if (this.#state === "closed") throw new SendError("the session is closed");
-    if (!text.isWellFormed()) throw new SendError("the text is not well-formed Unicode");
-    const bytes = utf8Length(text);
-    const max = Math.min(MAX_BODY_BYTES, this.#limits?.max_body ?? MAX_BODY_BYTES);
-    if (bytes > max) throw new SendError(`message is ${bytes} bytes; the limit is ${max}`);
-    const item = this.#outbox.add(room.name, { type: options.action ? "action" : "text", body: text });
-    this.#remember(room, item.id);
-    return item;
   }
 
   /**
@@ -683,233 +1232,216 @@ export class Session {
     return this.#outbox.whenPendingAtMost(count);
   }
 
-  /**
-   * Joins a room, creating it when it does not exist. On success the previous room is left (its messages not yet
-   * stored after a short wait are given up); on failure the session stays where it was.
-   *
-   * @param room the room name
-   * @param hooks asks for the passphrase and shows key derivation
-   * @returns what the join found
-   * @throws {JoinError} for a wrong passphrase, a bad room name, a cancelled prompt, or when offline
-   */
-  async join(room: string, hooks: JoinHooks): Promise<Joined> {
-    if (this.#state !== "online") throw new JoinError("offline", "not connected to the server right now");
-    const leaving = this.#current;
-    if (leaving !== undefined && leaving !== room) {
-      await this.#outbox.whenPendingAtMost(0, { room: leaving, timeoutMs: LEAVE_DRAIN_MS }).catch(() => {});
-    }
-    for (let attempt = 0;; attempt++) {
-      try {
-        const joined = await this.#join(room, hooks, { rejoin: false });
-        if (leaving !== undefined && leaving !== room) {
-          this.#outbox.failRoom(leaving, `you left #${leaving} before it was stored`);
-        }
-        return joined;
-      } catch (err) {
-        if (err instanceof JoinError && err.code === "room_changed" && attempt < 2) continue;
-        throw err;
-      }
-    }
-  }
+  // ---- direct messages and invitations ------------------------------------------------------------------------
 
-  /** One join: the challenge, the room's keys, the proof, and (for a new join) entering the room. */
-  async #join(room: string, hooks: JoinHooks | undefined, options: { rejoin: boolean }): Promise<Joined> {
-    const challenge = await this.#request({ type: "join", room }, "challenge");
-    if (challenge.room !== room) throw new JoinError("bad_reply", `the server answered for #${challenge.room}`);
-    const previous = options.rejoin ? this.#rooms.get(room) : undefined;
-    const secrets = await this.#roomSecrets(challenge, { hooks, previous });
-    const { salt, iterations, keys, creating } = secrets;
-    const proof = await signJoinProof(keys, { nonce: secrets.nonce, room, nick: this.#nick });
-    // Live messages of a room being joined can come in the same read as `joined`: they wait for its state.
-    const joining = options.rejoin ? undefined : { room, early: [], bytes: 0 };
-    this.#joining = joining;
-    const joined = await this.#request(
-      proveMessage(room, proof, creating ? { salt, iterations, accessPub: keys.accessPub } : undefined),
-      "joined",
-    ).catch((err) => {
-      if (err instanceof JoinError && err.code === "access_denied") this.#keys.delete(keyName(room, salt, iterations));
-      throw err;
-    }).finally(() => {
-      if (this.#joining === joining) this.#joining = undefined;
+  /**
+   * Fetches the inbox: at the first connection from the start (what was seen in an earlier run is marked history,
+   * and only the newest {@link DIRECT_HISTORY} of it shown), after a reconnect from the last inbox seq seen.
+   */
+  async #catchUpDirect(options: { first: boolean }): Promise<number> {
+    const greeting = this.#greeting!;
+    this.#directSeen ??= await this.#home.seenDirectIds(greeting.serverPub);
+    const seenBefore = options.first ? this.#home.directSeq(greeting.serverPub) : Infinity;
+    let after = options.first ? 0 : this.#directSeq;
+    const items: unknown[] = [];
+    for (let page = 0; page < this.#bounds.catchUpPages; page++) {
+      const reply = await this.#request({ type: "direct_since", after_seq: after }, "direct_since");
+      if (!Array.isArray(reply.messages)) throw new JoinError("bad_reply", "direct_since.messages is not a list");
+      items.push(...reply.messages);
+      const last = reply.messages.reduce((max: number, raw) => Math.max(max, seqOf(raw) ?? 0), after);
+      if (!reply.more || last <= after) break;
+      after = last;
+    }
+    const old = items.filter((raw) => (seqOf(raw) ?? 0) <= seenBefore);
+    const shownFrom = Math.max(0, old.length - DIRECT_HISTORY);
+    let shown = 0;
+    await this.#inboundJob(async () => {
+      for (const [i, raw] of items.entries()) {
+        const history = i < old.length;
+        if (await this.#showDirect(raw, { history, quiet: history && i < shownFrom })) shown++;
+      }
     });
-    if (joined.room !== room) throw new JoinError("bad_reply", `the server answered for #${joined.room}`);
-    let members: string[];
-    try {
-      members = parseNames(joined.members, "joined.members");
-    } catch (err) {
-      throw new JoinError("bad_reply", (err as Error).message);
-    }
-    this.#keys.set(keyName(room, salt, iterations), keys);
-    if (previous) {
-      // Keep what was seen; the caller catches up from the last seq with `since` before showing live messages.
-      previous.keys = keys;
-      return { room, members, created: creating, history: 0 };
-    }
-    const history = await this.#enter(joined, { salt, iterations, keys, early: joining?.early ?? [] });
-    return { room, members, created: creating, history };
+    return shown;
   }
 
-  /**
-   * The salt, iterations and keys for a challenge: the cached keys, the previous room's secrets (the server lost the
-   * room while this client was away), or keys derived from a passphrase the hooks give. Everything the server sent
-   * is checked before a passphrase is asked for.
-   */
-  async #roomSecrets(
-    challenge: ServerMessageOf<"challenge">,
-    options: { hooks?: JoinHooks; previous?: RoomState },
-  ): Promise<{ nonce: Uint8Array; salt: Uint8Array; iterations: number; keys: RoomKeys; creating: boolean }> {
-    const { room } = challenge;
-    const creating = challenge.salt === undefined;
-    try {
-      const nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
-      if (creating && options.previous) {
-        const { salt, iterations, keys } = options.previous;
-        return { nonce, salt, iterations, keys, creating };
-      }
-      const salt = creating ? makeSalt() : decodeBase64(challenge.salt!, { length: SALT_BYTES });
-      const iterations = creating ? this.#iterations : challenge.iterations ?? NaN;
-      const cached = this.#keys.get(keyName(room, salt, iterations));
-      if (cached) return { nonce, salt, iterations, keys: cached, creating };
-      const hooks = options.hooks;
-      if (!hooks) throw new JoinError("access_denied", `room ${room} changed on the server: join it again`);
-      // Before any prompt: a server announcing a count outside the range would weaken the room.
-      checkIterations(iterations);
-      const passphrase = await hooks.passphrase(room, { creating });
-      if (passphrase === undefined) throw new JoinError("cancelled", `join ${room} cancelled`);
-      const done = hooks.deriving?.(room, { iterations });
-      try {
-        return { nonce, salt, iterations, keys: await deriveRoomKeys(passphrase, { salt, iterations }), creating };
-      } finally {
-        done?.();
-      }
-    } catch (err) {
-      if (err instanceof JoinError) throw err;
-      // A challenge with a bad nonce or salt, or an iteration count outside the allowed range (a weakened room).
-      const why = err instanceof KeyDerivationError ? err.message : `bad challenge: ${(err as Error).message}`;
-      throw new JoinError("bad_reply", `refusing to join #${room}: ${why}`);
+  /** Opens one direct item and tells the user interface (an invitation is remembered for /accept). */
+  async #showDirect(raw: unknown, options: { history: boolean; quiet?: boolean }): Promise<boolean> {
+    const seq = seqOf(raw);
+    if (seq !== undefined && Number.isSafeInteger(seq)) {
+      this.#directSeq = Math.max(this.#directSeq, seq);
+      if (!options.history) this.#home.saveDirectSeq(this.#greeting!.serverPub, this.#directSeq);
     }
+    const opened = await openDirectItem(raw, {
+      context: this.#inboundContext(),
+      seen: this.#directSeen!,
+      history: options.history,
+    });
+    this.#scheduleFlush();
+    if (!opened) return false;
+    const { shown, message } = opened;
+    if (message.type === "invite") return await this.#onInvitation(shown, options);
+    if (!options.quiet) this.#onEvent({ kind: "direct", message: shown });
+    return true;
   }
 
-  /** Enters a newly joined room (v1: it replaces the room before): its state, its history, what came with it. */
-  async #enter(
-    joined: ServerMessageOf<"joined">,
-    secrets: { salt: Uint8Array; iterations: number; keys: RoomKeys; early: unknown[] },
-  ): Promise<number> {
-    const room = joined.room;
-    for (const name of this.#rooms.keys()) if (name !== room) this.#rooms.delete(name);
-    const state: RoomState = {
-      name: room,
-      keys: secrets.keys,
-      salt: secrets.salt,
-      iterations: secrets.iterations,
-      lastSeq: joined.latest_seq,
-      oldestSeq: joined.latest_seq + 1,
-      seen: new Set(),
-      seenOrder: [],
+  async #onInvitation(shown: DirectShown, options: { history: boolean; quiet?: boolean }): Promise<boolean> {
+    let invitation: Invitation;
+    try {
+      invitation = await parseInvitation(shown.text);
+      if (!sameBytes(invitation.serverPub, this.#greeting!.serverPub)) throw new DirectError("for another server");
+    } catch (err) {
+      this.#onEvent({
+        kind: "status",
+        text: `ignored an invitation from ${shown.from} that does not hold together (${(err as Error).message})`,
+      });
+      return false;
+    }
+    if (shown.own) {
+      // Our own copy: shown as a direct message saying whom we invited where.
+      if (!options.quiet) this.#onEvent({ kind: "direct", message: { ...shown, text: invitation.room } });
+      return true;
+    }
+    const invitationShown: InvitationShown = {
+      room: invitation.room,
+      from: shown.from,
+      to: shown.to,
+      fingerprint: shown.fingerprint,
+      trust: shown.trust,
+      id: shown.id,
+      ts: shown.ts,
+      history: shown.history,
     };
-    this.#rooms.set(room, state);
-    this.#current = room;
-    // Both queued at once, before any later live message: history, then what came with `joined`, then the rest.
-    const shown = this.#showMessages(state, joined.history, { history: true });
-    const earlyShown = this.#showMessages(state, secrets.early, { history: false });
-    const history = await shown;
-    await earlyShown;
-    this.#outbox.kick();
-    return history;
+    this.#invitations.set(foldName(invitation.room), { invitation, shown: invitationShown });
+    if (!options.quiet) this.#onEvent({ kind: "invitation", invitation: invitationShown });
+    return true;
   }
 
   /**
-   * Lists the members of the current room.
+   * The invitations received (the latest per room), newest last.
    *
-   * @returns their nicks
-   * @throws {JoinError} when offline or refused
+   * @returns what each invitation offers
    */
-  async who(): Promise<string[]> {
-    const reply = await this.#request({ type: "who" }, "who");
-    try {
-      return parseNames(reply.members, "who.members");
-    } catch (err) {
-      throw new JoinError("bad_reply", (err as Error).message);
-    }
+  invitations(): InvitationShown[] {
+    return [...this.#invitations.values()].map((r) => r.shown).sort((a, b) => a.ts - b.ts);
   }
 
   /**
-   * Lists the rooms that have members right now.
+   * Accepts an invitation: checks the inviter's key against the pin, pins the room's parameters exactly as a first
+   * join does (a room pinned with other parameters is refused), keeps the secret in the home (so the room is
+   * rejoined after a restart), and joins: a challenge that differs from the invitation is refused.
    *
-   * @returns the rooms and their member counts
-   * @throws {JoinError} when offline or refused
+   * @param room the room (default: the latest invitation)
+   * @returns the join
+   * @throws {JoinError} "no_invitation", "changed" (the inviter's key, or the room's parameters), or as join
    */
-  async rooms(): Promise<{ name: string; members: number }[]> {
-    const reply = await this.#request({ type: "rooms" }, "rooms");
-    try {
-      return parseRoomList(reply.rooms);
-    } catch (err) {
-      throw new JoinError("bad_reply", (err as Error).message);
+  async accept(room?: string): Promise<Joined> {
+    const received = room === undefined
+      ? this.invitations().map((s) => this.#invitations.get(foldName(s.room))!).at(-1)
+      : this.#invitations.get(foldName(room));
+    if (!received) {
+      throw new JoinError(
+        "no_invitation",
+        room === undefined ? "no invitation to accept" : `no invitation to #${room}`,
+      );
     }
-  }
-
-  /**
-   * Changes the nick, in queue order: messages said before are written under the old nick first, messages said
-   * after are sealed under the new one.
-   *
-   * @param nick the new nick
-   * @throws {JoinError} with the server's code when refused (in use, invalid), or "offline"
-   */
-  changeNick(nick: string): Promise<void> {
-    if (this.#state !== "online") {
-      return Promise.reject(new JoinError("offline", "not connected to the server right now"));
+    const { invitation, shown } = received;
+    if (shown.trust === "changed") {
+      throw new JoinError(
+        "changed",
+        `the invitation to #${invitation.room} is signed by a key of ${shown.from} that differs from the one you ` +
+          `pinned: check it (/whois ${shown.from}), /trust ${shown.from} if it is right, then /accept again`,
+      );
     }
-    return this.#outbox.barrier(async () => {
-      const answer = await this.#request({ type: "nick", new: nick }, "nick");
-      if (answer.new !== nick) throw new JoinError("bad_reply", `the server answered a change to ${answer.new}`);
-      this.#nick = answer.new;
-      this.#onEvent({ kind: "nick", old: answer.old, new: answer.new });
+    const serverPub = this.#greeting!.serverPub;
+    const pin = {
+      name: invitation.room,
+      salt: invitation.salt,
+      iterations: invitation.iterations,
+      accessPub: invitation.accessPub,
+      epoch: invitation.epoch,
+    };
+    if (this.#home.pinRoom(serverPub, pin) === "differs") {
+      throw new JoinError(
+        "changed",
+        `refusing the invitation to #${invitation.room}: you pinned that room with other parameters; if it was ` +
+          `re-created: /forget ${invitation.room}, then /accept again`,
+      );
+    }
+    await this.#home.keepRoomSecret(serverPub, { ...pin, master: invitation.master, source: "invite" });
+    return await this.join(invitation.room, {
+      passphrase: () => Promise.resolve(undefined),
     });
   }
 
+  // ---- peers --------------------------------------------------------------------------------------------------
+
   /**
-   * Fetches up to `limit` messages older than the oldest one shown, and delivers them as an "older" event.
+   * What the client knows of a nick's key: the key the server shows now (looked up, its key-agreement key's
+   * signature checked) against the pin.
    *
-   * @param limit how many (at most the server's page size)
-   * @returns how many were shown, and whether there are more
-   * @throws {SendError} when not in a room; {@link JoinError} when offline
+   * @param nick the nick
+   * @returns fingerprints and pin state
+   * @throws {JoinError} "unknown_nick", "offline", "bad_reply"
    */
-  async older(limit: number): Promise<{ shown: number; more: boolean }> {
-    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
-    if (!room) throw new SendError("join a room first");
-    const page = Math.max(1, Math.min(limit, this.#limits?.history_page ?? HISTORY_PAGE));
-    const reply = await this.#request({ type: "history", before_seq: room.oldestSeq, limit: page }, "history");
-    // Paging back must reach further even past messages already seen.
-    for (const raw of reply.messages) room.oldestSeq = Math.min(room.oldestSeq, seqOf(raw) ?? Infinity);
-    const messages = await this.#openMessages(room, reply.messages, { history: true });
-    this.#onEvent({ kind: "older", room: room.name, messages, more: reply.more });
-    return { shown: messages.length, more: reply.more };
+  whois(nick: string): Promise<PeerInfo> {
+    return this.#peers!.info(nick);
   }
 
   /**
-   * Fetches everything after the room's last seen seq, page by page (at most `catchUpPages`), and shows it. Live
-   * messages held meanwhile that overflowed their bound are fetched by another round.
+   * The safety number of this user and a peer (the peer's pinned key): both compare it out of band.
+   *
+   * @param nick the peer
+   * @returns the 80-digit number in groups of 5, and the peer's canonical nick
+   * @throws {JoinError} "unknown_peer" when no key is pinned for the nick yet
    */
-  async #catchUp(room: RoomState): Promise<number> {
-    let missed = 0;
-    for (let page = 0;; page++) {
-      if (page >= this.#bounds.catchUpPages) {
-        this.#onEvent({
-          kind: "status",
-          text: `stopped catching up #${room.name} after ${page} pages: the server kept sending more`,
-        });
-        return missed;
-      }
-      const reply = await this.#request({ type: "since", after_seq: room.lastSeq }, "since");
-      const before = room.lastSeq;
-      missed += await this.#showMessages(room, reply.messages, { history: false });
-      for (const raw of reply.messages) room.lastSeq = Math.max(room.lastSeq, seqOf(raw) ?? 0);
-      const overflowed = room.held!.overflowed;
-      room.held!.overflowed = false;
-      if (overflowed || (reply.more && room.lastSeq > before)) continue;
-      return missed;
-    }
+  async safetyNumber(nick: string): Promise<{ nick: string; number: string }> {
+    const pin = this.#home.peerPin(this.#greeting!.serverPub, nick);
+    if (!pin) throw new JoinError("unknown_peer", `no key pinned for ${nick} yet: /whois ${nick} first`);
+    return { nick: pin.nick, number: await safetyNumber(this.#home.identity.publicKey, pin.key) };
   }
+
+  /**
+   * Marks a peer's pinned key verified (the user compared safety numbers and confirmed).
+   *
+   * @param nick the peer
+   * @returns whether a key was pinned
+   */
+  verify(nick: string): boolean {
+    return this.#home.verifyPeer(this.#greeting!.serverPub, nick);
+  }
+
+  /**
+   * Trusts the key a peer now shows instead of the pinned one (the user checked it).
+   *
+   * @param nick the peer
+   * @param options.fingerprint the fingerprint the user was shown (refused when another key is offered)
+   * @returns the fingerprint now pinned, or undefined when no other key was offered
+   */
+  async trust(nick: string, options: { fingerprint?: string } = {}): Promise<string | undefined> {
+    const serverPub = this.#greeting!.serverPub;
+    const pin = this.#home.peerPin(serverPub, nick);
+    if (!pin?.offered) return undefined;
+    const offered = await fingerprint(pin.offered);
+    if (options.fingerprint !== undefined && options.fingerprint !== offered) return undefined;
+    this.#home.trustPeer(serverPub, { nick: pin.nick, key: pin.offered });
+    this.#recipients.delete(foldName(nick));
+    return offered;
+  }
+
+  /**
+   * Forgets a room's pinned parameters and kept secret (after an operator re-created it), so the next join pins
+   * afresh.
+   *
+   * @param room the room
+   * @returns whether anything was pinned or kept
+   */
+  async forgetRoom(room: string): Promise<boolean> {
+    const found = await this.#home.forgetRoom(this.#greeting!.serverPub, room);
+    for (const name of [...this.#keys.keys()]) if (name.startsWith(`${foldName(room)}\u0000`)) this.#keys.delete(name);
+    return found;
+  }
+
+  // ---- losing the connection and coming back ------------------------------------------------------------------
 
   #onLost(generation: number, error: LinkError): void {
     if (generation !== this.#generation) return;
@@ -957,8 +1489,12 @@ export class Session {
       try {
         await this.#open();
       } catch (err) {
-        // A nick the server will never take, or a protocol it does not speak: retrying cannot fix that.
-        if (err instanceof SessionError && (err.code === "nick_invalid" || err.code === "version_unsupported")) {
+        // A changed server key, a nick the server will never take, a protocol it does not speak: retrying cannot
+        // fix that.
+        if (
+          err instanceof SessionError &&
+          (err.kind === "changed" || err.kind === "nick" || err.code === "version_unsupported")
+        ) {
           throw err;
         }
         reason = (err as Error).message;
@@ -966,40 +1502,63 @@ export class Session {
       }
       try {
         const { missed, resent } = await this.#rejoin();
-        this.#onEvent({ kind: "reconnected", room: this.#current, missed, resent });
+        this.#onEvent({ kind: "reconnected", room: this.#last, missed, resent });
         return;
       } catch (err) {
-        if (err instanceof JoinError && err.code === "access_denied") {
-          throw new SessionError("denied", `rejoining #${this.#current}: ${err.message}`, { code: err.code });
-        }
+        if (err instanceof SessionError) throw err;
         reason = (err as Error).message;
         this.#link?.close();
       }
     }
   }
 
-  /** After a reconnect: rejoin, catch up (live messages held meanwhile), then go online and resend in order. */
+  /** After a reconnect: rejoin every room, catch up (live messages held meanwhile), the inbox, then resend. */
   async #rejoin(): Promise<{ missed: number; resent: number }> {
     let missed = 0;
-    const room = this.#current === undefined ? undefined : this.#rooms.get(this.#current);
-    if (room) {
+    for (const room of [...this.#rooms.values()]) {
       room.held = { items: [], bytes: 0, overflowed: false };
       try {
-        await this.#join(room.name, undefined, { rejoin: true });
+        await this.#joinOnce(room.name, { rejoin: room });
         missed += await this.#catchUp(room);
         // Live again from here: what was held is queued for showing before anything that arrives next.
         const held = room.held.items;
         room.held = undefined;
-        missed += await this.#showMessages(room, held, { history: false });
+        missed += await this.#showMessages(room, held, "live");
+      } catch (err) {
+        if (err instanceof JoinError && (err.code === "changed" || err.code === "access_denied")) {
+          throw new SessionError(
+            err.code === "changed" ? "changed" : "denied",
+            `rejoining #${room.name}: ${err.message}`,
+            { code: err.code },
+          );
+        }
+        throw err;
       } finally {
         room.held = undefined;
       }
     }
+    missed += await this.#catchUpDirect({ first: false });
     const resent = this.#outbox.unsent;
     this.#state = "online";
-    this.#startKeepalive(this.#limits!.idle_timeout_ms);
+    this.#startKeepalive(this.limits!.idle_timeout_ms);
     this.#outbox.kick();
     return { missed, resent };
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushTimer !== undefined) return;
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      this.#flush();
+    }, FLUSH_MS);
+  }
+
+  #flush(): void {
+    try {
+      this.#home.flush();
+    } catch (err) {
+      this.#onEvent({ kind: "status", text: `could not save the ids shown: ${(err as Error).message}` });
+    }
   }
 
   #finish(error: SessionError): void {
@@ -1012,11 +1571,14 @@ export class Session {
   #stop(error: SessionError): void {
     this.#state = "closed";
     clearInterval(this.#keepalive);
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
     // Counts not yet reported are reported now rather than lost.
     this.#forged.flush();
     this.#wake?.();
     this.#outbox.close(error);
     this.#replies.failAll(error.message);
+    if (this.#greeting) this.#flush();
   }
 
   /**
@@ -1026,6 +1588,10 @@ export class Session {
    */
   async close(reason = "quit"): Promise<void> {
     const wasOnline = this.#state === "online";
+    // Messages still being opened are given a moment, so that the ids they show are saved.
+    let wait: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.#inbound, new Promise((resolve) => wait = setTimeout(resolve, 1_000))]);
+    clearTimeout(wait);
     if (this.#state !== "closed") this.#stop(new SessionError("quit", "the session was closed"));
     const link = this.#link;
     if (link && !link.closed && wasOnline) {
@@ -1039,16 +1605,18 @@ export class Session {
   }
 }
 
-function keyName(room: string, salt: Uint8Array, iterations: number): string {
-  return `${room}\u0000${salt.toBase64()}\u0000${iterations}`;
+function recipientChanged(nick: string): SendError {
+  return new SendError(
+    `${nick}'s key differs from the one you pinned: nothing was sent. Check it (/whois ${nick}, or compare ` +
+      `/verify ${nick} with them), then /trust ${nick} (deno task client trust ${nick})`,
+    { code: "changed" },
+  );
+}
+
+function keyName(room: string, params: { salt: Uint8Array; iterations: number }): string {
+  return `${foldName(room)}\u0000${params.salt.toBase64()}\u0000${params.iterations}`;
 }
 
 function seconds(ms: number): string {
   return `${Math.round(ms / 100) / 10} s`;
-}
-
-/** The seq of an untrusted relayed item, when it has a numeric one. */
-function seqOf(raw: unknown): number | undefined {
-  const seq = (raw as { seq?: unknown } | undefined)?.seq;
-  return typeof seq === "number" ? seq : undefined;
 }

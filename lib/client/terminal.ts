@@ -8,13 +8,14 @@
  */
 
 import { MAX_BODY_BYTES } from "../envelope.ts";
-import { validateNick } from "../names.ts";
+import { foldName, validateNick } from "../names.ts";
 import { CLIENT_EXIT, type ClientConfig, EXIT_OF_CLOSE } from "./config.ts";
 import { type CommandContext, runLine } from "./commands.ts";
+import { Home, HomeError } from "./home.ts";
 import type { Dial } from "./link.ts";
 import type { OutboxItem } from "./outbox.ts";
 import { generatePassphrase, isWeakPassphrase, WEAK_PASSPHRASE_CHARS } from "./passphrase.ts";
-import { displayNick, formatMessage, formatStatus } from "./render.ts";
+import { displayNick, formatMessage, formatStatus, type MessageLine, noticeOf, shownNick } from "./render.ts";
 import { Screen, type TerminalInput, type TerminalOutput } from "./screen.ts";
 import {
   JoinError,
@@ -23,7 +24,6 @@ import {
   Session,
   SessionError,
   type SessionEvent,
-  type ShownMessage,
 } from "./session.ts";
 
 /** Wrong passphrases allowed at one prompt before giving up. */
@@ -37,6 +37,8 @@ const FOOTER_PENDING = 5;
 export interface TerminalOptions {
   /** Opens the connection (link.ts `dialServer`). */
   dial: Dial;
+  /** The home's directory ($AESCHAT_HOME or its default). */
+  homeDir: string;
   /** A passphrase given by environment or file, for the first room. */
   passphrase?: string;
   /** Reconnect delays (the interactive client never gives up on its own). */
@@ -56,6 +58,8 @@ class Chat {
   #options: TerminalOptions;
   #colour: boolean;
   session: Session | undefined;
+  /** The room typed lines go to. */
+  #current: string | undefined;
   #inHistory = false;
   /** This client's lines not yet stored, by id, oldest first. */
   #pending = new Map<string, OutboxItem>();
@@ -71,18 +75,31 @@ class Chat {
 
   constructor(config: ClientConfig, options: TerminalOptions) {
     const session = () => this.session!;
+    const current = () => this.#current;
     this.#commands = {
       get session() {
         return session();
       },
+      get room() {
+        return current();
+      },
       status: (text) => this.status(text),
       warn: (text) => this.warn(text),
-      say: (text, { action }) => {
-        this.session!.say(text, { action });
+      ask: (question) => this.screen.ask(question),
+      say: (text, { action, type }) => {
+        if (this.#current === undefined) throw new JoinError("no_room", "join a room first: /join ROOM");
+        this.session!.say(text, { room: this.#current, action, type });
         return Promise.resolve();
       },
-      join: async (room, { generate }) => {
-        await this.join(room, generate);
+      join: async (room, { generate, remember }) => {
+        await this.join(room, { generate, remember });
+        this.prompt();
+      },
+      part: async (room) => {
+        await this.session!.part(room);
+        if (this.#current !== undefined && foldName(this.#current) === foldName(room)) {
+          this.#current = this.session!.rooms.at(-1);
+        }
         this.prompt();
       },
       quit: () => this.quit({ ask: true }),
@@ -105,14 +122,16 @@ class Chat {
     this.screen.print(formatStatus(text, { colour: this.#colour, warning: true, width: this.screen.columns }));
   }
 
-  #show(message: ShownMessage): void {
+  #show(message: MessageLine & { room: string | null }): void {
     if (message.history && !this.#inHistory) {
       this.#inHistory = true;
       this.screen.print(formatStatus("history", { colour: this.#colour }));
     } else if (!message.history) {
       this.#endHistory();
     }
-    this.screen.print(formatMessage(message, { colour: this.#colour, width: this.screen.columns }));
+    // Messages of another room than the one typed into carry its name.
+    const room = message.room !== null && message.room !== this.#current ? message.room : undefined;
+    this.screen.print(formatMessage(message, { colour: this.#colour, width: this.screen.columns, room }));
   }
 
   #endHistory(): void {
@@ -122,14 +141,15 @@ class Chat {
   }
 
   /** This client's own line, as a message of the current nick. */
-  #own(item: OutboxItem): ShownMessage {
+  #own(item: OutboxItem): MessageLine {
     const from = this.session?.nick ?? "";
-    const { room, seq, ts, id, text } = item;
-    return { room, seq: seq ?? 0, from, ts, id, type: text.type, text: text.body, history: false };
+    const { ts, text } = item;
+    const body = text.type === "invite" ? `(an invitation to ${JSON.parse(text.body).room})` : text.body;
+    return { from, ts, type: text.type === "invite" ? "text" : text.type, text: body, history: false, to: item.to };
   }
 
   prompt(): void {
-    const room = this.session?.room;
+    const room = this.#current;
     this.#endHistory();
     this.screen.prompt(room ? `#${room}> ` : "> ");
   }
@@ -156,6 +176,20 @@ class Chat {
     switch (event.kind) {
       case "message":
         return this.#show(event.message);
+      case "direct":
+        if (event.message.history) return;
+        return this.#show(event.message);
+      case "invitation": {
+        const i = event.invitation;
+        if (i.history) return;
+        const line = `${shownNick(i.from, i.trust)} invites you to #${i.room}: /accept ${i.room} joins it`;
+        return i.trust === "changed" ? this.warn(`[key changed] ${line}`) : this.status(line);
+      }
+      case "delivered":
+        return;
+      case "joined":
+      case "parted":
+        return;
       case "older":
         if (event.messages.length === 0) return;
         this.status(`${event.messages.length} older messages${event.more ? " (/history for more)" : ""}`);
@@ -163,25 +197,16 @@ class Chat {
           this.screen.print(formatMessage(m, { colour: this.#colour, width: this.screen.columns }));
         }
         return this.status("end of older messages");
-      case "forged":
-        return this.warn(
-          event.count === 1
-            ? `warning: a message claiming to be from ${displayNick(event.from)}${
-              event.seq === undefined ? "" : ` (seq ${event.seq})`
-            } failed authentication: not shown`
-            : `warning: ${event.count} more messages claiming to be from ${displayNick(event.from)} failed ` +
-              `authentication in the last ${Math.round(event.intervalMs / 1000)} s: not shown`,
-        );
-      case "presence":
-        if (event.event === "join") return this.status(`${displayNick(event.nick)} joined #${event.room}`);
-        if (event.event === "leave") return this.status(`${displayNick(event.nick)} left #${event.room}`);
-        return this.status(`${displayNick(event.old ?? "")} is now known as ${displayNick(event.nick)}`);
+      case "presence": {
+        const who = shownNick(event.nick, event.trust);
+        if (event.event === "join") return this.status(`${who} joined #${event.room}`);
+        if (event.event === "leave") return this.status(`${who} left #${event.room}`);
+        return this.status(`${displayNick(event.old ?? "")} is now known as ${who}`);
+      }
       case "nick":
         return this.status(`you are now known as ${displayNick(event.new)}`);
       case "outbox":
         return this.#onOutbox(event.item);
-      case "status":
-        return this.status(event.text);
       case "offline":
         // Said once, and again only when the reason changes (say, the server is back but refuses the nick).
         if (event.attempt === 1) this.status(`connection lost (${event.reason}); reconnecting…`);
@@ -202,6 +227,10 @@ class Chat {
         this.#offline = undefined;
         this.warn(`${event.error.message}: stopped reconnecting`);
         return this.end(EXIT_OF_CLOSE[event.error.kind]);
+      default: {
+        const notice = noticeOf(event);
+        if (notice) return notice.warning ? this.warn(notice.text) : this.status(notice.text);
+      }
     }
   };
 
@@ -269,14 +298,23 @@ class Chat {
     return passphrase;
   }
 
-  async join(room: string, generate: boolean): Promise<"joined" | "cancelled" | "failed"> {
+  async join(
+    room: string,
+    options: { generate: boolean; remember?: boolean },
+  ): Promise<"joined" | "cancelled" | "failed" | "changed"> {
     for (let attempt = 1;; attempt++) {
       const fromPreset = this.#preset !== undefined;
       try {
-        const joined = await this.session!.join(room, this.hooks(generate));
+        const joined = await this.session!.join(room, this.hooks(options.generate), { remember: options.remember });
+        this.#current = joined.room;
+        if (joined.already) {
+          if (options.generate) this.status(`#${joined.room} already exists: --generate was ignored`);
+          this.status(`now typing into #${joined.room}`);
+          return "joined";
+        }
         const members = joined.members.map(displayNick);
         this.status(
-          `${joined.created ? "created" : "joined"} #${room}: ${members.join(", ")} ${
+          `${joined.created ? "created" : "joined"} #${joined.room}: ${members.join(", ")} ${
             members.length === 1 ? "is" : "are"
           } here`,
         );
@@ -287,7 +325,8 @@ class Chat {
           this.status(`not joined #${room}`);
           return "cancelled";
         }
-        this.warn(err.code === "access_denied" ? `wrong passphrase for #${room}` : err.message);
+        this.warn(err.message);
+        if (err.code === "changed" || err.code === "weak") return "changed";
         if (err.code !== "access_denied" || fromPreset || attempt >= PASSPHRASE_TRIES) return "failed";
       }
     }
@@ -341,9 +380,26 @@ class Chat {
     this.#done(code);
   }
 
-  /** Asks for the nick when needed, connects, joins the first room and starts taking lines. */
+  /** Opens the home, asking for the identity passphrase when the key is protected. */
+  async #openHome(): Promise<Home | undefined> {
+    try {
+      return await Home.open(this.#options.homeDir, {
+        passphrase: () => this.screen.ask("passphrase of your identity key: ", { secret: true }),
+      });
+    } catch (err) {
+      if (!(err instanceof HomeError)) throw err;
+      this.warn(err.message);
+      this.end(CLIENT_EXIT.usage);
+      return undefined;
+    }
+  }
+
+  /** Opens the home, asks for the nick when needed, connects, joins the rooms and starts taking lines. */
   async start(): Promise<void> {
     const config = this.#config;
+    const home = await this.#openHome();
+    if (!home) return;
+    if (home.created) this.status(`made your identity key in ${home.dir}`);
     let nick = config.nick;
     for (let tries = 0; this.session === undefined; tries++) {
       while (nick === undefined) {
@@ -359,8 +415,13 @@ class Chat {
         this.status(`connecting to ${config.host}:${config.port}${config.tls ? " with TLS" : ""}…`);
         this.session = await Session.connect(this.#options.dial, {
           nick,
+          home,
+          address: `${config.host}:${config.port}`,
+          tls: config.tls,
           onEvent: this.onEvent,
           iterations: config.iterations,
+          minIterations: config.minIterations,
+          remember: config.remember,
           reconnect: this.#options.reconnect,
         });
       } catch (err) {
@@ -373,12 +434,20 @@ class Chat {
     const session = this.session;
     this.screen.maxLineBytes = Math.min(MAX_BODY_BYTES, session.limits?.max_body ?? MAX_BODY_BYTES);
     this.status(`connected as ${session.nick}; type /help for commands`);
-    const first = await this.join(config.room, false);
-    if (first !== "joined") {
-      // Declining to create the room is the user's choice, not a failure.
-      await session.close(first);
-      return this.end(first === "cancelled" ? CLIENT_EXIT.ok : CLIENT_EXIT.denied);
+    for (const [i, room] of config.rooms.entries()) {
+      const joined = await this.join(room, { generate: false });
+      if (i === 0 && joined !== "joined") {
+        // Declining to create the room is the user's choice, not a failure.
+        await session.close(joined === "cancelled" ? "cancelled" : "denied");
+        const code = joined === "cancelled"
+          ? CLIENT_EXIT.ok
+          : joined === "changed"
+          ? CLIENT_EXIT.changed
+          : CLIENT_EXIT.denied;
+        return this.end(code);
+      }
     }
+    this.#current = session.rooms.find((r) => foldName(r) === foldName(config.room)) ?? this.#current;
     this.prompt();
   }
 }
@@ -389,7 +458,7 @@ class Chat {
  *
  * @example
  * ```ts
- * const code = await runTerminal(config, { dial: dialServer({ host: "127.0.0.1", port: 5000 }) });
+ * const code = await runTerminal(config, { dial: dialServer({ host: "127.0.0.1", port: 5000 }), homeDir });
  * ```
  * @param config the parsed flags
  * @param options how to reach the server, a preset passphrase, and (for tests) the terminal's streams
