@@ -189,3 +189,22 @@ Deno.test("a member inventing device ids cannot grow the tracker without bound",
   }
   assert.equal(tracker.devices, 4096);
 });
+
+Deno.test("a hole reports the sender's key and device whole, though base64 holds '/', and dismiss clears it", () => {
+  const key = "ab/cd+/" + "A".repeat(36) + "=";
+  const dev = Uint8Array.fromBase64("/////w8PDw8PDw8PDw8PDw==");
+  const sender = new SendSequence(dev);
+  const tracker = new SenderTracker();
+  let seq = 0;
+  const [m1, m2, m3, m4] = [sender.take(), sender.take(), sender.take(), sender.take()];
+  for (const m of [m1, m2, m3]) sender.settle(m.n, "stored");
+  const m5 = sender.take();
+  for (const m of [m1, m3, m4, m5]) tracker.observe({ key, sequence: m, seq: ++seq });
+  const holes = tracker.withheld();
+  assert.equal(holes.length, 1);
+  assert.equal(holes[0].key, key);
+  assert.equal(holes[0].device, dev.toBase64());
+  tracker.dismiss(holes[0]);
+  assert.deepEqual(tracker.withheld(), [], "dismissed");
+  void m2;
+});

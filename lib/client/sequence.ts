@@ -187,7 +187,7 @@ export class SenderTracker {
    */
   observe(message: { key: string; sequence: Sequence; seq: number }): Arrival {
     const { sequence } = message;
-    const id = `${message.key}/${sequence.device.toBase64()}`;
+    const id = deviceId(message.key, sequence.device.toBase64());
     const n = sequence.n;
     let state = this.#devices.get(id);
     let arrival: Arrival = { kind: "ok" };
@@ -225,7 +225,7 @@ export class SenderTracker {
   withheld(): Withheld[] {
     const holes: Withheld[] = [];
     for (const [id, state] of this.#devices) {
-      const [key, device] = id.split("/");
+      const [key, device] = id.split(" ");
       for (const m of state.missing) {
         if (m.first > state.claimed) continue;
         holes.push({ key, device, first: m.first, last: Math.min(m.last, state.claimed), afterSeq: m.afterSeq });
@@ -248,10 +248,15 @@ export class SenderTracker {
    * @param hole a hole from {@link withheld}
    */
   dismiss(hole: Withheld): void {
-    const state = this.#devices.get(`${hole.key}/${hole.device}`);
+    const state = this.#devices.get(deviceId(hole.key, hole.device));
     if (!state) return;
     subtractMissing(state, hole.first, hole.last);
   }
+}
+
+/** The tracker's name for a sender device: base64 holds "/" but never a space. */
+function deviceId(key: string, device: string): string {
+  return `${key} ${device}`;
 }
 
 /** Removes the numbers first..last from the missing ranges; returns whether any was missing. */
