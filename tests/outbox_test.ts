@@ -156,3 +156,54 @@ Deno.test("one room that is not ready does not hold up another room's items", as
   outbox.close(new Error("done"));
   await assert.rejects(outbox.whenPendingAtMost(0), /done/);
 });
+
+Deno.test("a frame sealed while an earlier item was put back is discarded unwritten, so it is sealed again after it", async () => {
+  const written: string[] = [];
+  const discarded: string[] = [];
+  let release: (() => void) | undefined;
+  let seals = 0;
+  const outbox = new Outbox({
+    frame: async (item) => {
+      seals++;
+      // The second item's sealing is slow: the refusal of the first arrives meanwhile.
+      if (item.text.body === "b" && seals === 2) await new Promise<void>((resolve) => release = resolve);
+      return new TextEncoder().encode(`${item.text.body}#${seals}`);
+    },
+    write: (frame) => written.push(new TextDecoder().decode(frame)),
+    ready: () => true,
+    changed: () => {},
+    discard: (item) => discarded.push(item.text.body),
+    retryDelayMs: 1,
+  });
+  const a = outbox.add("general", { type: "text", body: "a" });
+  outbox.add("general", { type: "text", body: "b" });
+  await until(() => release !== undefined, "b being sealed");
+  assert.deepEqual(written, ["a#1"]);
+  outbox.retry(a.id, "storage failed");
+  release!();
+  await until(() => written.length === 2, "a again");
+  assert.deepEqual(discarded, ["b"], "b's frame was dropped, not written");
+  outbox.ack(a.id, 1);
+  await until(() => written.length === 3, "b");
+  assert.deepEqual(written, ["a#1", "a#3", "b#4"], "b sealed again after a's second sealing");
+  outbox.close(new Error("done"));
+});
+
+Deno.test("a direct message is its own lane: a room that is not ready does not hold it up, and failRoom spares it", async () => {
+  const written: string[] = [];
+  const outbox = new Outbox({
+    frame: (item) => Promise.resolve(new TextEncoder().encode(`${item.to ?? item.room}:${item.text.body}`)),
+    write: (frame) => written.push(new TextDecoder().decode(frame)),
+    ready: (item) => item.to !== undefined,
+    changed: () => {},
+  });
+  outbox.add("general", { type: "text", body: "waits" });
+  const dm = outbox.add({ to: "bob" }, { type: "text", body: "psst" });
+  assert.equal(dm.to, "bob");
+  assert.equal(dm.room, "");
+  await until(() => written.length === 1, "the direct message");
+  assert.deepEqual(written, ["bob:psst"]);
+  outbox.failRoom("", "left");
+  assert.equal(outbox.pending().length, 2, "a room named '' is not the direct lane");
+  outbox.close(new Error("done"));
+});

@@ -57,6 +57,8 @@ export interface OutboxOptions {
   ready(item: OutboxItem): boolean;
   /** Told about every change of an item's state, in order. */
   changed(item: OutboxItem): void;
+  /** A frame {@link OutboxOptions.frame} made was not written: the next write of the item must seal it again. */
+  discard?(item: OutboxItem): void;
   /** Delay before an item refused with a retryable error is written again (default 1 s). */
   retryDelayMs?: number;
   /** Retries of one item before it is given up (default 5). */
@@ -268,8 +270,12 @@ export class Outbox {
         continue;
       }
       // While it was sealed the item may have been acknowledged or given up (a resend whose first copy was stored),
-      // the link lost, or an earlier item put back in the queue: then it is not next any more.
-      if (this.#next() !== entry) continue;
+      // the link lost, or an earlier item put back in the queue: then it is not next any more, and the frame is
+      // dropped unwritten (the earlier item may be sealed again first: a frame sealed before it must not follow it).
+      if (this.#next() !== entry) {
+        if (item.state === "queued") this.#options.discard?.(item);
+        continue;
+      }
       item.state = "sent";
       this.#options.write(frame);
       this.#options.changed(snapshot(item));

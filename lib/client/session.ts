@@ -165,6 +165,8 @@ interface Sealed {
   /** For a room message: its room (folded) and sequence number. */
   room?: string;
   n?: number;
+  /** Whether this frame was written once (then it keeps its number: its first copy may be stored). */
+  written?: boolean;
 }
 
 /**
@@ -273,6 +275,13 @@ export class Session {
       write: (frame) => this.#link?.write(frame),
       ready: (item) => this.#ready(item),
       changed: (item) => this.#onOutbox(item),
+      discard: (item) => {
+        const sealed = this.#sealed.get(item.id);
+        if (sealed && !sealed.written) {
+          this.#voidNumber(sealed);
+          this.#sealed.delete(item.id);
+        }
+      },
       retryDelayMs: options.retry?.delayMs,
       retries: options.retry?.retries,
     });
@@ -959,6 +968,7 @@ export class Session {
   async #catchUp(room: RoomState): Promise<number> {
     let missed = 0;
     const stood = room.lastSeq;
+    let pruned = stood;
     for (let page = 0;; page++) {
       if (page >= this.#bounds.catchUpPages) {
         this.#onEvent({
@@ -968,9 +978,14 @@ export class Session {
         return missed;
       }
       const reply = await this.#request({ type: "since", room: room.name, after_seq: room.lastSeq }, "since");
-      if (page === 0 && reply.pruned_through > stood) this.#pruned(room, reply.pruned_through);
       const before = room.lastSeq;
       missed += await this.#showMessages(room, reply.messages, "catchUp");
+      // Removed by retention while this client was away: the holes they leave prove nothing (said once).
+      if (reply.pruned_through > pruned) {
+        if (pruned === stood) this.#pruned(room, reply.pruned_through);
+        else room.tracker.forgetHoles();
+        pruned = reply.pruned_through;
+      }
       for (const raw of reply.messages) room.lastSeq = Math.max(room.lastSeq, seqOf(raw) ?? 0);
       const overflowed = room.held!.overflowed;
       room.held!.overflowed = false;
@@ -1149,6 +1164,10 @@ export class Session {
 
   /** Every outbox change: a stored number is settled, a given-up one is void; then the user interface is told. */
   #onOutbox(item: OutboxItem): void {
+    if (item.state === "sent") {
+      const sealed = this.#sealed.get(item.id);
+      if (sealed) sealed.written = true;
+    }
     if (item.state === "acked" || item.state === "failed") {
       const sealed = this.#sealed.get(item.id);
       this.#sealed.delete(item.id);
