@@ -232,6 +232,8 @@ export class Session {
   #directSeq = 0;
   /** Recipients' checked keys, per connection. */
   #recipients = new Map<string, Promise<PeerKeys>>();
+  /** Direct messages sealed again once after the server refused their recipient's keys. */
+  #relooked = new Set<string>();
   /** Invitations received, the latest per room (folded). */
   #invitations = new Map<string, Received>();
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
@@ -1221,6 +1223,17 @@ export class Session {
         this.#outbox.retry(item.id, `the server could not store it: ${msg.message}`);
         return;
       }
+      case "bad_direct":
+      case "unknown_nick":
+        // The recipient's keys changed on the server since they were looked up: look them up again, once.
+        if (item.to !== undefined && !this.#relooked.has(item.id)) {
+          this.#relooked.add(item.id);
+          this.#recipients.delete(foldName(item.to));
+          this.#sealed.delete(item.id);
+          this.#outbox.retry(item.id, msg.message, { now: true });
+          return;
+        }
+        break;
       case "sender_mismatch":
         // Sealed under a nick that is not this connection's any more (a nick change, a reconnect): seal it again.
         if (this.#sealed.get(item.id)?.from !== this.#nick) {
@@ -1260,7 +1273,8 @@ export class Session {
   async #catchUpDirect(options: { first: boolean }): Promise<number> {
     const greeting = this.#greeting!;
     this.#directSeen ??= await this.#home.seenDirectIds(greeting.serverPub);
-    const seenBefore = options.first ? this.#home.directSeq(greeting.serverPub) : Infinity;
+    // What the home saw in an earlier run is history; after a reconnect everything fetched is new.
+    const seenBefore = options.first ? this.#home.directSeq(greeting.serverPub) : this.#directSeq;
     let after = options.first ? 0 : this.#directSeq;
     const items: unknown[] = [];
     for (let page = 0; page < this.#bounds.catchUpPages; page++) {
@@ -1271,13 +1285,21 @@ export class Session {
       if (!reply.more || last <= after) break;
       after = last;
     }
-    const old = items.filter((raw) => (seqOf(raw) ?? 0) <= seenBefore);
-    const shownFrom = Math.max(0, old.length - DIRECT_HISTORY);
+    // History: what an earlier run showed (its id is among the ids shown, or it is not newer than the inbox seq saved).
+    const seen = this.#directSeen!;
+    const history = items.map((raw) => {
+      const seq = seqOf(raw) ?? 0;
+      const envelope = (raw as { envelope?: { key?: unknown; id?: unknown } }).envelope;
+      return seq <= seenBefore || seen.get(`${envelope?.key}/${envelope?.id}`) === seq;
+    });
+    const total = history.filter((h) => h).length;
     let shown = 0;
+    let older = 0;
     await this.#inboundJob(async () => {
       for (const [i, raw] of items.entries()) {
-        const history = i < old.length;
-        if (await this.#showDirect(raw, { history, quiet: history && i < shownFrom })) shown++;
+        // Only the newest DIRECT_HISTORY of the history are shown; the rest are only noted as seen.
+        const quiet = history[i] && older++ < total - DIRECT_HISTORY;
+        if (await this.#showDirect(raw, { history: history[i], quiet })) shown++;
       }
     });
     return shown;

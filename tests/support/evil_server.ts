@@ -545,6 +545,14 @@ export class EvilServer {
     const copy = msg.copy as unknown as DirectEnvelope;
     const recipient = this.registry.get(foldName(msg.to));
     if (!recipient) return this.#error(link, "unknown_nick", "nobody by that nick", { id: envelope.id });
+    if (
+      envelope.tokey !== recipient.key || envelope.key !== link.key || envelope.from !== link.nick ||
+      copy.id !== envelope.id || copy.tokey !== envelope.tokey
+    ) {
+      return this.#error(link, "bad_direct", "the envelopes do not match the sender or the recipient", {
+        id: envelope.id,
+      });
+    }
     const inbox = this.inboxes.get(recipient.key) ?? [];
     if (inbox.some((m) => m.envelope.id === envelope.id && m.envelope.key === envelope.key)) {
       return this.#error(link, "duplicate_id", "already stored", { id: envelope.id });
