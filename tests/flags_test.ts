@@ -136,6 +136,12 @@ Deno.test("client: --room repeats (a leading # dropped, no room twice), new flag
     [["trust", "bob", "--port", "6000"], { name: "trust", nick: "bob", fingerprint: undefined }],
     [["forget-room", "#ops"], { name: "forget-room", room: "ops" }],
     [["accept", "ops", "--nick", "bob"], { name: "accept", room: "ops" }],
+    [["--port", "6000", "trust", "--host", "chat.example", "bob"], {
+      name: "trust",
+      nick: "bob",
+      fingerprint: undefined,
+    }],
+    [["--nick", "identity", "forget-room", "ops"], { name: "forget-room", room: "ops" }],
   ];
   for (const [args, command] of cases) assert.deepEqual(parseClientFlags(args).command, command, args.join(" "));
   for (

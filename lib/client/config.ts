@@ -288,10 +288,26 @@ export function roomArgument(text: string): string {
   return validateRoom(text.startsWith("#") ? text.slice(1) : text);
 }
 
-/** Splits the leading words (before the first flag) from the flags. */
+/** Separates the subcommand's words from the flags (and their values), wherever they are on the line. */
 function splitWords(args: string[]): { words: string[]; flags: string[] } {
-  const at = args.findIndex((a) => a.startsWith("-"));
-  return at < 0 ? { words: args, flags: [] } : { words: args.slice(0, at), flags: args.slice(at) };
+  const valued = new Set(CLIENT_FLAGS.filter((f) => f.kind !== "boolean").map((f) => `--${f.name}`));
+  const words: string[] = [];
+  const flags: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") {
+      words.push(...args.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      words.push(arg);
+      continue;
+    }
+    flags.push(arg);
+    // The value of a flag written `--flag VALUE` is not a word, whatever it looks like.
+    if (valued.has(arg) && i + 1 < args.length) flags.push(args[++i]);
+  }
+  return { words, flags };
 }
 
 function parseSubcommand(words: string[]): Subcommand {
@@ -364,7 +380,8 @@ function checkedRoom(room: string, flag: string): string {
 }
 
 /**
- * Parses the client's command line: an optional subcommand (leading words), then flags.
+ * Parses the client's command line: an optional subcommand and its arguments (the words that are not flags or flag
+ * values, wherever they are), and flags.
  *
  * @example
  * ```ts

@@ -245,6 +245,78 @@ export class EvilServer {
     };
   }
 
+  /**
+   * Serves the double over real TCP on 127.0.0.1 (an ephemeral port), so the real client program can be pointed at
+   * it: each connection is one {@link EvilLink}, frames passed through as they are.
+   *
+   * @returns the port, and a function that stops listening and closes every connection
+   */
+  listen(): { port: number; close: () => Promise<void> } {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const conns = new Set<Deno.Conn>();
+    const serving = (async () => {
+      for await (const conn of listener) {
+        conns.add(conn);
+        void this.#serve(conn).finally(() => conns.delete(conn));
+      }
+    })().catch(() => {});
+    return {
+      port: (listener.addr as Deno.NetAddr).port,
+      close: async () => {
+        listener.close();
+        for (const conn of conns) {
+          try {
+            conn.close();
+          } catch {
+            // already closed
+          }
+        }
+        await serving;
+      },
+    };
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    const writer = conn.writable.getWriter();
+    let writing = Promise.resolve();
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      writing.finally(() => {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      });
+    };
+    const link = await this.dial({
+      body: (body) => {
+        const frame = new Uint8Array(4 + body.length);
+        new DataView(frame.buffer).setUint32(0, body.length);
+        frame.set(body, 4);
+        writing = writing.then(() => writer.write(frame)).catch(() => {});
+      },
+      lost: close,
+    });
+    const reader = new FrameReader({ maxFrame: 1 << 24 });
+    try {
+      for await (const chunk of conn.readable) {
+        for (const body of reader.push(chunk)) {
+          const frame = new Uint8Array(4 + body.length);
+          new DataView(frame.buffer).setUint32(0, body.length);
+          frame.set(body, 4);
+          link.write(frame);
+        }
+      }
+    } catch {
+      // reset by the peer
+    }
+    (link as EvilLink).drop();
+    close();
+  }
+
   /** The latest connection. */
   get link(): EvilLink {
     return this.links[this.links.length - 1];

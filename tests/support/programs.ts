@@ -126,7 +126,8 @@ export class Program {
  *
  * @param task "server" or "client"
  * @param options.args program arguments
- * @param options.env extra environment variables
+ * @param options.env extra environment variables (a client without AESCHAT_HOME gets a temporary home, removed when
+ *   it exits)
  * @param options.stdin pipe stdin (default: null)
  * @returns the program
  */
@@ -134,15 +135,21 @@ export function spawnTask(
   task: "server" | "client",
   options: { args?: string[]; env?: Record<string, string>; stdin?: boolean } = {},
 ): Program {
+  // A client gets a home of its own, never the user's, unless the test gives one (to restart the same user).
+  const home = task === "client" && options.env?.AESCHAT_HOME === undefined
+    ? Deno.makeTempDirSync({ prefix: "aeschat-home-" })
+    : undefined;
   const child = new Deno.Command(Deno.execPath(), {
     args: [...taskArgs(task), ...(options.args ?? [])],
     cwd: ROOT,
-    env: { NO_COLOR: "1", ...options.env },
+    env: { NO_COLOR: "1", ...(home ? { AESCHAT_HOME: home } : {}), ...options.env },
     stdin: options.stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  return new Program(child, { stdin: options.stdin ?? false });
+  const program = new Program(child, { stdin: options.stdin ?? false });
+  if (home) program.status.finally(() => Deno.remove(home, { recursive: true }).catch(() => {}));
+  return program;
 }
 
 /** A running server process and where it listens. */

@@ -32,10 +32,16 @@ export class TmuxScreen {
     try {
       screen.#dir = await Deno.makeTempDir({ prefix: "aeschat-tty-" });
       screen.#socket = `${screen.#dir}/tmux.sock`;
-      const env = { ...(options.colour ? {} : { NO_COLOR: "1" }), TERM: "xterm-256color", ...options.env };
+      // A home of its own, never the user's, unless the test gives one (to restart the same user).
+      const env = {
+        ...(options.colour ? {} : { NO_COLOR: "1" }),
+        TERM: "xterm-256color",
+        AESCHAT_HOME: `${screen.#dir}/home`,
+        ...options.env,
+      };
       const script = [
         `cd ${quote(ROOT)}`,
-        "unset NO_COLOR AESCHAT_PASSPHRASE",
+        "unset NO_COLOR AESCHAT_PASSPHRASE AESCHAT_IDENTITY_PASSPHRASE",
         `${Object.entries(env).map(([k, v]) => `${k}=${quote(v)}`).join(" ")} ${quote(Deno.execPath())} ${
           [...taskArgs("client"), ...args].map(quote).join(" ")
         }`,
