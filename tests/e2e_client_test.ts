@@ -337,7 +337,10 @@ Deno.test("a line break or bidi control in a message cannot forge an output line
 Deno.test("--help documents every flag and the exit codes; --version prints the version", async () => {
   const help = spawnTask("client", { args: ["--help"] });
   assert.equal((await help.status).code, 0);
-  for (const flag of ["host", "port", "nick", "room", "tls", "ca", "iterations", "passphrase-file", "json"]) {
+  for (
+    const flag of ["host", "port", "nick", "room", "to", "tls", "ca", "iterations", "min-iterations", "remember"]
+      .concat(["passphrase-file", "json", "no-history"])
+  ) {
     assert.match(help.stdout, new RegExp(`--${flag}\\b`));
   }
   assert.match(help.stdout, /AESCHAT_PASSPHRASE/);

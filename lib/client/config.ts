@@ -250,7 +250,7 @@ export function clientHelp(version: string): string {
   return [
     `aeschat client ${version}: end-to-end encrypted group chat in the terminal.`,
     "",
-    "Usage: aeschat-client [options]                (from source: deno task client [options])",
+    "Usage: aeschat-client [options]                (from source: deno task -q client [options])",
     "       aeschat-client SUBCOMMAND [ARGS] [options]",
     "",
     "On a terminal it is an interactive chat (type /help inside) that keeps reconnecting for as long as it runs.",
