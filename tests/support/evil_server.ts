@@ -85,6 +85,7 @@ export class EvilLink implements Link {
   #server: EvilServer;
   #events: LinkEvents;
   #closed = false;
+  #dropped = false;
   #queue: Uint8Array[] = [];
   #scheduled = false;
   #handling: Promise<void> = Promise.resolve();
@@ -163,12 +164,14 @@ export class EvilLink implements Link {
       this.#scheduled = false;
       const bodies = this.#queue;
       this.#queue = [];
-      for (const body of bodies) if (!this.#closed) this.#events.body(body);
+      // Frames queued before a close are delivered, then the close (as a real server writes its error, then closes).
+      for (const body of bodies) if (!this.#dropped) this.#events.body(body);
     }, 0);
   }
 
-  /** Drops the connection as a network failure would. */
+  /** Drops the connection as a network failure would (frames still queued are lost). */
   drop(): void {
+    this.#dropped = true;
     this.#end(new LinkError("lost", "connection error: reset by the test"));
   }
 
