@@ -38,6 +38,8 @@ export interface PeersOptions {
   home: Home;
   /** The server's key: every pin is kept under it. */
   serverPub: Uint8Array;
+  /** This user's nick and identity key now (seeing oneself pins and changes nothing). */
+  self(): { nick: string; key: Uint8Array };
   /** Asks the server for a nick's identity (rejects with JoinError "unknown_nick", "offline", …). */
   lookup(nick: string): Promise<ServerMessageOf<"identity">>;
   /** Receives key-change and rotation events. */
@@ -82,6 +84,8 @@ export class Peers {
     options: { room?: string; rotations?: Rotation[] } = {},
   ): Promise<Exclude<Trust, "unsigned">> {
     const { home, serverPub } = this.#options;
+    const self = this.#options.self();
+    if (sameBytes(key, self.key) && foldName(nick) === foldName(self.nick)) return "pinned";
     const met = home.meetPeer(serverPub, { nick, key });
     if (met !== "changed") return met;
     const id = `${foldName(nick)}/${key.toBase64()}`;

@@ -403,7 +403,10 @@ export class Session {
     this.#nick = greeting.nick;
     const first = this.#greeting === undefined;
     this.#greeting = greeting;
-    if (first) this.#firstContact(greeting);
+    if (first) {
+      this.#directSeen = await this.#home.seenDirectIds(greeting.serverPub);
+      this.#firstContact(greeting);
+    }
     this.#startKeepalive(greeting.limits.idle_timeout_ms);
   }
 
@@ -412,6 +415,7 @@ export class Session {
     this.#peers = new Peers({
       home: this.#home,
       serverPub: greeting.serverPub,
+      self: () => ({ nick: this.#nick, key: this.#home.identity.publicKey }),
       lookup: (nick) => this.#request({ type: "lookup", nick }, "identity"),
       onEvent: (event) => {
         if (event.kind === "keyChanged") this.#recipients.delete(foldName(event.nick));
@@ -863,13 +867,9 @@ export class Session {
     }
     const room = this.#rooms.get(foldName(roomName));
     if (!room) {
-      this.#forged.add(
-        "",
-        typeof (msg.envelope as { from?: unknown })?.from === "string"
-          ? (msg.envelope as { from: string }).from
-          : "(unknown sender)",
-        msg.seq,
-      );
+      // A room this connection is not in: nothing the server may send. Counted like a forgery, never shown.
+      const from = (msg.envelope as { from?: unknown } | undefined)?.from;
+      this.#forged.add(roomName || "(no room)", typeof from === "string" ? from : "(unknown sender)", msg.seq);
       return;
     }
     const held = room.held;
@@ -1272,7 +1272,6 @@ export class Session {
    */
   async #catchUpDirect(options: { first: boolean }): Promise<number> {
     const greeting = this.#greeting!;
-    this.#directSeen ??= await this.#home.seenDirectIds(greeting.serverPub);
     // What the home saw in an earlier run is history; after a reconnect everything fetched is new.
     const seenBefore = options.first ? this.#home.directSeq(greeting.serverPub) : this.#directSeq;
     let after = options.first ? 0 : this.#directSeq;
