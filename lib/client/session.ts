@@ -21,7 +21,7 @@ import {
   roomKeysFromMaster,
   signJoinProof,
 } from "../crypto.ts";
-import { DirectError, encodeInvitation, type Invitation, parseInvitation, sealDirect } from "../direct.ts";
+import { DirectError, encodeInvitation, sealDirect } from "../direct.ts";
 import { MAX_BODY_BYTES } from "../envelope.ts";
 import { encodeMessage } from "../frame.ts";
 import { fingerprint, safetyNumber } from "../identity.ts";
@@ -43,11 +43,12 @@ import {
   type ServerMessageOf,
 } from "../protocol.ts";
 import { JoinError, SendError, SessionError } from "./errors.ts";
-import type { DirectShown, InvitationShown, PeerInfo, SessionEvent, ShownMessage, Trust } from "./events.ts";
+import type { InvitationShown, PeerInfo, SessionEvent, ShownMessage, Trust } from "./events.ts";
 import { ForgeryReports } from "./forgeries.ts";
 import { type Greeting, handshake, isLoopback } from "./handshake.ts";
-import type { Home, SeenIds } from "./home.ts";
-import { type Arrived, type InboundContext, openDirectItem, openRoomItem, seqOf } from "./inbound.ts";
+import type { Home } from "./home.ts";
+import { Inbox } from "./inbox.ts";
+import { type Arrived, type InboundContext, openRoomItem, seqOf } from "./inbound.ts";
 import type { Dial, Link, LinkError } from "./link.ts";
 import { Outbox, type OutboxItem, type OutgoingText } from "./outbox.ts";
 import { type PeerKeys, Peers } from "./peers.ts";
@@ -74,8 +75,6 @@ const FORGED_INTERVAL_MS = 10_000;
 const FORGED_SENDERS = 64;
 /** How long leaving a room waits for its messages to be stored. */
 const LEAVE_DRAIN_MS = 10_000;
-/** Direct messages of the inbox as it was before this run shown at start (older ones are only counted as seen). */
-const DIRECT_HISTORY = 100;
 /** Ids shown are written to the home at most this often. */
 const FLUSH_MS = 1_000;
 
@@ -152,12 +151,6 @@ export interface SessionOptions {
   replyTimeoutMs?: number;
 }
 
-/** An invitation received, with what accepting it needs. */
-interface Received {
-  invitation: Invitation;
-  shown: InvitationShown;
-}
-
 /** An outgoing message's sealed frame: the nick it was sealed under, and the room number it took. */
 interface Sealed {
   from: string;
@@ -227,15 +220,12 @@ export class Session {
   #forged: ForgeryReports;
   /** Ends the wait between reconnect attempts early (on close). */
   #wake: (() => void) | undefined;
-  /** Direct messages shown (by sender key and id), and the newest inbox seq seen. */
-  #directSeen: SeenIds | undefined;
-  #directSeq = 0;
+  /** The direct messages received, and the invitations among them. */
+  #inbox: Inbox | undefined;
   /** Recipients' checked keys, per connection. */
   #recipients = new Map<string, Promise<PeerKeys>>();
   /** Direct messages sealed again once after the server refused their recipient's keys. */
   #relooked = new Set<string>();
-  /** Invitations received, the latest per room (folded). */
-  #invitations = new Map<string, Received>();
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(dial: Dial, options: SessionOptions) {
@@ -302,7 +292,7 @@ export class Session {
     const session = new Session(dial, options);
     try {
       await session.#open();
-      await session.#catchUpDirect({ first: true });
+      await session.#inbox!.fetch({ first: true });
     } catch (err) {
       session.#link?.close();
       session.#stop(err instanceof SessionError ? err : new SessionError("connect", (err as Error).message));
@@ -403,15 +393,23 @@ export class Session {
     this.#nick = greeting.nick;
     const first = this.#greeting === undefined;
     this.#greeting = greeting;
-    if (first) {
-      this.#directSeen = await this.#home.seenDirectIds(greeting.serverPub);
-      this.#firstContact(greeting);
-    }
+    if (first) await this.#firstContact(greeting);
     this.#startKeepalive(greeting.limits.idle_timeout_ms);
   }
 
-  /** What happens once, at the first welcome: the peer book, the notices, the direct ids shown before. */
-  #firstContact(greeting: Greeting): void {
+  /** What happens once, at the first welcome: the peer book, the inbox, the notices. */
+  async #firstContact(greeting: Greeting): Promise<void> {
+    this.#inbox = new Inbox({
+      home: this.#home,
+      serverPub: greeting.serverPub,
+      seen: await this.#home.seenDirectIds(greeting.serverPub),
+      request: (message) => this.#request(message, "direct_since"),
+      inOrder: (job) => this.#inboundJob(job),
+      context: () => this.#inboundContext(),
+      onEvent: (event) => this.#onEvent(event),
+      pages: this.#bounds.catchUpPages,
+      changed: () => this.#scheduleFlush(),
+    });
     this.#peers = new Peers({
       home: this.#home,
       serverPub: greeting.serverPub,
@@ -501,7 +499,7 @@ export class Session {
       case "presence":
         return void this.#inboundJob(() => this.#onPresence(msg));
       case "direct":
-        return void this.#inboundJob(() => this.#showDirect(msg, { history: false }));
+        return this.#inbox?.live(msg);
       case "delivered":
         if (typeof msg.id === "string") this.#onEvent({ kind: "delivered", id: msg.id });
         return;
@@ -1185,7 +1183,7 @@ export class Session {
     if (!item) return;
     if (item.to !== undefined) {
       // The inbox seq of our own copy: when it comes back in a later direct_since, it is known.
-      this.#directSeen?.add(`${this.#home.identity.publicKey.toBase64()}/${id}`, seq);
+      this.#inbox?.sent(`${this.#home.identity.publicKey.toBase64()}/${id}`, seq);
       this.#scheduleFlush();
     } else {
       const room = this.#rooms.get(foldName(item.room));
@@ -1267,102 +1265,12 @@ export class Session {
   // ---- direct messages and invitations ------------------------------------------------------------------------
 
   /**
-   * Fetches the inbox: at the first connection from the start (what was seen in an earlier run is marked history,
-   * and only the newest {@link DIRECT_HISTORY} of it shown), after a reconnect from the last inbox seq seen.
-   */
-  async #catchUpDirect(options: { first: boolean }): Promise<number> {
-    const greeting = this.#greeting!;
-    // What the home saw in an earlier run is history; after a reconnect everything fetched is new.
-    const seenBefore = options.first ? this.#home.directSeq(greeting.serverPub) : this.#directSeq;
-    let after = options.first ? 0 : this.#directSeq;
-    const items: unknown[] = [];
-    for (let page = 0; page < this.#bounds.catchUpPages; page++) {
-      const reply = await this.#request({ type: "direct_since", after_seq: after }, "direct_since");
-      if (!Array.isArray(reply.messages)) throw new JoinError("bad_reply", "direct_since.messages is not a list");
-      items.push(...reply.messages);
-      const last = reply.messages.reduce((max: number, raw) => Math.max(max, seqOf(raw) ?? 0), after);
-      if (!reply.more || last <= after) break;
-      after = last;
-    }
-    // History: what an earlier run showed (its id is among the ids shown, or it is not newer than the inbox seq saved).
-    const seen = this.#directSeen!;
-    const history = items.map((raw) => {
-      const seq = seqOf(raw) ?? 0;
-      const envelope = (raw as { envelope?: { key?: unknown; id?: unknown } }).envelope;
-      return seq <= seenBefore || seen.get(`${envelope?.key}/${envelope?.id}`) === seq;
-    });
-    const total = history.filter((h) => h).length;
-    let shown = 0;
-    let older = 0;
-    await this.#inboundJob(async () => {
-      for (const [i, raw] of items.entries()) {
-        // Only the newest DIRECT_HISTORY of the history are shown; the rest are only noted as seen.
-        const quiet = history[i] && older++ < total - DIRECT_HISTORY;
-        if (await this.#showDirect(raw, { history: history[i], quiet })) shown++;
-      }
-    });
-    return shown;
-  }
-
-  /** Opens one direct item and tells the user interface (an invitation is remembered for /accept). */
-  async #showDirect(raw: unknown, options: { history: boolean; quiet?: boolean }): Promise<boolean> {
-    const seq = seqOf(raw);
-    if (seq !== undefined && Number.isSafeInteger(seq)) {
-      this.#directSeq = Math.max(this.#directSeq, seq);
-      if (!options.history) this.#home.saveDirectSeq(this.#greeting!.serverPub, this.#directSeq);
-    }
-    const opened = await openDirectItem(raw, {
-      context: this.#inboundContext(),
-      seen: this.#directSeen!,
-      history: options.history,
-    });
-    this.#scheduleFlush();
-    if (!opened) return false;
-    const { shown, message } = opened;
-    if (message.type === "invite") return await this.#onInvitation(shown, options);
-    if (!options.quiet) this.#onEvent({ kind: "direct", message: shown });
-    return true;
-  }
-
-  async #onInvitation(shown: DirectShown, options: { history: boolean; quiet?: boolean }): Promise<boolean> {
-    let invitation: Invitation;
-    try {
-      invitation = await parseInvitation(shown.text);
-      if (!sameBytes(invitation.serverPub, this.#greeting!.serverPub)) throw new DirectError("for another server");
-    } catch (err) {
-      this.#onEvent({
-        kind: "status",
-        text: `ignored an invitation from ${shown.from} that does not hold together (${(err as Error).message})`,
-      });
-      return false;
-    }
-    if (shown.own) {
-      // Our own copy: shown as a direct message saying whom we invited where.
-      if (!options.quiet) this.#onEvent({ kind: "direct", message: { ...shown, text: invitation.room } });
-      return true;
-    }
-    const invitationShown: InvitationShown = {
-      room: invitation.room,
-      from: shown.from,
-      to: shown.to,
-      fingerprint: shown.fingerprint,
-      trust: shown.trust,
-      id: shown.id,
-      ts: shown.ts,
-      history: shown.history,
-    };
-    this.#invitations.set(foldName(invitation.room), { invitation, shown: invitationShown });
-    if (!options.quiet) this.#onEvent({ kind: "invitation", invitation: invitationShown });
-    return true;
-  }
-
-  /**
-   * The invitations received (the latest per room), newest last.
+   * The invitations received (the latest per room), oldest first.
    *
    * @returns what each invitation offers
    */
   invitations(): InvitationShown[] {
-    return [...this.#invitations.values()].map((r) => r.shown).sort((a, b) => a.ts - b.ts);
+    return this.#inbox?.invitations() ?? [];
   }
 
   /**
@@ -1375,9 +1283,7 @@ export class Session {
    * @throws {JoinError} "no_invitation", "changed" (the inviter's key, or the room's parameters), or as join
    */
   async accept(room?: string): Promise<Joined> {
-    const received = room === undefined
-      ? this.invitations().map((s) => this.#invitations.get(foldName(s.room))!).at(-1)
-      : this.#invitations.get(foldName(room));
+    const received = this.#inbox?.invitation(room);
     if (!received) {
       throw new JoinError(
         "no_invitation",
@@ -1577,7 +1483,7 @@ export class Session {
         room.held = undefined;
       }
     }
-    missed += await this.#catchUpDirect({ first: false });
+    missed += await this.#inbox!.fetch({ first: false });
     const resent = this.#outbox.unsent;
     this.#state = "online";
     this.#startKeepalive(this.limits!.idle_timeout_ms);
