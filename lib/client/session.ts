@@ -21,15 +21,13 @@ import {
   roomKeysFromMaster,
   signJoinProof,
 } from "../crypto.ts";
-import { DirectError, encodeInvitation, sealDirect } from "../direct.ts";
+import { encodeInvitation } from "../direct.ts";
 import { MAX_BODY_BYTES } from "../envelope.ts";
 import { encodeMessage } from "../frame.ts";
 import { fingerprint, safetyNumber } from "../identity.ts";
-import { sealRoomMessage } from "../message.ts";
 import { foldName, utf8Length, validateNick } from "../names.ts";
 import {
   type ClientMessage,
-  directFrame,
   HISTORY_PAGE,
   type MemberInfo,
   parseMembers,
@@ -37,7 +35,6 @@ import {
   parseServerMessage,
   pongFrame,
   proveMessage,
-  sendFrame,
   type ServerLimits,
   type ServerMessage,
   type ServerMessageOf,
@@ -53,6 +50,7 @@ import type { Dial, Link, LinkError } from "./link.ts";
 import { Outbox, type OutboxItem, type OutgoingText } from "./outbox.ts";
 import { type PeerKeys, Peers } from "./peers.ts";
 import { Replies } from "./replies.ts";
+import { recipientChanged, Sealing } from "./sealing.ts";
 import { type Challenge, checkChallenge, RoomState } from "./rooms.ts";
 import { newDevice, SendSequence } from "./sequence.ts";
 
@@ -151,17 +149,6 @@ export interface SessionOptions {
   replyTimeoutMs?: number;
 }
 
-/** An outgoing message's sealed frame: the nick it was sealed under, and the room number it took. */
-interface Sealed {
-  from: string;
-  frame: Uint8Array;
-  /** For a room message: its room (folded) and sequence number. */
-  room?: string;
-  n?: number;
-  /** Whether this frame was written once (then it keeps its number: its first copy may be stored). */
-  written?: boolean;
-}
-
 /**
  * A chat session with one server. Create it with {@link Session.connect}, then {@link Session.join} rooms.
  *
@@ -210,8 +197,7 @@ export class Session {
   /** Derived keys by room, salt and iterations: memory only. */
   #keys = new Map<string, RoomKeys>();
   #outbox: Outbox;
-  /** Each outgoing message's frame, by id, until it is stored or given up. */
-  #sealed = new Map<string, Sealed>();
+  #sealing: Sealing;
   /** Serializes the opening of relayed messages, so they are shown in arrival order. */
   #inbound: Promise<unknown> = Promise.resolve();
   #state: "connecting" | "online" | "offline" | "closed" = "connecting";
@@ -224,8 +210,6 @@ export class Session {
   #inbox: Inbox | undefined;
   /** Recipients' checked keys, per connection. */
   #recipients = new Map<string, Promise<PeerKeys>>();
-  /** Direct messages sealed again once after the server refused their recipient's keys. */
-  #relooked = new Set<string>();
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(dial: Dial, options: SessionOptions) {
@@ -262,18 +246,23 @@ export class Session {
           intervalMs,
         }),
     });
+    this.#sealing = new Sealing({
+      identity: options.home.identity,
+      nick: () => this.#nick,
+      serverPub: () => this.#greeting!.serverPub,
+      maxFrame: () => this.limits?.max_frame ?? Infinity,
+      room: (name) => this.#rooms.get(foldName(name)),
+      numbering: (fold) => this.#numbering.get(fold),
+      recipient: (nick) => this.recipient(nick),
+      forgetRecipient: (nick) => this.#recipients.delete(foldName(nick)),
+      outbox: () => this.#outbox,
+    });
     this.#outbox = new Outbox({
-      frame: (item) => this.#frameOf(item),
+      frame: (item) => this.#sealing.frame(item),
       write: (frame) => this.#link?.write(frame),
       ready: (item) => this.#ready(item),
       changed: (item) => this.#onOutbox(item),
-      discard: (item) => {
-        const sealed = this.#sealed.get(item.id);
-        if (sealed && !sealed.written) {
-          this.#voidNumber(sealed);
-          this.#sealed.delete(item.id);
-        }
-      },
+      discard: (item) => this.#sealing.discard(item),
       retryDelayMs: options.retry?.delayMs,
       retries: options.retry?.retries,
     });
@@ -1082,62 +1071,6 @@ export class Session {
     return room !== undefined && !room.held;
   }
 
-  /** Seals an outgoing message (again, when the nick changed since) into its frame. */
-  async #frameOf(item: OutboxItem): Promise<Uint8Array> {
-    const cached = this.#sealed.get(item.id);
-    if (cached && cached.from === this.#nick) return cached.frame;
-    if (cached) this.#voidNumber(cached);
-    const sealed = item.to === undefined ? await this.#sealRoom(item) : await this.#sealDirect(item, item.to);
-    const maxFrame = this.limits?.max_frame ?? Infinity;
-    if (sealed.frame.length - 4 > maxFrame) {
-      this.#voidNumber(sealed);
-      throw new SendError(`message is too long for this server (frame limit ${maxFrame} bytes)`);
-    }
-    this.#sealed.set(item.id, sealed);
-    return sealed.frame;
-  }
-
-  async #sealRoom(item: OutboxItem): Promise<Sealed> {
-    const room = this.#rooms.get(foldName(item.room));
-    if (!room) throw new SendError(`not in #${item.room} any more`);
-    const from = this.#nick;
-    const sequence = room.sending.take();
-    const envelope = await sealRoomMessage(room.keys, {
-      context: room.context,
-      from,
-      identity: this.#home.identity,
-      content: item.text,
-      sequence,
-      id: decodeBase64(item.id),
-      ts: item.ts,
-    });
-    return { from, frame: sendFrame(envelope), room: foldName(room.name), n: sequence.n };
-  }
-
-  async #sealDirect(item: OutboxItem, to: string): Promise<Sealed> {
-    const recipient = await this.recipient(to).catch((err) => {
-      throw err instanceof JoinError && err.code === "unknown_nick"
-        ? new SendError(`nobody is registered as ${to} on this server`)
-        : err;
-    });
-    if (recipient.trust === "changed") throw recipientChanged(recipient.nick);
-    const from = this.#nick;
-    try {
-      const sealed = await sealDirect(this.#home.identity, {
-        serverPub: this.#greeting!.serverPub,
-        from,
-        to: { nick: recipient.nick, key: recipient.key, kx: recipient.kx },
-        content: item.text,
-        id: decodeBase64(item.id),
-        ts: item.ts,
-      });
-      return { from, frame: directFrame(recipient.nick, sealed) };
-    } catch (err) {
-      if (err instanceof DirectError) throw new SendError(`cannot send to ${to}: ${err.message}`);
-      throw err;
-    }
-  }
-
   /**
    * A recipient's keys, looked up once per connection and checked (kx signature, pin, rotations).
    *
@@ -1156,25 +1089,9 @@ export class Session {
     return keys;
   }
 
-  /** A room number whose message will never be stored as sealed: void, so receivers do not wait for it. */
-  #voidNumber(sealed: Sealed): void {
-    if (sealed.room === undefined || sealed.n === undefined) return;
-    this.#numbering.get(sealed.room)?.settle(sealed.n, "refused");
-  }
-
-  /** Every outbox change: a stored number is settled, a given-up one is void; then the user interface is told. */
+  /** Every outbox change: numbers settled, then the user interface told. */
   #onOutbox(item: OutboxItem): void {
-    if (item.state === "sent") {
-      const sealed = this.#sealed.get(item.id);
-      if (sealed) sealed.written = true;
-    }
-    if (item.state === "acked" || item.state === "failed") {
-      const sealed = this.#sealed.get(item.id);
-      this.#sealed.delete(item.id);
-      if (sealed?.room !== undefined && sealed.n !== undefined) {
-        this.#numbering.get(sealed.room)?.settle(sealed.n, item.state === "acked" ? "stored" : "refused");
-      }
-    }
+    this.#sealing.changed(item);
     this.#onEvent({ kind: "outbox", item });
   }
 
@@ -1198,49 +1115,12 @@ export class Session {
 
   #onError(msg: ServerMessageOf<"error">): void {
     const item = msg.id === undefined ? undefined : this.#outbox.get(msg.id);
-    if (item) return this.#onRefused(item, msg);
+    if (item) return this.#sealing.refused(item, msg);
     if (msg.code === "rate_limited") {
       this.#onEvent({ kind: "status", text: "sending too fast: the server is holding your messages back" });
       return;
     }
     this.#onEvent({ kind: "status", text: `server error (${msg.code}): ${msg.message}` });
-  }
-
-  /** The server refused one of this client's messages. */
-  #onRefused(item: OutboxItem, msg: ServerMessageOf<"error">): void {
-    switch (msg.code) {
-      case "duplicate_id":
-        // Already stored (its ack was lost): as good as an ack.
-        this.#outbox.ack(item.id);
-        return;
-      case "storage_failed": {
-        // Not stored: its number becomes void, and the same text is sealed again under a new number.
-        const sealed = this.#sealed.get(item.id);
-        if (sealed) this.#voidNumber(sealed);
-        this.#sealed.delete(item.id);
-        this.#outbox.retry(item.id, `the server could not store it: ${msg.message}`);
-        return;
-      }
-      case "bad_direct":
-      case "unknown_nick":
-        // The recipient's keys changed on the server since they were looked up: look them up again, once.
-        if (item.to !== undefined && !this.#relooked.has(item.id)) {
-          this.#relooked.add(item.id);
-          this.#recipients.delete(foldName(item.to));
-          this.#sealed.delete(item.id);
-          this.#outbox.retry(item.id, msg.message, { now: true });
-          return;
-        }
-        break;
-      case "sender_mismatch":
-        // Sealed under a nick that is not this connection's any more (a nick change, a reconnect): seal it again.
-        if (this.#sealed.get(item.id)?.from !== this.#nick) {
-          this.#outbox.retry(item.id, msg.message, { now: true });
-          return;
-        }
-        break;
-    }
-    this.#outbox.fail(item.id, `the server refused it: ${msg.message}`);
   }
 
   /**
@@ -1549,14 +1429,6 @@ export class Session {
     link?.close();
     this.#keys.clear();
   }
-}
-
-function recipientChanged(nick: string): SendError {
-  return new SendError(
-    `${nick}'s key differs from the one you pinned: nothing was sent. Check it (/whois ${nick}, or compare ` +
-      `/verify ${nick} with them), then /trust ${nick} (deno task client trust ${nick})`,
-    { code: "changed" },
-  );
 }
 
 function keyName(room: string, params: { salt: Uint8Array; iterations: number }): string {
