@@ -14,9 +14,8 @@ import { sealRoomMessage } from "../lib/message.ts";
 import { newDevice } from "../lib/client/sequence.ts";
 import { EvilServer } from "./support/evil_server.ts";
 import { type Program, spawnTask } from "./support/programs.ts";
-import { passphraseHooks, poll, TestHomes } from "./support/session_clients.ts";
+import { passphraseHooks, poll, roomKeysOf, TestHomes } from "./support/session_clients.ts";
 import { TmuxScreen } from "./support/tmux.ts";
-import { cachedKeys } from "./support/wire.ts";
 
 const PASSPHRASE = "e2e attacks passphrase 9d2c";
 const FAST = ["--iterations", "100000", "--min-iterations", "100000"];
@@ -67,7 +66,7 @@ function jsonLines(stdout: string): Record<string, unknown>[] {
 /** A message sealed by a member who holds the room key, claiming to be from `from`, signed by its own key. */
 async function forgeFrom(server: EvilServer, from: string, body: string) {
   const room = server.rooms.get("general")!;
-  const keys = await cachedKeys(PASSPHRASE, { salt: Uint8Array.fromBase64(room.salt), iterations: room.iterations });
+  const keys = await roomKeysOf(PASSPHRASE, { salt: Uint8Array.fromBase64(room.salt), iterations: room.iterations });
   const mallory = await importIdentity(generateIdentitySecrets());
   const envelope = await sealRoomMessage(keys, {
     context: { serverPub: server.key, room: "general", accessPub: Uint8Array.fromBase64(room.access_pub), epoch: 0 },

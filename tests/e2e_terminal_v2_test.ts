@@ -78,6 +78,7 @@ Deno.test("/msg and incoming direct messages show as <from → to>; /invite and 
     await poll(() => alice.directs().length === 1, "alice's direct message");
     assert.equal(alice.directs()[0].text, "just between us");
     await screen.waitFor((t) => /\d\d:\d\d:\d\d <bob → alice> just between us/.test(t), "bob's own line");
+    await screen.waitFor((t) => t.includes("-- delivered to alice"), "the server handed it over");
     alice.session.msg("bob", "noted");
     await screen.waitFor((t) => /\d\d:\d\d:\d\d <alice → bob> noted/.test(t), "alice's answer");
     await alice.session.join("secret", passphraseHooks("a passphrase bob never types"));

@@ -19,8 +19,7 @@ import { signEd25519 } from "../lib/crypto.ts";
 import { JoinError, SendError, SessionError } from "../lib/client/session.ts";
 import { newDevice } from "../lib/client/sequence.ts";
 import { EvilServer } from "./support/evil_server.ts";
-import { passphraseHooks, poll, settle, type TestClient, TestHomes } from "./support/session_clients.ts";
-import { cachedKeys } from "./support/wire.ts";
+import { passphraseHooks, poll, roomKeysOf, settle, type TestClient, TestHomes } from "./support/session_clients.ts";
 
 const PASSPHRASE = "attack test passphrase 5b1d";
 const hooks = passphraseHooks(PASSPHRASE);
@@ -45,7 +44,7 @@ async function conversation() {
 /** The room keys of #general on the double (what every member holds). */
 async function roomKeys(server: EvilServer) {
   const room = server.rooms.get("general")!;
-  return await cachedKeys(PASSPHRASE, {
+  return await roomKeysOf(PASSPHRASE, {
     salt: Uint8Array.fromBase64(room.salt),
     iterations: room.iterations,
   });

@@ -12,8 +12,7 @@ import assert from "node:assert/strict";
 import { sealEnvelope } from "../lib/crypto.ts";
 import { JoinError, SessionError, type SessionOptions } from "../lib/client/session.ts";
 import { EvilServer } from "./support/evil_server.ts";
-import { passphraseHooks, poll, TEST_ITERATIONS, TestHomes } from "./support/session_clients.ts";
-import { cachedKeys } from "./support/wire.ts";
+import { passphraseHooks, poll, roomKeysOf, TEST_ITERATIONS, TestHomes } from "./support/session_clients.ts";
 
 const PASSPHRASE = "lying server test passphrase";
 const hooks = passphraseHooks(PASSPHRASE);
@@ -21,7 +20,7 @@ const SALT = new Uint8Array(16).fill(7);
 
 /** Puts #general on the double, made with PASSPHRASE, as if someone had created it. */
 async function withRoom(server: EvilServer): Promise<void> {
-  const keys = await cachedKeys(PASSPHRASE, { salt: SALT, iterations: TEST_ITERATIONS });
+  const keys = await roomKeysOf(PASSPHRASE, { salt: SALT, iterations: TEST_ITERATIONS });
   server.rooms.set("general", {
     name: "general",
     salt: SALT.toBase64(),
@@ -166,7 +165,7 @@ Deno.test("who and rooms replies of the wrong shape are refusals, not crashes", 
 
 /** An envelope sealed with keys of another passphrase: the right shape, the wrong tag. */
 async function junkEnvelope(from: string, id: number) {
-  const keys = await cachedKeys("not the room's passphrase", { salt: SALT, iterations: TEST_ITERATIONS });
+  const keys = await roomKeysOf("not the room's passphrase", { salt: SALT, iterations: TEST_ITERATIONS });
   return await sealEnvelope(keys, {
     room: "general",
     from,

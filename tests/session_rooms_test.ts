@@ -11,8 +11,7 @@ import assert from "node:assert/strict";
 import { sealEnvelope } from "../lib/crypto.ts";
 import { fingerprint } from "../lib/identity.ts";
 import { EvilServer } from "./support/evil_server.ts";
-import { passphraseHooks, poll, settle, TestHomes } from "./support/session_clients.ts";
-import { cachedKeys } from "./support/wire.ts";
+import { passphraseHooks, poll, roomKeysOf, settle, TestHomes } from "./support/session_clients.ts";
 
 const PASSPHRASE = "rooms test passphrase 71e0";
 const hooks = passphraseHooks(PASSPHRASE);
@@ -162,7 +161,7 @@ Deno.test("an unsigned v1 message is shown as 'unsigned' in history below every 
     alice.session.say("signed");
     await alice.session.drain();
     const room = server.rooms.get("general")!;
-    const keys = await cachedKeys(PASSPHRASE, { salt: Uint8Array.fromBase64(room.salt), iterations: room.iterations });
+    const keys = await roomKeysOf(PASSPHRASE, { salt: Uint8Array.fromBase64(room.salt), iterations: room.iterations });
     const v1 = (body: string) =>
       sealEnvelope(keys, { room: "general", from: "old-timer", plaintext: { type: "text", body }, v: 1 });
     // A migrated database: v1 rows come before every v2 row.

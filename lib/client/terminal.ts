@@ -61,6 +61,8 @@ class Chat {
   /** The room typed lines go to. */
   #current: string | undefined;
   #inHistory = false;
+  /** Recipients of this client's direct messages stored, by id, until the server says they were delivered. */
+  #sentTo = new Map<string, string>();
   /** This client's lines not yet stored, by id, oldest first. */
   #pending = new Map<string, OutboxItem>();
   #offline: { retryAt: number; reason: string } | undefined;
@@ -185,8 +187,12 @@ class Chat {
         const line = `${shownNick(i.from, i.trust)} invites you to #${i.room}: /accept ${i.room} joins it`;
         return i.trust === "changed" ? this.warn(`[key changed] ${line}`) : this.status(line);
       }
-      case "delivered":
-        return;
+      case "delivered": {
+        // The server says it handed one of our direct messages over (not a receipt signed by the recipient).
+        const to = this.#sentTo.get(event.id);
+        this.#sentTo.delete(event.id);
+        return to === undefined ? undefined : this.status(`delivered to ${displayNick(to)}`);
+      }
       case "joined":
       case "parted":
         return;
@@ -235,6 +241,10 @@ class Chat {
   };
 
   #onOutbox(item: OutboxItem): void {
+    if (item.to !== undefined && item.state === "acked") {
+      this.#sentTo.set(item.id, item.to);
+      if (this.#sentTo.size > 1000) this.#sentTo.delete(this.#sentTo.keys().next().value!);
+    }
     if (item.state === "queued" || item.state === "sent") {
       this.#pending.set(item.id, item);
     } else {

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { deriveRoomKeys, type RoomKeys } from "../../lib/crypto.ts";
 import type { Dial } from "../../lib/client/link.ts";
 import { Home } from "../../lib/client/home.ts";
 import type { OutboxItem } from "../../lib/client/outbox.ts";
@@ -140,4 +141,21 @@ export async function poll(test: () => boolean, what: string, timeoutMs = 20_000
  */
 export function settle(ms = 100): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+const keyCache = new Map<string, Promise<RoomKeys>>();
+
+/**
+ * A room's keys, derived once per test process (what every member holds).
+ *
+ * @param passphrase the passphrase
+ * @param options.salt the room's salt
+ * @param options.iterations its PBKDF2 count
+ * @returns the keys
+ */
+export function roomKeysOf(passphrase: string, options: { salt: Uint8Array; iterations: number }): Promise<RoomKeys> {
+  const key = `${passphrase}\u0000${options.salt.toHex()}\u0000${options.iterations}`;
+  let keys = keyCache.get(key);
+  if (!keys) keyCache.set(key, keys = deriveRoomKeys(passphrase, options));
+  return keys;
 }
