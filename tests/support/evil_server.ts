@@ -211,6 +211,9 @@ export class EvilServer {
   down = false;
   /** Check login signatures (a test may turn it off to let anything in). */
   checkLogin = true;
+  /** Sends refused with `storage_failed` so far by {@link EvilServer.failSends}. */
+  failedSends = 0;
+  #failing = 0;
   #identity!: Identity;
   #seq = 0;
   #inboxSeq = 0;
@@ -318,6 +321,25 @@ export class EvilServer {
     }
     (link as EvilLink).drop();
     close();
+  }
+
+  /**
+   * Makes the next `n` sends fail to store (`storage_failed` to their senders, nothing stored), as a full disk would.
+   *
+   * @param n how many
+   */
+  failSends(n: number): void {
+    this.#failing = n;
+  }
+
+  /**
+   * The stored envelopes of a room, oldest first, as the server would keep them.
+   *
+   * @param room the room (any spelling)
+   * @returns seq and envelope of each
+   */
+  stored(room = "general"): RelayedMessage[] {
+    return [...(this.rooms.get(foldName(room))?.messages ?? [])];
   }
 
   /** The latest connection. */
@@ -610,6 +632,11 @@ export class EvilServer {
     if (envelope.from !== link.nick) return this.#error(link, "sender_mismatch", "not your nick", { id: envelope.id });
     if (room.messages.some((m) => m.envelope.id === envelope.id)) {
       return this.#error(link, "duplicate_id", "already stored", { id: envelope.id });
+    }
+    if (this.#failing > 0) {
+      this.#failing--;
+      this.failedSends++;
+      return this.#error(link, "storage_failed", "injected storage failure", { id: envelope.id });
     }
     const item = this.store(envelope, { except: link });
     link.reply({ type: "ack", id: envelope.id, seq: item.seq });
