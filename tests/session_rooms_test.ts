@@ -210,3 +210,21 @@ Deno.test("plain TCP to an address that is not loopback is warned about; loopbac
     await homes.cleanup();
   }
 });
+
+Deno.test("joinedRoom answers in the server's spelling for any spelling of a joined room; maxBody follows the limits", async () => {
+  const server = await EvilServer.start();
+  server.limits = { ...server.limits, max_body: 1000 };
+  const homes = new TestHomes();
+  const alice = await homes.connect(server.dial, "alice");
+  try {
+    await alice.session.join("Ops", hooks);
+    assert.equal(alice.session.joinedRoom("OPS"), "Ops");
+    assert.equal(alice.session.joinedRoom("0ps"), "Ops", "a lookalike folds to the same room");
+    assert.equal(alice.session.joinedRoom("dev"), undefined);
+    assert.equal(alice.session.maxBody, 1000);
+    assert.throws(() => alice.session.say("x".repeat(1001)), /the limit is 1000/);
+  } finally {
+    await alice.close();
+    await homes.cleanup();
+  }
+});

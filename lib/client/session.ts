@@ -307,6 +307,21 @@ export class Session {
     return [...this.#rooms.values()].map((r) => r.name);
   }
 
+  /**
+   * The canonical name of the joined room that `name` means, comparing names as the server does (folded).
+   *
+   * @param name a room name in any spelling
+   * @returns the joined room's name, or undefined when this connection is not in it
+   */
+  joinedRoom(name: string): string | undefined {
+    return this.#rooms.get(foldName(name))?.name;
+  }
+
+  /** The largest message body the server takes, in UTF-8 bytes. */
+  get maxBody(): number {
+    return Math.min(MAX_BODY_BYTES, this.limits?.max_body ?? MAX_BODY_BYTES);
+  }
+
   /** The limits the server announced (checked). */
   get limits(): ServerLimits | undefined {
     return this.#greeting?.limits;
@@ -1048,7 +1063,7 @@ export class Session {
     if (this.#state === "closed") throw new SendError("the session is closed");
     if (!text.isWellFormed()) throw new SendError("the text is not well-formed Unicode");
     const bytes = utf8Length(text);
-    const max = Math.min(MAX_BODY_BYTES, this.limits?.max_body ?? MAX_BODY_BYTES);
+    const max = this.maxBody;
     if (bytes > max) throw new SendError(`message is ${bytes} bytes; the limit is ${max}`);
   }
 
