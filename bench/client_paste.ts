@@ -126,20 +126,24 @@ async function throughTmux(): Promise<void> {
   try {
     await screen.waitFor((t) => t.includes("#general> "), "the prompt", 60_000);
     const pid = await screen.clientPid();
-    const text = "p".repeat(PASTE_CHARS);
-    const cpuBefore = (await sampleProcesses([pid]))[0].cpu;
-    const started = performance.now();
-    await screen.paste(text + "\n");
-    const m = await bob.next("message", { timeoutMs: 600_000 });
-    const ms = performance.now() - started;
-    const cpu = (await sampleProcesses([pid]))[0].cpu - cpuBefore;
-    const opened = await openEnvelope(bob.keys!, { envelope: m.envelope, room: "general" });
-    if (opened.plaintext.body !== text) throw new Error("the pasted line did not arrive whole");
     console.log("through tmux, the real client and server, paste to delivery:");
-    console.log(
-      `  ascii  ${String(PASTE_CHARS).padStart(6)} chars: ${ms.toFixed(1).padStart(7)} ms  ${rate(PASTE_CHARS, ms)}`,
-    );
-    console.log(`  client CPU for the paste: ${(cpu * 1000).toFixed(0)} ms (${rate(PASTE_CHARS, cpu * 1000)} of CPU)`);
+    for (const bracketed of [false, true]) {
+      const text = (bracketed ? "q" : "p").repeat(PASTE_CHARS);
+      const cpuBefore = (await sampleProcesses([pid]))[0].cpu;
+      const started = performance.now();
+      // A bracketed paste waits in the input line until Enter, as it does for a user.
+      await screen.paste(bracketed ? text : text + "\n", { bracketed });
+      if (bracketed) await screen.press("Enter");
+      const m = await bob.next("message", { timeoutMs: 600_000 });
+      const ms = performance.now() - started;
+      const cpu = (await sampleProcesses([pid]))[0].cpu - cpuBefore;
+      const opened = await openEnvelope(bob.keys!, { envelope: m.envelope, room: "general" });
+      if (opened.plaintext.body !== text) throw new Error("the pasted line did not arrive whole");
+      console.log(row(bracketed ? "brackt" : "ascii", PASTE_CHARS, ms));
+      console.log(
+        `  client CPU for the paste: ${(cpu * 1000).toFixed(0)} ms (${rate(PASTE_CHARS, cpu * 1000)} of CPU)`,
+      );
+    }
   } finally {
     await screen.close();
     bob.close();

@@ -84,7 +84,7 @@ Deno.test("a line taller than the room it has shows the rows around the cursor",
   const all = line.layout({ prompt: "> ", width: 21 });
   assert.equal(all.rows.length, 6);
   const shown = line.layout({ prompt: "> ", width: 21, maxRows: 2 });
-  assert.deepEqual(shown.rows, all.rows.slice(4));
+  assert.deepEqual(shown.rows, ["…" + all.rows[4].slice(1), all.rows[5]], "an ellipsis says there is more above");
   assert.equal(shown.hiddenAbove, 4);
   assert.equal(shown.cursorRow, 1);
   line.home();

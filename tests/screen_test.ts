@@ -238,3 +238,17 @@ Deno.test("the bell, and the modes: raw input and bracketed paste on while the s
   assert.ok(!input.isRaw);
   assert.ok(writes[writes.length - 1].endsWith("\x1b[?2004l"));
 });
+
+Deno.test("a coloured footer row is measured without its escapes, and one too wide is cut without them", () => {
+  const { screen, writes } = fakeScreen();
+  try {
+    const dim = (text: string) => `\x1b[2m${text}\x1b[0m`;
+    screen.setFooter([dim("x".repeat(110)), dim("y".repeat(130))]);
+    const zone = lastDrawn(writes);
+    assert.ok(zone.includes(dim("x".repeat(110)) + "\r\n"), "fits: kept with its colour");
+    assert.ok(zone.includes("y".repeat(100)) && !zone.includes("\x1b[2my"), "too wide: cut, colour dropped");
+    assert.ok(!zone.includes("y".repeat(120)));
+  } finally {
+    screen.end();
+  }
+});

@@ -24,6 +24,8 @@ export interface ViewOptions {
   colour: boolean;
   /** Ring the terminal's bell when someone mentions the user. */
   bell: boolean;
+  /** Bold for mentions even without colour (default true; false when the output is not a terminal). */
+  highlight?: boolean;
   /** The clock (tests set another): presence times, and which day is today. */
   now?: () => number;
 }
@@ -53,6 +55,7 @@ export class ConversationView {
   #screen: Screen;
   #colour: boolean;
   #bell: boolean;
+  #highlight: boolean;
   #now: () => number;
   /** Conversations in the middle of a history replay (between "history" and "end of history"). */
   #inHistory = new Set<string>();
@@ -64,7 +67,7 @@ export class ConversationView {
   #offline: { retryAt: number; reason: string } | undefined;
   #countdown: ReturnType<typeof setInterval> | undefined;
   #statusLine = (width: number) =>
-    formatStatusLine(this.conversations.summary(), { width, colour: this.#colour, highlight: true });
+    formatStatusLine(this.conversations.summary(), { width, colour: this.#colour, highlight: this.#highlight });
 
   /**
    * @param screen where it is shown
@@ -74,6 +77,7 @@ export class ConversationView {
     this.#screen = screen;
     this.#colour = options.colour;
     this.#bell = options.bell;
+    this.#highlight = options.highlight ?? true;
     this.#now = options.now ?? Date.now;
   }
 
@@ -439,7 +443,13 @@ export class ConversationView {
     const width = this.#screen.columns;
     switch (line.kind) {
       case "message":
-        return formatMessage(line, { colour, width, mention: line.mention, failed: line.failed, now: this.#now() });
+        return formatMessage(line, {
+          colour,
+          width,
+          mention: line.mention && this.#highlight,
+          failed: line.failed,
+          now: this.#now(),
+        });
       case "status":
         return formatStatus(line.text, { colour, width, warning: line.warning, ts: line.ts });
       case "day":

@@ -32,7 +32,7 @@ export interface LineLayout {
   cursorRow: number;
   /** The column the cursor is at. */
   cursorCol: number;
-  /** Rows of the line above the first one shown (a line taller than the room it has). */
+  /** Rows of the line above the first one shown (a line taller than the room it has; the first shown starts with …). */
   hiddenAbove: number;
 }
 
@@ -294,7 +294,9 @@ export class LineEditor {
       const from = this.#offsetOf(rowStarts[r]);
       const to = r + 1 < total ? this.#offsetOf(rowStarts[r + 1]) : this.#text.length;
       const text = this.#text.slice(from, to).replace(/\n$/, "").replaceAll("\t", " ");
-      rows.push((r === 0 ? options.prompt : pad) + text);
+      // A row after hidden ones starts with an ellipsis in its indent: there is more above.
+      const head = r === 0 ? options.prompt : r === top && indent > 0 ? "…" + pad.slice(1) : pad;
+      rows.push(head + text);
     }
     return { rows, widths: widths.slice(top, top + shown), cursorRow: cursorRow - top, cursorCol, hiddenAbove: top };
   }

@@ -189,11 +189,6 @@ export class Screen {
     this.#maxLineBytes = bytes;
   }
 
-  /** Whether a question is waiting for its answer. */
-  get asking(): boolean {
-    return this.#question !== undefined;
-  }
-
   /**
    * Prints text above the footer and the input, keeping the half-typed line intact.
    *
@@ -252,7 +247,7 @@ export class Screen {
 
   /** Clears the screen and the terminal's scrollback, and draws the footer, status and input at the top. */
   clear(): void {
-    this.#draw([], { clear: true });
+    this.#draw([], { clear: "all" });
   }
 
   /**
@@ -430,7 +425,8 @@ export class Screen {
       case "p":
         return void (this.#question ? undefined : this.#events?.cycle?.(-1));
       case "l":
-        return this.#draw([], { clear: true });
+        // As in a shell: a clean screen, what was on it still in the scrollback.
+        return this.#draw([], { clear: "screen" });
     }
   }
 
@@ -499,7 +495,7 @@ export class Screen {
     const columns = this.columns;
     const rows: string[] = [];
     for (const row of this.#spinnerRow === undefined ? this.#footer : [...this.#footer, this.#spinnerRow]) {
-      rows.push(fitRow(row, columns));
+      rows.push(fitStyled(row, columns));
     }
     if (this.#status) rows.push(this.#status(columns));
     const widths = rows.map(rowColumns);
@@ -526,7 +522,7 @@ export class Screen {
    * Redraws everything below what is printed: moves up over the zone as drawn, clears to the end of the screen (or
    * the whole screen and scrollback), writes `printed` and the zone, and puts the cursor where the line's cursor is.
    */
-  #draw(printed: string[], options: { clear?: boolean; up?: number } = {}): void {
+  #draw(printed: string[], options: { clear?: "screen" | "all"; up?: number } = {}): void {
     if (this.#ended) return;
     if (!this.#tty) {
       // Output to a file or pipe: the rows only, no cursor moves, no zone.
@@ -567,6 +563,16 @@ export class Screen {
     }
     this.#draw([], { up });
   }
+}
+
+/**
+ * A row cut to the terminal's width: its colour escapes take no columns, and a row too wide loses its colours rather
+ * than be cut inside an escape sequence.
+ */
+function fitStyled(row: string, columns: number): string {
+  if (!row.includes("\x1b")) return fitRow(row, columns);
+  const plain = row.replace(SGR, "");
+  return fitRow(plain, columns) === plain ? row : fitRow(plain, columns);
 }
 
 /** The columns a drawn row takes (its colour escapes take none). */

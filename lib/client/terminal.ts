@@ -7,6 +7,7 @@
  * @module
  */
 
+import { MAX_BODY_BYTES } from "../envelope.ts";
 import { validateNick } from "../names.ts";
 import { CLIENT_EXIT, type ClientConfig, EXIT_OF_CLOSE } from "./config.ts";
 import {
@@ -82,9 +83,15 @@ class Chat {
     this.#config = config;
     this.#options = options;
     this.#preset = options.passphrase;
-    const colour = options.colour ?? (Deno.stdout.isTerminal() && !Deno.noColor);
-    this.screen = new Screen({ input: options.input, output: options.output, maxLineBytes: Infinity });
-    this.view = new ConversationView(this.screen, { colour, bell: !config.noBell, now: options.now });
+    const terminal = options.output ? options.output.isTTY !== false : Deno.stdout.isTerminal();
+    const colour = options.colour ?? (terminal && !Deno.noColor);
+    this.screen = new Screen({ input: options.input, output: options.output, maxLineBytes: MAX_BODY_BYTES });
+    this.view = new ConversationView(this.screen, {
+      colour,
+      bell: !config.noBell,
+      highlight: terminal,
+      now: options.now,
+    });
     this.finished = new Promise((resolve) => this.#done = resolve);
   }
 
