@@ -35,6 +35,7 @@ function fakeContext(room: string | null = "general") {
     join: (r, { generate }) => note(`join ${r}${generate ? " generate" : ""}`),
     part: (r) => note(`part ${r ?? "(this room)"}`),
     switchTo: (name) => void note(`switch ${name}`),
+    query: (nick) => void note(`query ${nick}`),
     topic: (text) => note(`topic ${text ?? "(show)"}`),
     clear: () => void note("clear"),
     retry: () => note("retry"),
@@ -66,6 +67,7 @@ Deno.test("runLine dispatches every command from the table, by name or alias, in
       "/leave",
       "/part ops",
       "/switch @carol",
+      "/query carol",
       "/topic",
       "/topic deploy friday",
       "/who",
@@ -87,6 +89,7 @@ Deno.test("runLine dispatches every command from the table, by name or alias, in
     "part (this room)",
     "part ops",
     "switch @carol",
+    "query carol",
     "topic (show)",
     "topic deploy friday",
     "who side",
@@ -122,11 +125,12 @@ Deno.test("runLine turns misuse into one warning and never throws", async () => 
       "/switch",
       "/retry now",
       "/help bogus",
+      "/query bad nick",
     ]
   ) {
     await runLine(ctx, line);
   }
-  assert.equal(calls.length, 13, calls.join("\n"));
+  assert.equal(calls.length, 14, calls.join("\n"));
   assert.ok(calls.every((c) => c.startsWith("warn ")), calls.join("\n"));
   assert.match(calls[0], /unknown command \/bogus/);
   assert.match(calls[8], /in use/);

@@ -41,7 +41,7 @@ Deno.test("commands after a slash, and each command's argument as the table says
   assert.deepEqual(completer.complete("/na", 3, sources), { text: "/names ", cursor: 7 }, "aliases complete too");
   assert.deepEqual(completer.complete("/switch #o", 10, sources), { text: "/switch #ops ", cursor: 13 });
   assert.deepEqual(completer.complete("/switch @", 9, sources), { text: "/switch @bob ", cursor: 13 });
-  assert.deepEqual(completer.complete("/help qu", 8, sources), { text: "/help quit ", cursor: 11 });
+  assert.deepEqual(completer.complete("/help qui", 9, sources), { text: "/help quit ", cursor: 11 });
   assert.deepEqual(completer.complete("/me bo", 6, sources), { text: "/me bob ", cursor: 8 });
   assert.equal(completer.complete("/nick bo", 8, sources), undefined, "a new nick is not completed");
   assert.deepEqual(completer.complete("//etc bo", 8, sources), { text: "//etc bob ", cursor: 10 });

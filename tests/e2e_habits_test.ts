@@ -268,7 +268,7 @@ Deno.test("your own line: a refused one is marked, and /retry sends it again; no
   }, { transform });
 });
 
-Deno.test("/names, /help COMMAND, /join of this room without its history, /topic on v1, /clear, and /quit with a reason", async () => {
+Deno.test("/help COMMAND, /join of this room without its history, /topic and /query on v1, /clear, and /quit with a reason", async () => {
   await withChat(async ({ screen, bob }) => {
     await bob.say("history line");
     await screen.waitFor((t) => t.includes("<bob> history line"), "a message");
@@ -289,6 +289,12 @@ Deno.test("/names, /help COMMAND, /join of this room without its history, /topic
     await screen.waitFor(
       (t) => t.includes("!! room topics need a newer server: this server has one room per connection (protocol v1)"),
       "/topic on v1",
+    );
+    await screen.line("/query bob");
+    await screen.waitFor(
+      (t) =>
+        t.includes("!! direct messages need a newer server: this server has one room per connection (protocol v1)"),
+      "/query on v1",
     );
     await screen.line("/clear");
     text = await screen.waitFor((t) => !t.includes("history line"), "the screen cleared");

@@ -222,6 +222,19 @@ Deno.test("rooms: /topic sets and shows a topic in the status line, /join of a j
     await screen.waitFor((t) => new RegExp(`${TIME} <alice> hi carol`).test(t), "alice's direct line");
     await screen.line("/who");
     await screen.waitFor((t) => t.includes("!! /who works in a room: /switch to one first"), "/who in @carol");
+    // /query opens a direct conversation before anything was said in it.
+    await screen.line("/query dave");
+    await screen.waitForLastLine("@dave>", "the conversation with dave");
+    await screen.waitFor((t) => t.includes("1:#general 2:#ops 3:@carol [4:@dave]"), "four conversations");
+    await screen.line("/me waves");
+    assert.deepEqual(await control.call((c) => c.call === "say", "the direct action"), {
+      call: "say",
+      target: { peer: "dave" },
+      text: "waves",
+      type: "action",
+    });
+    await screen.press("M-3");
+    await screen.waitForLastLine("@carol>", "Alt-3: carol");
 
     // /part leaves the room: the conversation closes and the one before it is current.
     await screen.press("M-2");
@@ -230,7 +243,7 @@ Deno.test("rooms: /topic sets and shows a topic in the status line, /join of a j
     assert.deepEqual(await control.call((c) => c.call === "part", "part"), { call: "part", room: "ops" });
     await screen.waitForLastLine("#general>", "ops left");
     await screen.waitFor((t) => t.includes("-- left #ops"), "the part said");
-    assert.equal(await statusLine(screen), "[1:#general] 2:@carol");
+    assert.equal(await statusLine(screen), "[1:#general] 2:@carol 3:@dave");
     await screen.line("/part ops");
     await screen.waitFor((t) => t.includes("!! not in #ops"), "not in ops any more");
     // A room the session leaves on its own says why.
@@ -238,7 +251,7 @@ Deno.test("rooms: /topic sets and shows a topic in the status line, /join of a j
     await screen.waitForLastLine("#dev>", "in dev");
     await control.event({ kind: "parted", room: "dev", reason: "the room was removed" });
     await screen.waitFor((t) => t.includes("-- left #dev (the room was removed)"), "the parted event");
-    await screen.waitForLastLine("@carol>", "the conversation before it");
+    await screen.waitForLastLine("@dave>", "the conversation before it");
   });
 });
 

@@ -29,6 +29,8 @@ export interface CommandContext {
   part(room: string | undefined): Promise<void>;
   /** Switches to a conversation by name (`ops`, `#ops`, `@bob`) or number. */
   switchTo(name: string): void;
+  /** Opens (or switches to) the direct conversation with a person. */
+  query(nick: string): void;
   /** Shows the current room's topic, or sets it. */
   topic(text: string | undefined): Promise<void>;
   /** Clears the screen and the current conversation's lines. */
@@ -129,6 +131,21 @@ export const COMMANDS: Command[] = [
     run(ctx, args) {
       if (args === "" || /\s/.test(args)) throw new CommandError("usage: /switch NAME (#room, @nick or a number)");
       ctx.switchTo(args);
+      return Promise.resolve();
+    },
+  },
+  {
+    name: "query",
+    args: "NICK",
+    help: "talk with NICK alone: open (or go to) your direct conversation with them",
+    complete: "nick",
+    run(ctx, args) {
+      try {
+        validateNick(args);
+      } catch (err) {
+        throw new CommandError(`usage: /query NICK (${(err as Error).message})`);
+      }
+      ctx.query(args);
       return Promise.resolve();
     },
   },

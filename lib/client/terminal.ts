@@ -123,6 +123,7 @@ class Chat {
       },
       part: (room) => this.#part(room ?? (target && "room" in target ? target.room : undefined)),
       switchTo: (name) => this.#switchTo(name),
+      query: (nick) => this.#query(nick),
       topic: (text) => this.#topic(target, text),
       clear: () => this.view.clear(),
       retry: () => this.#retry(),
@@ -252,6 +253,14 @@ class Chat {
   #switchTo(name: string): void {
     const key = this.view.conversations.find(name);
     if (key === undefined) throw new CommandError(`no conversation ${name}: /join a room first`);
+    if (key === this.view.currentKey) this.status(`you are in ${key}`);
+    else this.view.switchTo(key);
+  }
+
+  #query(nick: string): void {
+    if (!this.session!.multiRoom) throw new CommandError(`direct messages need a newer server: ${NEEDS_MULTI_ROOM}`);
+    const key = conversationKey("direct", nick);
+    this.view.conversations.open("direct", nick);
     if (key === this.view.currentKey) this.status(`you are in ${key}`);
     else this.view.switchTo(key);
   }
