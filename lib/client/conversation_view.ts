@@ -330,9 +330,13 @@ export class ConversationView {
     if (mention && !history && this.#bell) this.#screen.bell();
   }
 
-  /** The first line of a room being joined makes it current, so its history prints in place. */
+  /**
+   * The first line of a room being joined makes it current, so its history prints in place. The server may spell the
+   * room otherwise than the user typed it (v2 compares names folded; its canonical spelling is the one in events).
+   */
   #arrive(key: string): void {
-    if (this.#expected === undefined || key !== conversationKey("room", this.#expected)) return;
+    const expected = this.#expected;
+    if (expected === undefined || key.toLowerCase() !== conversationKey("room", expected).toLowerCase()) return;
     this.#expected = undefined;
     this.conversations.open("room", key.slice(1));
     if (this.currentKey !== key) this.switchTo(key);
