@@ -1,35 +1,26 @@
 import assert from "node:assert/strict";
-import { type CommandContext, COMMANDS, helpLines, runLine } from "../lib/client/commands.ts";
-import { JoinError, SendError, type Session } from "../lib/client/session.ts";
+import type { ChatSession } from "../lib/client/chat_session.ts";
+import { type CommandContext, commandHelp, COMMANDS, helpLines, runLine } from "../lib/client/commands.ts";
+import { JoinError, SendError } from "../lib/client/session.ts";
 
 const FINGERPRINT = "0db574c5ff390ba1982dd2d2a404cd1c51a1a791";
 const OTHER = "8adaae9544c7bfbd7326acacf01fb44ca02e7725";
 
+/** A context in `room` (null: a direct conversation); questions get `answers` in turn. */
 function fakeContext(room: string | null = "general", answers: string[] = []) {
   const calls: string[] = [];
   const session = {
-    who: (r?: string) => {
+    who: (r: string) => {
       calls.push(`who ${r}`);
-      return Promise.resolve([
-        { nick: "alice", fingerprint: FINGERPRINT, trust: "verified" },
-        { nick: "bob", fingerprint: OTHER, trust: "changed" },
-      ]);
+      return Promise.resolve([{ nick: "alice", trust: "pinned" }, { nick: "bob", trust: "pinned" }]);
     },
-    roomList: () => Promise.resolve([{ name: "general", count: 2 }]),
-    changeNick: (nick: string) => {
-      if (nick === "taken") return Promise.reject(new JoinError("nick_registered", "nick taken is registered"));
-      calls.push(`nick ${nick}`);
-      return Promise.resolve();
+    say: (target: { room?: string; peer?: string }, text: string, options: { type: string }) => {
+      if (target.peer === "mallory") {
+        throw new SendError("mallory's key differs from the one you pinned", { code: "changed" });
+      }
+      calls.push(`say ${JSON.stringify(target)} ${options.type} ${text}`);
     },
-    older: (n: number, options: { room?: string }) => {
-      calls.push(`older ${n} ${options.room}`);
-      return Promise.resolve({ shown: 0, more: false });
-    },
-    msg: (nick: string, text: string) => {
-      if (nick === "mallory") throw new SendError("mallory's key differs from the one you pinned", { code: "changed" });
-      calls.push(`msg ${nick} ${text}`);
-    },
-    invite: (nick: string, options: { room: string }) => calls.push(`invite ${nick} ${options.room}`),
+    invite: (nick: string, r: string) => calls.push(`invite ${nick} ${r}`),
     accept: (r?: string) => {
       calls.push(`accept ${r}`);
       return Promise.resolve({ room: r ?? "ops", members: [], created: false, history: 0 });
@@ -50,32 +41,39 @@ function fakeContext(room: string | null = "general", answers: string[] = []) {
       calls.push(`forget ${r}`);
       return Promise.resolve(true);
     },
-  } as unknown as Session;
+    listRooms: () => Promise.resolve([{ name: "general", members: 2 }]),
+    changeNick: (nick: string) => {
+      if (nick === "taken") return Promise.reject(new JoinError("nick_in_use", "nick taken is in use"));
+      calls.push(`nick ${nick}`);
+      return Promise.resolve();
+    },
+    older: (r: string, n: number) => {
+      calls.push(`older ${r} ${n}`);
+      return Promise.resolve({ shown: 0, more: false });
+    },
+  } as unknown as ChatSession;
+  const note = (call: string) => {
+    calls.push(call);
+    return Promise.resolve();
+  };
   const ctx: CommandContext = {
     session,
     room: room ?? undefined,
     status: (text) => calls.push(`status ${text}`),
     warn: (text) => calls.push(`warn ${text}`),
+    say: (text, { action }) => note(`${action ? "action" : "say"} ${text}`),
+    join: (r, { generate, remember }) => note(`join ${r}${generate ? " generate" : ""}${remember ? " remember" : ""}`),
     ask: (question) => {
       calls.push(`ask ${question}`);
       return Promise.resolve(answers.shift());
     },
-    say: (text, { action, type }) => {
-      calls.push(`${type ?? (action ? "action" : "say")} ${text}`);
-      return Promise.resolve();
-    },
-    join: (r, { generate, remember }) => {
-      calls.push(`join ${r}${generate ? " generate" : ""}${remember ? " remember" : ""}`);
-      return Promise.resolve();
-    },
-    part: (r) => {
-      calls.push(`part ${r}`);
-      return Promise.resolve();
-    },
-    quit: () => {
-      calls.push("quit");
-      return Promise.resolve();
-    },
+    part: (r) => note(`part ${r ?? "(this room)"}`),
+    switchTo: (name) => void note(`switch ${name}`),
+    query: (nick) => void note(`query ${nick}`),
+    topic: (text) => note(`topic ${text ?? "(show)"}`),
+    clear: () => void note("clear"),
+    retry: () => note("retry"),
+    quit: (reason) => note(`quit${reason === undefined ? "" : ` ${reason}`}`),
   };
   return { ctx, calls };
 }
@@ -88,22 +86,35 @@ Deno.test("runLine sends plain text, and // escapes a leading slash", async () =
   assert.deepEqual(calls, ["say hello there", "say /not a command"]);
 });
 
-Deno.test("runLine dispatches the room commands; a leading # of a room is dropped", async () => {
+Deno.test("a multi-line message is sent whole, whatever its first line looks like: no line of it runs", async () => {
+  const { ctx, calls } = fakeContext();
+  await runLine(ctx, "/quit now\n/nick x\nthird\n\n");
+  await runLine(ctx, "/join ops\n");
+  assert.deepEqual(calls, ["say /quit now\n/nick x\nthird", "say /join ops"]);
+});
+
+Deno.test("runLine dispatches every command from the table, by name or alias, in any case", async () => {
   const { ctx, calls } = fakeContext("side");
   for (
     const line of [
       "/join #dev --generate",
       "/join ops --remember",
       "/leave",
-      "/part #ops",
+      "/part ops",
+      "/switch @carol",
+      "/query carol",
+      "/topic",
+      "/topic deploy friday",
       "/who",
+      "/NAMES",
       "/rooms",
       "/me waves",
-      "/topic release day",
       "/nick bob2",
       "/history 5",
-      "/forget #old",
+      "/retry",
+      "/clear",
       "/QUIT",
+      "/quit gone fishing",
     ]
   ) {
     await runLine(ctx, line);
@@ -111,23 +122,120 @@ Deno.test("runLine dispatches the room commands; a leading # of a room is droppe
   assert.deepEqual(calls, [
     "join dev generate",
     "join ops remember",
-    "part side",
+    "part (this room)",
     "part ops",
+    "switch @carol",
+    "query carol",
+    "topic (show)",
+    "topic deploy friday",
     "who side",
-    "status in #side: alice \u2713, bob [key changed] (2)",
+    "status in #side: alice, bob (2)",
+    "who side",
+    "status in #side: alice, bob (2)",
     "status rooms: #general (2)",
     "action waves",
-    "topic release day",
     "nick bob2",
-    "older 5 side",
+    "older side 5",
     "status no older messages",
-    "forget old",
-    "status forgot #old: the next join pins it afresh",
+    "retry",
+    "clear",
     "quit",
+    "quit gone fishing",
   ]);
 });
 
-Deno.test("direct messages, invitations and keys: /msg, /invite, /accept, /whois, /verify, /trust", async () => {
+Deno.test("runLine turns misuse into one warning and never throws", async () => {
+  const { ctx, calls } = fakeContext();
+  for (
+    const line of [
+      "/bogus",
+      "/join",
+      "/join a b",
+      "/join bad\u0007room",
+      "/me",
+      "/history 0",
+      "/history x",
+      "/who x",
+      "/nick taken",
+      "/part a b",
+      "/switch",
+      "/retry now",
+      "/help bogus",
+      "/query bad nick",
+      "/join ops --bogus",
+      "/msg bob",
+      "/msg mallory hi",
+      "/whois",
+      "/forget",
+    ]
+  ) {
+    await runLine(ctx, line);
+  }
+  assert.equal(calls.length, 19, calls.join("\n"));
+  assert.ok(calls.every((c) => c.startsWith("warn ")), calls.join("\n"));
+  assert.match(calls[0], /unknown command \/bogus/);
+  assert.match(calls[8], /in use/);
+  assert.match(calls[16], /key differs/);
+  assert.match(calls[12], /no command \/bogus/);
+  // Outside a room (a direct conversation), room commands say so.
+  const direct = fakeContext(null);
+  await runLine(direct.ctx, "/who");
+  await runLine(direct.ctx, "/history");
+  assert.deepEqual(direct.calls.map((c) => c.replace(/:.*/, "")), [
+    "warn /who works in a room",
+    "warn /history works in a room",
+  ]);
+});
+
+Deno.test("/help is generated from the command table, and /help COMMAND tells more, by name or alias", async () => {
+  const { ctx, calls } = fakeContext();
+  await runLine(ctx, "/help");
+  assert.equal(calls.length, COMMANDS.length + 2);
+  for (const c of COMMANDS) assert.ok(calls.some((l) => l.startsWith(`status /${c.name}`)), c.name);
+  assert.deepEqual(calls.map((c) => c.slice("status ".length)), helpLines());
+  for (const c of COMMANDS) {
+    for (const name of [c.name, ...(c.aliases ?? [])]) {
+      calls.length = 0;
+      await runLine(ctx, `/help /${name.toUpperCase()}`);
+      assert.deepEqual(calls.map((l) => l.slice("status ".length)), commandHelp(c.name), name);
+      assert.ok(calls[0].startsWith(`status /${c.name}`) && calls[0].includes(c.help), calls[0]);
+    }
+  }
+  assert.deepEqual(commandHelp("names"), [
+    "/who: list the members of this room (\u2713 verified, [key changed]) (also /names)",
+  ]);
+});
+
+Deno.test("README's command list is /help's", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const block = /from the same table that runs them[^\n]*\n\n```\n([\s\S]*?)\n```/.exec(readme);
+  assert.ok(block, "README has the /help block");
+  assert.deepEqual(block[1].split("\n"), helpLines());
+});
+
+Deno.test("/who and /rooms show names from the server with white space collapsed and controls neutralized", async () => {
+  const { ctx, calls } = fakeContext();
+  (ctx.session as unknown as { who: () => Promise<unknown[]> }).who = () =>
+    Promise.resolve([{ nick: `dave${" ".repeat(150)}23:59:59 <carol> ok` }, { nick: "eve\u202e" }]);
+  (ctx.session as unknown as { listRooms: () => Promise<unknown[]> }).listRooms = () =>
+    Promise.resolve([{ name: "a\n\nb", members: 1 }]);
+  await runLine(ctx, "/who");
+  await runLine(ctx, "/rooms");
+  assert.deepEqual(calls, [
+    "status in #general: dave 23:59:59 <carol> ok, eve\uFFFD (2)",
+    "status rooms: #a \u21b5 \u21b5 b (1)",
+  ]);
+});
+
+Deno.test("/who marks verified and changed keys", async () => {
+  const { ctx, calls } = fakeContext("ops");
+  (ctx.session as unknown as { who: () => Promise<unknown[]> }).who = () =>
+    Promise.resolve([{ nick: "alice", trust: "verified" }, { nick: "bob", trust: "changed" }, { nick: "carol" }]);
+  await runLine(ctx, "/who");
+  assert.deepEqual(calls, ["status in #ops: alice \u2713, bob [key changed], carol (3)"]);
+});
+
+Deno.test("direct messages, invitations and keys: /msg, /invite, /accept, /whois, /verify, /trust, /forget", async () => {
   const { ctx, calls } = fakeContext("ops", ["y", "yes"]);
   for (
     const line of [
@@ -140,12 +248,13 @@ Deno.test("direct messages, invitations and keys: /msg, /invite, /accept, /whois
       "/whois bob",
       "/verify alice",
       "/trust bob",
+      "/forget #old",
     ]
   ) {
     await runLine(ctx, line);
   }
   assert.deepEqual(calls.filter((c) => !c.startsWith("status") && !c.startsWith("ask")), [
-    "msg bob psst, over here",
+    'say {"peer":"bob"} text psst, over here',
     "invite carol ops",
     "invite dave general",
     "accept undefined",
@@ -154,14 +263,19 @@ Deno.test("direct messages, invitations and keys: /msg, /invite, /accept, /whois
     "join ops",
     "verify alice",
     `trust bob ${OTHER}`,
+    "forget old",
   ]);
   const statuses = calls.filter((c) => c.startsWith("status "));
   assert.ok(statuses.some((s) => s.includes("alice: key 0db5 74c5") && s.includes("pinned (not verified")));
-  assert.ok(statuses.some((s) => s.includes("bob: key 8ada aeae") || s.includes("bob: key 8ada ae95")));
   assert.ok(statuses.some((s) => s.includes("CHANGED")), "a changed key says so");
-  assert.ok(statuses.some((s) => s === "status   12345 12345 12345 12345"), "the safety number in rows of 4 groups");
+  assert.ok(statuses.includes("status   12345 12345 12345 12345"), "the safety number in rows of 4 groups");
   assert.ok(calls.includes("ask does alice see exactly the same number? [y/N] "));
   assert.ok(statuses.includes("status alice \u2713 is verified"));
+  assert.ok(statuses.includes("status forgot #old: the next join pins it afresh"));
+  // Outside a room, /invite needs the room named.
+  const direct = fakeContext(null);
+  await runLine(direct.ctx, "/invite carol");
+  assert.match(direct.calls[0], /^warn \/invite works in a room/);
 });
 
 Deno.test("/verify and /trust do nothing unless confirmed", async () => {
@@ -171,60 +285,4 @@ Deno.test("/verify and /trust do nothing unless confirmed", async () => {
   assert.ok(!calls.some((c) => c.startsWith("verify ") || c.startsWith("trust ")), calls.join("\n"));
   assert.ok(calls.includes("status alice not marked verified"));
   assert.ok(calls.includes("status nothing changed"));
-});
-
-Deno.test("runLine turns misuse into one warning and never throws", async () => {
-  const { ctx, calls } = fakeContext(null);
-  for (
-    const line of [
-      "/bogus",
-      "/join",
-      "/join a b",
-      "/join bad\u0007room",
-      "/join ops --bogus",
-      "/me",
-      "/history 0",
-      "/history x",
-      "/nick taken",
-      "/leave",
-      "/msg bob",
-      "/msg mallory hi",
-      "/invite bob",
-      "/whois",
-      "/forget",
-    ]
-  ) {
-    await runLine(ctx, line);
-  }
-  assert.equal(calls.length, 15, JSON.stringify(calls, null, 1));
-  assert.ok(calls.every((c) => c.startsWith("warn ")), calls.join("\n"));
-  assert.match(calls[0], /unknown command \/bogus/);
-  assert.match(calls[8], /registered/);
-  assert.match(calls[9], /in no room/);
-  assert.match(calls[11], /key differs/);
-});
-
-Deno.test("/help is generated from the command table", async () => {
-  const { ctx, calls } = fakeContext();
-  await runLine(ctx, "/help");
-  assert.equal(calls.length, COMMANDS.length + 1);
-  for (const c of COMMANDS) assert.ok(calls.some((l) => l.startsWith(`status /${c.name}`)), c.name);
-  assert.deepEqual(calls.map((c) => c.slice("status ".length)), helpLines());
-});
-
-Deno.test("/who and /rooms show names from the server with white space collapsed and controls neutralized", async () => {
-  const { ctx, calls } = fakeContext();
-  (ctx.session as unknown as { who: () => Promise<unknown[]> }).who = () =>
-    Promise.resolve([
-      { nick: `dave${" ".repeat(150)}23:59:59 <carol> ok`, trust: "pinned" },
-      { nick: "eve\u202e", trust: "pinned" },
-    ]);
-  (ctx.session as unknown as { roomList: () => Promise<unknown[]> }).roomList = () =>
-    Promise.resolve([{ name: "a\n\nb", count: 1 }]);
-  await runLine(ctx, "/who");
-  await runLine(ctx, "/rooms");
-  assert.deepEqual(calls, [
-    "status in #general: dave 23:59:59 <carol> ok, eve\uFFFD (2)",
-    "status rooms: #a \u21b5 \u21b5 b (1)",
-  ]);
 });

@@ -157,8 +157,8 @@ export type SessionEvent =
   | { kind: "presence"; event: "join" | "leave" | "nick"; room: string; nick: string; old?: string; trust?: Trust }
   /** This connection is in a room (joined, or rejoined after a reconnect). */
   | { kind: "joined"; room: string; members: string[]; created: boolean }
-  /** This connection left a room. */
-  | { kind: "parted"; room: string }
+  /** This connection left a room (with why, when it was not the user's /part). */
+  | { kind: "parted"; room: string; reason?: string }
   | { kind: "nick"; old: string; new: string }
   /** One of this client's messages (room or direct) changed state: queued, sent, acked (stored) or failed. */
   | { kind: "outbox"; item: OutboxItem }

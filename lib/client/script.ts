@@ -81,13 +81,17 @@ export class ScriptRun {
     switch (event.kind) {
       case "message":
         if (history(event.message.history)) return;
-        return out(json ? formatJson(event.message) : formatMessage(event.message, { colour: false }));
+        return out(json ? formatJson(event.message) : formatMessage(event.message, { colour: false, now: Date.now() }));
       case "older":
-        for (const m of event.messages) out(json ? formatJson(m) : formatMessage(m, { colour: false }));
+        for (const m of event.messages) {
+          out(json ? formatJson(m) : formatMessage(m, { colour: false, now: Date.now() }));
+        }
         return;
       case "direct":
         if (history(event.message.history)) return;
-        return out(json ? formatDirectJson(event.message) : formatMessage(event.message, { colour: false }));
+        return out(
+          json ? formatDirectJson(event.message) : formatMessage(event.message, { colour: false, now: Date.now() }),
+        );
       case "invitation": {
         const i = event.invitation;
         if (history(i.history)) return;

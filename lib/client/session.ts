@@ -317,6 +317,16 @@ export class Session {
     return this.#rooms.get(foldName(name))?.name;
   }
 
+  /**
+   * A nick in the spelling of its pinned key (the canonical one), or as given when no key is pinned for it.
+   *
+   * @param nick a nick in any spelling
+   * @returns the nick
+   */
+  peerName(nick: string): string {
+    return (this.#greeting && this.#home.peerPin(this.#greeting.serverPub, nick)?.nick) ?? nick;
+  }
+
   /** The largest message body the server takes, in UTF-8 bytes. */
   get maxBody(): number {
     return Math.min(MAX_BODY_BYTES, this.limits?.max_body ?? MAX_BODY_BYTES);
@@ -1032,7 +1042,7 @@ export class Session {
   msg(nick: string, text: string, options: { action?: boolean } = {}): OutboxItem {
     this.#checkRecipient(nick);
     this.#checkText(text);
-    return this.#outbox.add({ to: nick }, { type: options.action ? "action" : "text", body: text });
+    return this.#outbox.add({ to: this.peerName(nick) }, { type: options.action ? "action" : "text", body: text });
   }
 
   /**
@@ -1056,7 +1066,7 @@ export class Session {
       accessPub: room.pin.accessPub,
       epoch: room.pin.epoch,
     });
-    return this.#outbox.add({ to: nick }, { type: "invite", body });
+    return this.#outbox.add({ to: this.peerName(nick) }, { type: "invite", body });
   }
 
   #checkText(text: string): void {
