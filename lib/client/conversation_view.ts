@@ -389,7 +389,7 @@ export class ConversationView {
   #presence(event: Extract<ChatEvent, { kind: "presence" }>): void {
     const key = conversationKey("room", event.room);
     const members = this.conversations.get(key)?.members;
-    const nick = displayNick(event.nick);
+    const nick = shownNick(event.nick, event.trust);
     let text: string;
     if (event.event === "join") {
       members?.add(event.nick);
