@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
-import { COMMANDS } from "../lib/client/commands.ts";
+import { COMMANDS, helpLines } from "../lib/client/commands.ts";
 import { nickColour } from "../lib/client/render.ts";
 import { openEnvelope } from "../lib/crypto.ts";
 import { type ServerProcess, startServer } from "./support/programs.ts";
@@ -121,15 +121,15 @@ Deno.test("a typed passphrase never shows and cannot be brought back by history,
     await screen.type("?");
     await screen.waitForLastLine("#general> ?", "the marker after yank and undo");
     await screen.press("BSpace");
-    // Up recalls the message; the next Up finds nothing older (no nick, no passphrase) and shows an empty line.
+    // Up recalls the message; the next Up finds nothing older (no nick, no passphrase) and leaves it there.
     await screen.press("Up");
     await screen.waitForLastLine("#general> hello from the terminal", "the recalled message");
     await screen.press("Up");
     await screen.type("!");
-    await screen.waitForLastLine("#general> !", "the marker after a second Up");
+    await screen.waitForLastLine("#general> hello from the terminal!", "the marker after a second Up");
     text = await screen.text();
     assert.ok(!text.includes(PASSPHRASE.slice(0, 15)), `no part of the passphrase is on screen:\n${text}`);
-    await screen.press("BSpace");
+    await screen.press("C-u");
     await screen.waitForLastLine("#general>", "the empty prompt");
     await screen.press("C-d");
     assert.equal(await screen.exitCode(), 0, "Ctrl-D on an empty line quits");
@@ -183,21 +183,26 @@ Deno.test("an incoming message prints above the prompt while a half-typed line s
     await screen.waitForLastLine("#general> half typed wo", "the half-typed line after the message");
     let text = await screen.text();
     const lines = text.split("\n").filter((l) => l.trim() !== "");
-    assert.match(lines[lines.length - 2], new RegExp(`^${TIME} <bob> hello carol$`), text);
+    // The message, then the status line, then the prompt.
+    assert.match(lines[lines.length - 3], new RegExp(`^${TIME} <bob> hello carol$`), text);
+    assert.equal(lines[lines.length - 2], "[1:#general]", text);
     assert.equal(count(text, "half typed wo"), 1, `no stale copy of the typed line:\n${text}`);
     await screen.line("rds");
     assert.deepEqual(await nextText(bob), { from: "carol", text: "half typed words" });
     await screen.waitFor((t) => new RegExp(`${TIME} <carol> half typed words`).test(t), "carol's own line");
 
-    // A half-typed line longer than the terminal is wide (it wraps over two rows) survives the same way.
+    // A half-typed line longer than the terminal is wide (it wraps over two rows) survives the same way. At 120
+    // columns a row takes at most 119: the prompt and 109 characters, then a row indented under the text.
     const long = "a long line " + "x".repeat(130) + " end";
+    const rows = `#general> ${long.slice(0, 109)}\n${" ".repeat(10)}${long.slice(109)}`;
     await screen.type(long);
-    await screen.waitForLastLine(`#general> ${long}`, "the wrapped half-typed line");
+    await screen.waitFor((t) => t.trimEnd().endsWith(rows), "the wrapped half-typed line");
     await bob.say("second interruption");
     await screen.waitFor((t) => t.includes("<bob> second interruption"), "the second message");
-    await screen.waitForLastLine(`#general> ${long}`, "the wrapped line after the message");
+    await screen.waitFor((t) => t.trimEnd().endsWith(rows), "the wrapped line after the message");
     text = await screen.text();
     assert.equal(count(text, long.slice(0, 40)), 1, `no stale copy of the wrapped line:\n${text}`);
+    assert.equal(count(text, long.slice(-30)), 1, `no stale copy of its second row:\n${text}`);
     await screen.press("Enter");
     assert.deepEqual(await nextText(bob), { from: "carol", text: long });
   } finally {
@@ -257,9 +262,14 @@ Deno.test("history on join is marked; /me, /who, /rooms, /nick, /history, /help 
     await screen.waitFor((t) => t.includes("!! unknown command /frobnicate: type /help for the list"), "unknown");
     await screen.line("/help");
     text = await screen.waitFor((t) => t.includes("Start a message with //"), "/help");
-    for (const c of COMMANDS) {
-      assert.match(text, new RegExp(`^-- /${c.name}\\b.* ${escapeRegExp(c.help)}$`, "m"), `/help lists /${c.name}`);
+    // Long help lines wrap into rows indented under the text: put them together again.
+    const unwrapped = text.replace(/\n {3,}/g, " ");
+    for (const line of helpLines()) {
+      assert.match(unwrapped, new RegExp(`^-- ${escapeRegExp(line)}$`, "m"), `/help shows ${line}`);
     }
+    assert.equal(helpLines().filter((l) => l.startsWith("/")).length, COMMANDS.length);
+    await screen.line("/help names");
+    await screen.waitFor((t) => t.includes("-- /who: list the members of this room (also /names)"), "/help names");
     // Nothing a command printed was sent to the room: bob's next message is the last one carol typed as text.
     await screen.line("//etc is a path");
     assert.deepEqual(await nextText(bob), { from: "carol2", text: "/etc is a path" });
@@ -408,7 +418,12 @@ Deno.test("a server shutdown shows a status line, the client reconnects to the r
     await screen.waitFor((t) => t.includes("<ivy> after the restart"), "a message after the restart");
     await screen.line("reply after the restart");
     assert.deepEqual(await nextText(ivy), { from: "hank", text: "reply after the restart" });
+    // Ctrl-C clears a half-typed line; a second Ctrl-C, on the empty line, quits.
     await screen.type("half typed, then Ctrl-C");
+    await screen.waitForLastLine("#general> half typed, then Ctrl-C", "the half-typed line");
+    await screen.press("C-c");
+    await screen.waitForLastLine("#general>", "the line cleared");
+    assert.doesNotMatch(await screen.text(), /EXIT=/, "one Ctrl-C on a half-typed line does not quit");
     await screen.press("C-c");
     assert.equal(await screen.exitCode(), 0);
     const text = await screen.text();

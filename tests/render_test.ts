@@ -4,9 +4,11 @@ import {
   displayNick,
   displayWidth,
   fitRow,
+  formatDay,
   formatJson,
   formatMessage,
   formatStatus,
+  localDay,
   MESSAGE_INDENT,
   nickColour,
   sanitize,
@@ -172,4 +174,47 @@ Deno.test("fitRow cuts to one row with an ellipsis", () => {
   assert.equal(fitRow("short", 80), "short");
   assert.equal(fitRow("a very long status line", 10), "a very …");
   assert.ok(displayWidth(fitRow("日".repeat(100), 30)) <= 29);
+});
+
+Deno.test("a multi-line message: each line starts a row indented like a wrapped one; without a width it stays one line", () => {
+  const multi = { ...message, text: "first\n23:59:59 <carol> ok from me\r\nthird\u2028not a row" };
+  assert.deepEqual(formatMessage(multi, { colour: false, width: 80 }).split("\n"), [
+    "09:05:03 <alice> first",
+    `${" ".repeat(MESSAGE_INDENT)}23:59:59 <carol> ok from me`,
+    `${" ".repeat(MESSAGE_INDENT)}third \u21b5 not a row`,
+  ]);
+  assert.equal(
+    formatMessage(multi, { colour: false }),
+    "09:05:03 <alice> first \u21b5 23:59:59 <carol> ok from me \u21b5 third \u21b5 not a row",
+  );
+  // The reason a line failed goes after its last line.
+  assert.match(formatMessage({ ...message, text: "a\nb" }, { colour: false, width: 80, failed: "x" }), /\n {9}b {2}✗/);
+});
+
+Deno.test("a message from another day than now carries its date; today's does not", () => {
+  const day = 24 * 3600 * 1000;
+  assert.equal(formatMessage(message, { colour: false, now: message.ts + 60_000 }), "09:05:03 <alice> hello");
+  assert.equal(formatMessage(message, { colour: false, now: message.ts + day }), "2026-11-22 09:05:03 <alice> hello");
+  assert.equal(
+    formatMessage(message, { colour: false, now: message.ts + day, pending: true }),
+    "--:--:-- <alice> hello",
+  );
+  assert.equal(localDay(new Date(2026, 2, 2, 23, 59).getTime()), "2026-03-02");
+  assert.equal(formatDay(new Date(2026, 2, 2, 9).getTime(), { colour: false }), "-- Monday, 2026-03-02");
+  // The nick keeps its colour after a date.
+  const coloured = formatMessage(message, { colour: true, now: message.ts + day });
+  assert.ok(coloured.startsWith(`2026-11-22 09:05:03 <\x1b[38;5;${nickColour("alice")}malice\x1b[0m>`), coloured);
+});
+
+Deno.test("a mention is bold (yellow with colour), even without colour; a presence line carries its time", () => {
+  assert.equal(formatMessage(message, { colour: false, mention: true }), "\x1b[1m09:05:03 <alice> hello\x1b[0m");
+  assert.ok(formatMessage(message, { colour: true, mention: true }).startsWith("\x1b[1;33m09:05:03"));
+  assert.equal(
+    formatStatus("bob joined #general", { colour: false, ts: message.ts }),
+    "09:05:03 -- bob joined #general",
+  );
+  assert.deepEqual(
+    formatStatus("bob joined a room whose name is long", { colour: false, ts: message.ts, width: 30 }).split("\n"),
+    ["09:05:03 -- bob joined a room", "            whose name is", "            long"],
+  );
 });

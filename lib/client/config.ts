@@ -72,6 +72,8 @@ export interface ClientConfig {
   json: boolean;
   /** Seconds to keep reconnecting after the connection is lost. */
   reconnectFor: number;
+  /** Do not ring the terminal's bell when someone mentions the user. */
+  noBell: boolean;
   /** Print help and exit. */
   help: boolean;
   /** Print the version and exit. */
@@ -125,6 +127,13 @@ export const CLIENT_FLAGS: FlagSpec<keyof ClientConfig>[] = [
     max: 86400,
     arg: "SECONDS",
     help: "script mode: seconds to keep reconnecting after the connection is lost (interactive: no limit)",
+  },
+  {
+    name: "no-bell",
+    key: "noBell",
+    kind: "boolean",
+    default: false,
+    help: "do not ring the terminal bell when a message names you",
   },
   { name: "help", key: "help", short: "h", kind: "boolean", default: false, help: "show this help and exit" },
   { name: "version", key: "version", kind: "boolean", default: false, help: "show the version and exit" },

@@ -183,6 +183,38 @@ export function clockTime(ts: number): string {
 }
 
 /**
+ * The local calendar day of a timestamp, as YYYY-MM-DD.
+ *
+ * @example
+ * ```ts
+ * localDay(new Date(2026, 2, 2, 23, 59).getTime()); // "2026-03-02"
+ * ```
+ * @param ts milliseconds since the epoch
+ * @returns the day
+ */
+export function localDay(ts: number): string {
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
+
+const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+
+/**
+ * The line that starts a new day in a conversation: `-- Monday, 2026-03-02` (local time).
+ *
+ * @example
+ * ```ts
+ * formatDay(new Date(2026, 2, 2, 9).getTime(), { colour: false }); // "-- Monday, 2026-03-02"
+ * ```
+ * @param ts a moment of that day
+ * @param options.colour dim it
+ * @returns the row
+ */
+export function formatDay(ts: number, options: { colour: boolean }): string {
+  return formatStatus(`${WEEKDAYS[new Date(ts).getDay()]}, ${localDay(ts)}`, options);
+}
+
+/**
  * The ANSI colour of a nick: the same nick always gets the same colour.
  *
  * @example
@@ -210,47 +242,75 @@ function paint(text: string, colour: number | "dim" | "bold" | "red", on: boolea
 export const MESSAGE_INDENT = 9;
 
 /** What {@link formatMessage} shows of a message. */
-export type MessageLine = Pick<ShownMessage, "ts" | "from" | "type" | "text" | "history">;
+export type MessageLine = Pick<ShownMessage, "ts" | "from" | "text" | "history"> & { type: string };
+
+/** How {@link formatMessage} shows a message. */
+export interface MessageStyle {
+  /** Use ANSI colours (history and pending dimmed, nick coloured, a failure in red, a mention bold yellow). */
+  colour: boolean;
+  /** The terminal's columns: wrap to them, and start a row for each line break of the text (default: one line). */
+  width?: number;
+  /** Not yet stored by the server. */
+  pending?: boolean;
+  /** Given up, for this reason. */
+  failed?: string;
+  /** It names the reader: highlighted (bold even without colour). */
+  mention?: boolean;
+  /** The reader's clock: a message from another day than this one shows its date. */
+  now?: number;
+}
 
 /**
- * One message as it is shown: `HH:MM:SS <nick> text` (`HH:MM:SS * nick text` for an action). With a width, long
- * text wraps into indented rows. This client's own message shows `--:--:--` for its time while it waits for the
- * server to store it, and its reason when it was given up.
+ * One message as it is shown: `HH:MM:SS <nick> text` (`HH:MM:SS * nick text` for an action), with its date first when
+ * it is from another day than `now`. With a width, long text wraps into indented rows, and each line of a multi-line
+ * message starts an indented row of its own; without one, line breaks are neutralized and it is one line. This
+ * client's own message shows `--:--:--` for its time while it waits for the server to store it, and its reason when
+ * it was given up.
  *
  * @example
  * ```ts
  * formatMessage({ ts, from: "alice", type: "text", text: "hi", history: false }, { colour: false }); // "14:03:59 <alice> hi"
  * ```
  * @param message the message
- * @param options.colour use ANSI colours (history and pending dimmed, nick coloured, a failure in red)
- * @param options.width the terminal's columns: wrap to them (default: one line)
- * @param options.pending not yet stored by the server
- * @param options.failed given up, for this reason
+ * @param options how to show it
  * @returns the rows, joined by newlines (one row without a width)
  */
-export function formatMessage(
-  message: MessageLine,
-  options: { colour: boolean; width?: number; pending?: boolean; failed?: string },
-): string {
+export function formatMessage(message: MessageLine, options: MessageStyle): string {
   const on = options.colour;
   const time = options.pending ? "--:--:--" : clockTime(message.ts);
+  const date = !options.pending && options.now !== undefined && localDay(message.ts) !== localDay(options.now)
+    ? `${localDay(message.ts)} `
+    : "";
   const nick = displayNick(message.from);
-  let text = sanitize(message.text);
-  if (options.failed !== undefined) text += `  \u2717 not stored: ${sanitize(options.failed)}`;
+  const parts = options.width === undefined ? [sanitize(message.text)] : message.text.split(/\r?\n/).map(sanitize);
+  if (options.failed !== undefined) parts[parts.length - 1] += `  \u2717 not stored: ${sanitize(options.failed)}`;
   const action = message.type === "action";
-  const head = action ? `${time} * ${nick} ` : `${time} <${nick}> `;
-  const rows = options.width === undefined
-    ? [head + text]
-    : wrapRows(head, text, { width: options.width, indent: MESSAGE_INDENT });
-  if (!on) return rows.join("\n");
-  const tone = message.history || options.pending ? "dim" : options.failed !== undefined ? "red" : undefined;
+  const head = action ? `${date}${time} * ${nick} ` : `${date}${time} <${nick}> `;
+  const pad = " ".repeat(MESSAGE_INDENT);
+  const width = options.width;
+  const rows = width === undefined
+    ? [head + parts[0]]
+    : parts.flatMap((part, i) => wrapRows(i === 0 ? head : pad, part, { width, indent: MESSAGE_INDENT }));
+  const tone = options.failed !== undefined
+    ? "red"
+    : options.pending
+    ? "dim"
+    : options.mention
+    ? "mention"
+    : message.history
+    ? "dim"
+    : undefined;
+  if (!on) return (tone === "mention" ? rows.map((row) => `\x1b[1m${row}\x1b[0m`) : rows).join("\n");
   // The nick's colour ends with a full reset, which also ends the line's tone: start it again after the nick.
-  const at = time.length + (action ? 3 : 2);
-  const again = tone === "dim" ? "\x1b[2m" : tone === "red" ? "\x1b[31m" : "";
+  const at = date.length + time.length + (action ? 3 : 2);
+  const again = tone === undefined ? "" : TONES[tone];
   rows[0] = rows[0].slice(0, at) + paint(nick, nickColour(message.from), true) + again +
     rows[0].slice(at + nick.length);
-  return rows.map((row) => tone ? paint(row, tone, true) : row).join("\n");
+  return rows.map((row) => tone ? `${TONES[tone]}${row}\x1b[0m` : row).join("\n");
 }
+
+/** The escapes that start each tone of a message row. */
+const TONES = { dim: "\x1b[2m", red: "\x1b[31m", mention: "\x1b[1;33m" };
 
 /**
  * One message as a JSON line for scripts: {room, seq, from, ts, id, type, text, history}.
@@ -269,7 +329,8 @@ export function formatJson(message: ShownMessage): string {
 
 /**
  * A status line (connection, presence, warnings), marked so it cannot be mistaken for a message; with a width, long
- * text wraps into rows indented under the text.
+ * text wraps into rows indented under the text. With a time (presence), the time comes first: `09:12:03 -- bob
+ * joined #general`.
  *
  * @example
  * ```ts
@@ -279,10 +340,14 @@ export function formatJson(message: ShownMessage): string {
  * @param options.colour dim it (a warning: bold red)
  * @param options.warning mark it as a warning instead
  * @param options.width the terminal's columns: wrap to them (default: one line)
+ * @param options.ts the moment it tells of, shown as HH:MM:SS before it
  * @returns the rows, joined by newlines
  */
-export function formatStatus(text: string, options: { colour: boolean; warning?: boolean; width?: number }): string {
-  const head = options.warning ? "!! " : "-- ";
+export function formatStatus(
+  text: string,
+  options: { colour: boolean; warning?: boolean; width?: number; ts?: number },
+): string {
+  const head = (options.ts === undefined ? "" : `${clockTime(options.ts)} `) + (options.warning ? "!! " : "-- ");
   const rows = options.width === undefined
     ? [head + sanitize(text)]
     : wrapRows(head, sanitize(text), { width: options.width, indent: head.length });

@@ -1,42 +1,52 @@
 /**
- * Every touch of node:readline and the terminal: the prompt and line editing, pastes inserted whole, printing above
- * the prompt, a footer of rows kept just above it (lines waiting to be stored, the connection state, a spinner),
- * questions whose answers may be hidden, and leaving the screen clean.
+ * Every touch of the terminal: raw input decoded into keys (keys.ts), the line being typed (line_editor.ts), and
+ * the screen: printing above the input, a footer of rows kept just above it (lines waiting to be stored, the
+ * connection state, a spinner), the status line, the prompt or a question with the line being typed, the bell,
+ * bracketed paste, clearing, resizing, and leaving the screen clean.
  *
- * The screen from top to bottom: what was printed; the footer; the prompt (or a question) with the line being
- * typed. The cursor is in the prompt's rows. Printing moves up over the prompt's rows and the footer, clears to
- * the end of the screen, writes the new rows and the footer, and lets readline draw the prompt again: all in one
- * write, so nothing flickers or is seen half drawn.
+ * The screen from top to bottom: what was printed; the footer; the status line; the prompt (or a question) with the
+ * line being typed. Those last rows are the zone: every row in it is written by this module as a row of its own, at
+ * most one column narrower than the terminal, so the terminal never wraps one itself. Printing moves the cursor up
+ * over the zone, clears to the end of the screen, writes the new rows and the zone again: one write, so nothing
+ * flickers or is seen half drawn.
  *
- * A paste arrives as one burst of input. node:readline handles input one key at a time and measures the whole line
- * after every key, which makes a long paste quadratic (17000 characters: over a minute). Plain text (no control
- * keys or escape sequences) that arrives in one read is therefore handed to readline whole with `write`, which
- * inserts it in one step: constant work per character. Line breaks in it still end lines, in order.
+ * When the terminal gets narrower it re-wraps the rows it shows (tmux, VTE, kitty, iTerm2, Windows Terminal and
+ * Alacritty do), so on a resize the zone's old rows are counted again at the new width before they are cleared;
+ * wider, a row stays a row.
+ *
+ * Bracketed paste (`ESC[?2004h`) is turned on while the screen runs: a paste is inserted into the line, line breaks
+ * included, and nothing of it runs until Enter. Without it, every line break of a paste is Enter, in order.
  *
  * @module
  */
 
-import { Buffer } from "node:buffer";
-import { EventEmitter } from "node:events";
 import process from "node:process";
-import readline from "node:readline";
-import { utf8Length } from "../names.ts";
+import type { Completed } from "./completion.ts";
+import { textColumns } from "./graphemes.ts";
+import { type Key, KeyDecoder } from "./keys.ts";
+import { LineEditor } from "./line_editor.ts";
 import { fitRow } from "./render.ts";
 
 const SPINNER = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
-/** Input history kept for Up and Down. */
-const HISTORY_SIZE = 500;
-/** Plain text: no control characters but tab and line breaks, no escape sequences. */
+/** How long a lone ESC waits for the rest of an escape sequence before it is the Escape key. */
+const ESCAPE_WAIT_MS = 50;
+const BRACKETED_PASTE_ON = "\x1b[?2004h";
+const BRACKETED_PASTE_OFF = "\x1b[?2004l";
+/**
+ * Clears from the start of the cursor's row to the end of the screen. Not `\r ESC[J`: from the top left corner that
+ * clears the whole screen, which tmux (scroll-on-clear) first copies into the scrollback, leaving stale rows there;
+ * so the rest of the screen is cleared from the second column, then the row itself.
+ */
+const CLEAR_BELOW = "\r\x1b[C\x1b[J\r\x1b[K";
 // deno-lint-ignore no-control-regex
-const PLAIN_TEXT = /^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$/;
-/** A read that ends inside an escape sequence: the next read must finish it key by key. */
-// deno-lint-ignore no-control-regex
-const OPEN_ESCAPE = /\x1b(\[[0-9;?]*|O)?$/;
+const SGR = /\x1b\[[0-9;]*m/g;
 
-/** The terminal's input as readline needs it (process.stdin in a real terminal). */
+/** The terminal's input (process.stdin in a real terminal). */
 export interface TerminalInput {
   on(event: "data", listener: (chunk: Uint8Array | string) => void): unknown;
   on(event: "end", listener: () => void): unknown;
+  removeListener?(event: "data", listener: (chunk: Uint8Array | string) => void): unknown;
+  removeListener?(event: "end", listener: () => void): unknown;
   setRawMode?(mode: boolean): unknown;
   readonly isRaw?: boolean;
   resume(): unknown;
@@ -47,108 +57,34 @@ export interface TerminalInput {
 export interface TerminalOutput {
   write(text: string): unknown;
   readonly columns?: number;
+  readonly rows?: number;
   readonly isTTY?: boolean;
-  /** readline follows "resize". */
+  /** The screen follows "resize". */
   on(event: "resize", listener: () => void): unknown;
   removeListener(event: "resize", listener: () => void): unknown;
 }
 
-/** The parts of node:readline's Interface used here that its types leave out (stable since Node 10). */
-type ReadlineWithInternals = readline.Interface & {
-  output: TerminalOutput;
-  history: string[];
-  prevRows?: number;
-  line: string;
-  cursor: number;
-};
-
-/** Where readline's drawing goes while a secret is typed: nowhere, so the screen stays as the question left it. */
-const NO_OUTPUT: TerminalOutput = {
-  write: () => true,
-  columns: 80,
-  isTTY: true,
-  on: () => {},
-  removeListener: () => {},
-};
-
-/**
- * The editing state node:readline keeps between lines besides the history (the kill ring Ctrl-Y yanks from, and the
- * undo and redo stacks of Ctrl-_), reached by symbol description because they are private. A secret typed at a
- * prompt must not be recoverable from them at the next prompt.
- */
-function editingMemory(rl: readline.Interface): unknown[][] {
-  const names = ["kKillRing", "kUndoStack", "kRedoStack"];
-  return Object.getOwnPropertySymbols(rl)
-    .filter((s) => names.includes(s.description ?? ""))
-    .map((s) => (rl as unknown as Record<symbol, unknown>)[s])
-    .filter((v): v is unknown[] => Array.isArray(v));
-}
-
-/**
- * readline's input: the real input, except that a read of plain text is given to readline whole (see the module
- * comment) and Ctrl-D on an empty line is the screen's to handle (readline would close at once, before anything
- * could be asked).
- */
-class PastingInput extends EventEmitter {
-  readonly isTTY = true;
-  #source: TerminalInput;
-  #decoder = new TextDecoder("utf-8");
-  #escapeOpen = false;
-  #hooks: { paste(text: string): void; endKey(): boolean; after(): void };
-
-  constructor(source: TerminalInput, hooks: { paste(text: string): void; endKey(): boolean; after(): void }) {
-    super();
-    this.#source = source;
-    this.#hooks = hooks;
-    source.on("data", (chunk: Uint8Array | string) => this.#onData(chunk));
-    source.on("end", () => this.emit("end"));
-  }
-
-  get isRaw(): boolean {
-    return this.#source.isRaw ?? false;
-  }
-
-  setRawMode(mode: boolean): this {
-    this.#source.setRawMode?.(mode);
-    return this;
-  }
-
-  resume(): this {
-    this.#source.resume();
-    return this;
-  }
-
-  pause(): this {
-    this.#source.pause();
-    return this;
-  }
-
-  #onData(chunk: Uint8Array | string): void {
-    const text = typeof chunk === "string" ? chunk : this.#decoder.decode(chunk, { stream: true });
-    if (text === "") return;
-    if (text === "\x04" && this.#hooks.endKey()) return;
-    if (!this.#escapeOpen && text.length > 1 && PLAIN_TEXT.test(text)) {
-      this.#hooks.paste(text);
-    } else {
-      this.emit("data", Buffer.from(text, "utf8"));
-    }
-    this.#escapeOpen = OPEN_ESCAPE.test(text);
-    this.#hooks.after();
-  }
-}
-
 /** What the screen tells the interactive flow. */
 export interface ScreenEvents {
-  /** A line was entered (Enter), within the byte limit. */
+  /**
+   * A line was entered (Enter), within the byte limit and not blank. A pasted multi-line message comes whole, with
+   * `\n` between its lines.
+   */
   line(line: string): void;
-  /** A line over the byte limit was entered; it is back in the input line. */
+  /** A line over the byte limit was entered; it is still in the input line. */
   refused(line: string, bytes: number): void;
   /** The line being typed went over the byte limit. */
   over(bytes: number): void;
-  /** Ctrl-C outside a question. */
+  /** Ctrl-C on an empty line outside a question (with text, Ctrl-C only clears the line). */
   interrupt(): void;
   /** Ctrl-D on an empty line, or the input ended (`closed`: nothing can be asked any more). */
   end(options: { closed: boolean }): void;
+  /** Alt-1..9: the conversation with that number. */
+  switchTo?(index: number): void;
+  /** Ctrl-N (1) or Ctrl-P (-1): the next or previous conversation. */
+  cycle?(step: 1 | -1): void;
+  /** Tab: the completed line, or undefined when nothing completes. */
+  complete?(text: string, cursor: number): Completed | undefined;
 }
 
 /** The screen options. */
@@ -161,47 +97,72 @@ export interface ScreenOptions {
   maxLineBytes: number;
 }
 
+/** A question being asked in the input's place. */
+interface Question {
+  query: string;
+  secret: boolean;
+  editor: LineEditor;
+  finish(answer: string | undefined): void;
+}
+
+/** The zone as it was last drawn: what a redraw must move up over. */
+interface Drawn {
+  /** Rows of the zone above the cursor's row. */
+  cursorRow: number;
+  cursorCol: number;
+  /** The columns each row of the zone took, down to the cursor's. */
+  widths: number[];
+  /** The terminal's width then. */
+  columns: number;
+}
+
+/** The rows below what is printed. */
+interface Zone {
+  rows: string[];
+  widths: number[];
+  cursorRow: number;
+  cursorCol: number;
+}
+
 /** One interactive terminal: owns its input and output while it runs. */
 export class Screen {
-  #rl: ReadlineWithInternals;
+  #input: TerminalInput;
   #out: TerminalOutput;
+  #tty: boolean;
   #events: ScreenEvents | undefined;
-  #mode: "idle" | "prompt" | "question" = "idle";
-  #muted = false;
-  #held: string[] = [];
+  #keys = new KeyDecoder();
+  #escapeTimer: ReturnType<typeof setTimeout> | undefined;
+  #editor = new LineEditor();
+  #prompt: string | undefined;
+  #question: Question | undefined;
+  /** Questions waiting for the one being asked. */
+  #waiting: (() => void)[] = [];
   #footer: string[] = [];
   #spinnerRow: string | undefined;
-  #drawnFooter = 0;
+  #status: ((width: number) => string) | undefined;
+  #drawn: Drawn = { cursorRow: 0, cursorCol: 0, widths: [0], columns: 80 };
   #maxLineBytes: number;
   #over = false;
   #ended = false;
+  #onData = (chunk: Uint8Array | string) => this.#keysIn(this.#keys.push(chunk));
+  #onEnd = () => {
+    if (!this.#ended) this.#events?.end({ closed: true });
+  };
+  #onResize = () => this.#resized();
 
   /** @param options input, output and the line limit */
   constructor(options: ScreenOptions) {
+    this.#input = options.input ?? process.stdin;
     this.#out = options.output ?? process.stdout;
+    this.#tty = this.#out.isTTY !== false;
     this.#maxLineBytes = options.maxLineBytes;
-    const input = new PastingInput(options.input ?? process.stdin, {
-      paste: (text) => this.#rl.write(text),
-      endKey: () => {
-        if (this.#rl.line !== "" || this.#mode === "question") return false;
-        this.#events?.end({ closed: false });
-        return true;
-      },
-      after: () => this.#checkLength(),
-    });
-    this.#rl = readline.createInterface({
-      input: input as unknown as NodeJS.ReadableStream,
-      output: this.#out as unknown as NodeJS.WritableStream,
-      terminal: true,
-      historySize: HISTORY_SIZE,
-    }) as ReadlineWithInternals;
-    this.#rl.on("line", (line) => this.#onLine(line));
-    this.#rl.on("SIGINT", () => {
-      if (this.#mode !== "question") this.#events?.interrupt();
-    });
-    this.#rl.on("close", () => {
-      if (!this.#ended) this.#events?.end({ closed: true });
-    });
+    this.#drawn.columns = this.columns;
+    this.#input.setRawMode?.(true);
+    this.#input.on("data", this.#onData);
+    this.#input.on("end", this.#onEnd);
+    this.#input.resume();
+    this.#out.on("resize", this.#onResize);
+    if (this.#tty) this.#out.write(BRACKETED_PASTE_ON);
   }
 
   /**
@@ -218,85 +179,44 @@ export class Screen {
     return this.#out.columns || 80;
   }
 
+  /** The terminal's height in rows. */
+  get rows(): number {
+    return this.#out.rows || 24;
+  }
+
   /** The largest line, in UTF-8 bytes, that may be entered (the server's announced body limit may lower it). */
   set maxLineBytes(bytes: number) {
     this.#maxLineBytes = bytes;
   }
 
-  /** Whether a question is waiting for its answer. */
-  get asking(): boolean {
-    return this.#mode === "question";
-  }
-
-  /** Rows of the prompt (or question) above and including the cursor's row. */
-  #cursorRows(): number {
-    return this.#mode === "idle" ? 0 : this.#rl.getCursorPos().rows;
-  }
-
-  /** Rows the line just entered took, with the prompt (readline's own measure, at the line's end). */
-  #enteredRows(prompt: string, line: string): number {
-    const saved = { line: this.#rl.line, cursor: this.#rl.cursor, prompt: this.#rl.getPrompt() };
-    this.#rl.setPrompt(prompt);
-    this.#rl.line = line;
-    this.#rl.cursor = line.length;
-    const rows = this.#rl.getCursorPos().rows + 1;
-    this.#rl.line = saved.line;
-    this.#rl.cursor = saved.cursor;
-    this.#rl.setPrompt(saved.prompt);
-    return rows;
-  }
-
   /**
-   * Redraws everything below what is printed: moves up over the prompt and the footer, clears to the end of the
-   * screen, writes `rows` (new printed rows), the footer, and lets readline draw the prompt and the line again.
-   */
-  #draw(rows: string[], options: { up?: number } = {}): void {
-    if (this.#ended) return;
-    if (this.#out.isTTY === false) {
-      // Output to a file or pipe: the rows only, no cursor moves, no footer.
-      for (const row of rows) this.#out.write(row + "\n");
-      return;
-    }
-    const up = options.up ?? this.#drawnFooter + this.#cursorRows();
-    let text = up > 0 ? `\x1b[${up}A\r\x1b[J` : "\r\x1b[J";
-    for (const row of rows) text += row + "\n";
-    const footer = this.#footerRows();
-    for (const row of footer) text += row + "\n";
-    this.#out.write(text);
-    this.#drawnFooter = footer.length;
-    if (this.#mode !== "idle") {
-      this.#rl.prevRows = 0;
-      this.#rl.prompt(true);
-    }
-  }
-
-  #footerRows(): string[] {
-    const rows = this.#spinnerRow === undefined ? this.#footer : [...this.#footer, this.#spinnerRow];
-    return rows.map((row) => fitRow(row, this.columns));
-  }
-
-  /**
-   * Prints text above the footer and the prompt, keeping the half-typed line intact.
+   * Prints text above the footer and the input, keeping the half-typed line intact.
    *
    * @param text one or more rows (separated by newlines)
    */
   print(text: string): void {
-    if (this.#muted) {
-      this.#held.push(text);
-      return;
-    }
     this.#draw(text.split("\n"));
   }
 
   /**
-   * Sets the rows kept just above the prompt (each cut to one row of the terminal).
+   * Sets the rows kept just above the status line and the input (each cut to one row of the terminal).
    *
    * @param rows the rows, possibly none
    */
   setFooter(rows: string[]): void {
     if (rows.length === this.#footer.length && rows.every((r, i) => r === this.#footer[i])) return;
     this.#footer = rows;
-    if (!this.#muted) this.#draw([]);
+    this.#draw([]);
+  }
+
+  /**
+   * Sets the status line, drawn just above the input at whatever width the terminal has.
+   *
+   * @param render gives the row for a width; undefined removes the line
+   */
+  setStatus(render: ((width: number) => string) | undefined): void {
+    this.#status = render;
+    this.#draw([]);
   }
 
   /**
@@ -305,103 +225,64 @@ export class Screen {
    * @param text the prompt, such as `#general> `
    */
   prompt(text: string): void {
-    this.#rl.setPrompt(text);
-    if (this.#mode === "prompt") return this.#draw([]);
-    const up = this.#drawnFooter;
-    this.#mode = "prompt";
-    this.#draw([], { up });
-  }
-
-  #onLine(line: string): void {
-    if (this.#mode !== "prompt") return;
-    // Readline has moved to the row below the line: take the line off the screen (prompt included) and draw the
-    // prompt again where it was; a command stays visible as typed, a message shows in the footer until stored.
-    const up = this.#drawnFooter + this.#enteredRows(this.#rl.getPrompt(), line);
-    const bytes = line.length * 3 <= this.#maxLineBytes ? 0 : utf8Length(line);
-    if (bytes > this.#maxLineBytes) {
-      this.#draw([], { up });
-      this.#rl.write(line);
-      this.#events?.refused(line, bytes);
-      return;
-    }
-    const command = line.startsWith("/") && !line.startsWith("//");
-    this.#draw(command ? [fitRow(this.#rl.getPrompt() + line, this.columns)] : [], { up });
-    this.#over = false;
-    this.#events?.line(line);
-  }
-
-  #checkLength(): void {
-    if (this.#mode !== "prompt") return;
-    const line = this.#rl.line;
-    const bytes = line.length * 3 <= this.#maxLineBytes ? 0 : utf8Length(line);
-    const over = bytes > this.#maxLineBytes;
-    if (over && !this.#over) this.#events?.over(bytes);
-    this.#over = over;
+    this.#prompt = text;
+    this.#draw([]);
   }
 
   /**
-   * Asks a question on its own line; Ctrl-C cancels it (undefined). The question and its answer (or, for a secret,
-   * just the question) stay printed afterwards.
+   * Puts text in the input line for editing (a line refused or not confirmed).
+   *
+   * @param text the text; what was being typed meanwhile goes after it
+   */
+  putBack(text: string): void {
+    const typed = this.#editor.text;
+    this.#editor.set(typed === "" ? text : `${text} ${typed}`, text.length);
+    this.#draw([]);
+  }
+
+  /** Rings the terminal's bell. */
+  bell(): void {
+    if (!this.#ended && this.#tty) this.#out.write("\x07");
+  }
+
+  /** Clears the screen and the terminal's scrollback, and draws the footer, status and input at the top. */
+  clear(): void {
+    this.#draw([], { clear: "all" });
+  }
+
+  /**
+   * Asks a question in the input's place; Ctrl-C cancels it (undefined). The question and its answer (or, for a
+   * secret, just the question) stay printed afterwards; a half-typed line waits and comes back after it. Questions
+   * asked while one is open wait their turn.
    *
    * @param query the question
-   * @param options.secret do not echo the answer, and keep it out of the input history and editing memory
+   * @param options.secret do not echo the answer (nothing of it is drawn, not even its length), and keep it out of
+   *   the input history, kill buffer and undo
    * @returns the answer, or undefined when cancelled
    */
   ask(query: string, options: { secret?: boolean } = {}): Promise<string | undefined> {
-    const controller = new AbortController();
-    const before = this.#mode;
-    let typed = "";
-    const onInterrupt = () => {
-      typed = this.#rl.line;
-      controller.abort();
-    };
-    this.#rl.once("SIGINT", onInterrupt);
-    // Answers (nicks, y/N, passphrases) are not chat input: Up must never bring them back.
-    const history = [...this.#rl.history];
-    const memory = editingMemory(this.#rl).map((stack) => [...stack]);
-    const output = this.#rl.output;
-    const prompt = this.#rl.getPrompt();
-    // A half-typed line waits while the question is asked (readline would take it as the start of the answer).
-    const halfTyped = this.#rl.line;
-    this.#rl.line = "";
-    this.#rl.cursor = 0;
-    // readline draws the question where the prompt was (or, with no prompt shown, on the row below the footer).
-    if (before === "idle") this.#rl.prevRows = 0;
-    this.#mode = "question";
     return new Promise<string | undefined>((resolve) => {
-      let done = false;
-      const finish = (answer: string | undefined) => {
-        if (done) return;
-        done = true;
-        this.#rl.off("SIGINT", onInterrupt);
-        this.#rl.history.splice(0, Infinity, ...history);
-        if (options.secret) {
-          editingMemory(this.#rl).forEach((stack, i) => stack.splice(0, Infinity, ...(memory[i] ?? [])));
-          this.#rl.output = output;
-          this.#muted = false;
-        }
-        // A shown answer (or cancelled typing) left the cursor on the row below the question; a hidden one, on the
-        // question's last row. Take the question off and print it again above the footer, with what it showed.
-        const shown = options.secret ? "" : answer ?? typed;
-        const rows = this.#enteredRows(query, shown);
-        const up = this.#drawnFooter + (options.secret ? rows - 1 : rows);
-        this.#rl.setPrompt(prompt);
-        this.#mode = before;
-        const held = this.#held;
-        this.#held = [];
-        this.#draw([fitRow(query + shown, this.columns), ...held.flatMap((t) => t.split("\n"))], { up });
-        if (halfTyped !== "") this.#rl.write(halfTyped);
-        resolve(answer);
+      const start = () => {
+        if (this.#ended) return resolve(undefined);
+        // A question's own editor: nothing typed at it can be brought back at the prompt.
+        const editor = new LineEditor({ historySize: 0 });
+        const secret = options.secret ?? false;
+        this.#question = {
+          query,
+          secret,
+          editor,
+          finish: (answer) => {
+            this.#question = undefined;
+            const shown = secret ? "" : answer ?? editor.text;
+            this.#draw([fitRow(query + shown, this.columns)]);
+            resolve(answer);
+            this.#waiting.shift()?.();
+          },
+        };
+        this.#draw([]);
       };
-      this.#rl.question(query, { signal: controller.signal }, (answer) => finish(answer));
-      // After question(), so readline has dropped the question (into NO_OUTPUT for a secret) before finish runs.
-      controller.signal.addEventListener("abort", () => finish(undefined), { once: true });
-      // question() has drawn the query by now. From here on readline draws nothing at all, not even the cursor
-      // moves of a redraw (Ctrl-U, Backspace), so neither the secret nor its length shows.
-      if (options.secret) {
-        this.#muted = true;
-        this.#rl.output = NO_OUTPUT;
-      }
+      if (this.#question) this.#waiting.push(start);
+      else start();
     });
   }
 
@@ -416,30 +297,285 @@ export class Screen {
     const started = performance.now();
     const draw = () => {
       this.#spinnerRow = `${SPINNER[i++ % SPINNER.length]} ${text}`;
-      if (!this.#muted) this.#draw([]);
+      this.#draw([]);
     };
     draw();
     const timer = setInterval(draw, 100);
     return () => {
       clearInterval(timer);
       this.#spinnerRow = undefined;
-      if (!this.#muted) this.#draw([]);
+      this.#draw([]);
       return (performance.now() - started) / 1000;
     };
   }
 
-  /** Stops reading and takes the footer and prompt off the screen, so the shell starts on a fresh line. */
+  /**
+   * Stops reading and takes the footer, status line and input off the screen (a question being asked stays), so the
+   * shell starts on a fresh line; the terminal's modes are restored.
+   */
   end(): void {
     if (this.#ended) return;
-    if (this.#mode === "question" || this.#out.isTTY === false) {
-      // The question stays; the shell starts below it.
-      this.#out.write("\n");
-    } else {
-      const up = this.#drawnFooter + this.#cursorRows();
-      this.#out.write(up > 0 ? `\x1b[${up}A\r\x1b[J` : "\r\x1b[J");
+    const question = this.#question;
+    if (question) {
+      this.#question = undefined;
+      this.#draw([fitRow(question.query + (question.secret ? "" : question.editor.text), this.columns)]);
     }
+    this.#footer = [];
+    this.#spinnerRow = undefined;
+    this.#status = undefined;
+    this.#prompt = undefined;
+    if (this.#tty) this.#out.write(`${this.#moveUp(this.#drawn.cursorRow)}${CLEAR_BELOW}${BRACKETED_PASTE_OFF}`);
     this.#ended = true;
-    this.#mode = "idle";
-    this.#rl.close();
+    // Questions still waiting get no answer.
+    for (const start of this.#waiting.splice(0)) start();
+    clearTimeout(this.#escapeTimer);
+    this.#input.removeListener?.("data", this.#onData);
+    this.#input.removeListener?.("end", this.#onEnd);
+    this.#out.removeListener("resize", this.#onResize);
+    this.#input.setRawMode?.(false);
+    this.#input.pause();
   }
+
+  /** Handles the keys of one read, then checks the length and draws once. */
+  #keysIn(keys: Key[]): void {
+    if (this.#ended) return;
+    clearTimeout(this.#escapeTimer);
+    for (const key of keys) {
+      if (this.#ended) return;
+      this.#key(key);
+    }
+    if (this.#keys.waiting) {
+      this.#escapeTimer = setTimeout(() => this.#keysIn(this.#keys.flush()), ESCAPE_WAIT_MS);
+    }
+    this.#checkLength();
+    this.#draw([]);
+  }
+
+  /** The editor keys go to: the question's, or the line's. */
+  get #active(): LineEditor {
+    return this.#question?.editor ?? this.#editor;
+  }
+
+  #key(key: Key): void {
+    const editor = this.#active;
+    if (key.kind === "text") return editor.insert(key.text, { typed: true });
+    if (key.kind === "paste") {
+      // An answer is one line: a pasted line break in it is dropped.
+      return editor.insert(this.#question ? key.text.replace(/\n/g, "") : key.text);
+    }
+    const { name, ctrl, meta } = key;
+    if (name === "tab" && !key.shift) return this.#complete();
+    if (ctrl && !meta) return this.#control(name, editor);
+    if (meta && /^[1-9]$/.test(name)) return void (this.#question ? undefined : this.#events?.switchTo?.(Number(name)));
+    if (meta) return this.#alt(name, editor);
+    switch (name) {
+      case "enter":
+        return this.#enter();
+      case "backspace":
+        return editor.backspace();
+      case "delete":
+        return editor.deleteForward();
+      case "left":
+        return editor.left();
+      case "right":
+        return editor.right();
+      case "home":
+        return editor.home();
+      case "end":
+        return editor.end();
+      case "up":
+        return this.#question ? undefined : editor.historyBack();
+      case "down":
+        return this.#question ? undefined : editor.historyForward();
+    }
+  }
+
+  #control(name: string, editor: LineEditor): void {
+    switch (name) {
+      case "a":
+        return editor.home();
+      case "e":
+        return editor.end();
+      case "b":
+        return editor.left();
+      case "f":
+        return editor.right();
+      case "left":
+        return editor.wordLeft();
+      case "right":
+        return editor.wordRight();
+      case "u":
+        return editor.killToStart();
+      case "k":
+        return editor.killToEnd();
+      case "w":
+        return editor.killWordBack();
+      case "y":
+        return editor.yank();
+      case "_":
+        return editor.undo();
+      case "c":
+        return this.#interrupt(editor);
+      case "d":
+        if (editor.text !== "") return editor.deleteForward();
+        if (this.#question) return this.#question.finish(undefined);
+        return this.#events?.end({ closed: false });
+      case "n":
+        return void (this.#question ? undefined : this.#events?.cycle?.(1));
+      case "p":
+        return void (this.#question ? undefined : this.#events?.cycle?.(-1));
+      case "l":
+        // As in a shell: a clean screen, what was on it still in the scrollback.
+        return this.#draw([], { clear: "screen" });
+    }
+  }
+
+  #alt(name: string, editor: LineEditor): void {
+    switch (name) {
+      case "b":
+      case "left":
+        return editor.wordLeft();
+      case "f":
+      case "right":
+        return editor.wordRight();
+      case "d":
+        return editor.killWordForward();
+      case "backspace":
+        return editor.killWordBack();
+    }
+  }
+
+  /** Ctrl-C: cancels a question, clears a half-typed line, and on an empty line asks to quit. */
+  #interrupt(editor: LineEditor): void {
+    if (this.#question) return this.#question.finish(undefined);
+    if (editor.text !== "") {
+      editor.clear();
+      this.#over = false;
+      return;
+    }
+    this.#events?.interrupt();
+  }
+
+  #complete(): void {
+    if (this.#question || this.#prompt === undefined) return;
+    const editor = this.#editor;
+    const done = this.#events?.complete?.(editor.text, editor.cursor);
+    if (done) editor.set(done.text, done.cursor);
+  }
+
+  #enter(): void {
+    const question = this.#question;
+    if (question) return question.finish(question.editor.text);
+    if (this.#prompt === undefined) return;
+    const editor = this.#editor;
+    const bytes = editor.bytes;
+    if (bytes > this.#maxLineBytes) {
+      this.#events?.refused(editor.text, bytes);
+      return;
+    }
+    const line = editor.take();
+    this.#over = false;
+    if (line.trim() === "") return;
+    // A command stays visible as typed; a message shows in the footer until stored.
+    const command = !line.includes("\n") && line.startsWith("/") && !line.startsWith("//");
+    if (command) this.#draw([fitRow(this.#prompt + line, this.columns)]);
+    this.#events?.line(line);
+  }
+
+  #checkLength(): void {
+    if (this.#question || this.#prompt === undefined) return;
+    const bytes = this.#editor.bytes;
+    const over = bytes > this.#maxLineBytes;
+    if (over && !this.#over) this.#events?.over(bytes);
+    this.#over = over;
+  }
+
+  /** The footer, the status line and the input, laid out for the terminal as it is now. */
+  #zone(): Zone {
+    const columns = this.columns;
+    const rows: string[] = [];
+    for (const row of this.#spinnerRow === undefined ? this.#footer : [...this.#footer, this.#spinnerRow]) {
+      rows.push(fitStyled(row, columns));
+    }
+    if (this.#status) rows.push(this.#status(columns));
+    const widths = rows.map(rowColumns);
+    const question = this.#question;
+    const prompt = question ? question.query : this.#prompt;
+    if (prompt === undefined) {
+      return { rows: [...rows, ""], widths: [...widths, 0], cursorRow: rows.length, cursorCol: 0 };
+    }
+    const input = (question?.editor ?? this.#editor).layout({
+      prompt,
+      width: columns,
+      maxRows: Math.max(1, this.rows - rows.length - 1),
+      secret: question?.secret,
+    });
+    return {
+      rows: [...rows, ...input.rows],
+      widths: [...widths, ...input.widths],
+      cursorRow: rows.length + input.cursorRow,
+      cursorCol: input.cursorCol,
+    };
+  }
+
+  /**
+   * Redraws everything below what is printed: moves up over the zone as drawn, clears to the end of the screen (or
+   * the whole screen and scrollback), writes `printed` and the zone, and puts the cursor where the line's cursor is.
+   */
+  #draw(printed: string[], options: { clear?: "screen" | "all"; up?: number } = {}): void {
+    if (this.#ended) return;
+    if (!this.#tty) {
+      // Output to a file or pipe: the rows only, no cursor moves, no zone.
+      for (const row of printed) this.#out.write(row + "\n");
+      return;
+    }
+    let text = options.clear ? "\x1b[H\x1b[2J\x1b[3J" : this.#moveUp(options.up ?? this.#drawn.cursorRow) + CLEAR_BELOW;
+    for (const row of printed) text += row + "\r\n";
+    const zone = this.#zone();
+    text += zone.rows.join("\r\n");
+    text += this.#moveUp(zone.rows.length - 1 - zone.cursorRow) + "\r";
+    if (zone.cursorCol > 0) text += `\x1b[${zone.cursorCol}C`;
+    this.#out.write(text);
+    this.#drawn = {
+      cursorRow: zone.cursorRow,
+      cursorCol: zone.cursorCol,
+      widths: zone.widths.slice(0, zone.cursorRow + 1),
+      columns: this.columns,
+    };
+  }
+
+  #moveUp(rows: number): string {
+    return rows > 0 ? `\x1b[${rows}A` : "";
+  }
+
+  /**
+   * The terminal changed size: it has re-wrapped the rows of the zone if it got narrower, so they are counted again
+   * at the new width before the zone is cleared and drawn anew.
+   */
+  #resized(): void {
+    const drawn = this.#drawn;
+    const columns = this.columns;
+    let up = drawn.cursorRow;
+    if (columns < drawn.columns) {
+      up = 0;
+      for (let i = 0; i < drawn.cursorRow; i++) up += Math.max(1, Math.ceil(drawn.widths[i] / columns));
+      up += Math.floor(drawn.cursorCol / columns);
+    }
+    this.#draw([], { up });
+  }
+}
+
+/**
+ * A row cut to the terminal's width: its colour escapes take no columns, and a row too wide loses its colours rather
+ * than be cut inside an escape sequence.
+ */
+function fitStyled(row: string, columns: number): string {
+  if (!row.includes("\x1b")) return fitRow(row, columns);
+  const plain = row.replace(SGR, "");
+  return fitRow(plain, columns) === plain ? row : fitRow(plain, columns);
+}
+
+/** The columns a drawn row takes (its colour escapes take none). */
+function rowColumns(row: string): number {
+  return textColumns(row.replace(SGR, ""));
 }

@@ -1,8 +1,8 @@
 /**
- * The interactive chat on a terminal, on top of screen.ts (every touch of the terminal) and session.ts (the
- * conversation): the nick and passphrase questions, the slash commands of commands.ts, one ordered queue of typed
- * lines, the rendering of events, this client's lines pending until stored (in the footer), the connection state
- * while offline, and leaving (asking first when lines are unsent).
+ * The interactive chat on a terminal, on top of screen.ts (every touch of the terminal), conversation_view.ts (what
+ * is shown where) and a session behind chat_session.ts's interface: the nick and passphrase questions, joining,
+ * parting and switching rooms, the slash commands of commands.ts, one ordered queue of typed lines, a pasted
+ * multi-line message confirmed when long, Tab completion, and leaving (asking first when lines are unsent).
  *
  * @module
  */
@@ -10,33 +10,38 @@
 import { MAX_BODY_BYTES } from "../envelope.ts";
 import { validateNick } from "../names.ts";
 import { CLIENT_EXIT, type ClientConfig, EXIT_OF_CLOSE } from "./config.ts";
-import { type CommandContext, runLine } from "./commands.ts";
+import {
+  type ChatEvent,
+  type ChatSession,
+  type ChatTarget,
+  type ConnectChat,
+  connectV1,
+  NEEDS_MULTI_ROOM,
+} from "./chat_session.ts";
+import { type CommandContext, CommandError, commandNames, findCommand, HOME_ROOM, runLine } from "./commands.ts";
+import { type Completed, Completer } from "./completion.ts";
+import { conversationKey } from "./conversations.ts";
+import { ConversationView } from "./conversation_view.ts";
 import type { Dial } from "./link.ts";
 import type { OutboxItem } from "./outbox.ts";
 import { generatePassphrase, isWeakPassphrase, WEAK_PASSPHRASE_CHARS } from "./passphrase.ts";
-import { displayNick, formatMessage, formatStatus } from "./render.ts";
+import { displayNick } from "./render.ts";
 import { Screen, type TerminalInput, type TerminalOutput } from "./screen.ts";
-import {
-  JoinError,
-  type JoinHooks,
-  type ReconnectPolicy,
-  Session,
-  SessionError,
-  type SessionEvent,
-  type ShownMessage,
-} from "./session.ts";
+import { JoinError, type JoinHooks, type ReconnectPolicy, SendError, SessionError } from "./session.ts";
 
 /** Wrong passphrases allowed at one prompt before giving up. */
 const PASSPHRASE_TRIES = 3;
 /** Longest wait for unstored messages when quitting while connected. */
 const QUIT_DRAIN_MS = 5_000;
-/** This client's pending lines shown in the footer; more are counted in one row. */
-const FOOTER_PENDING = 5;
+/** A pasted message of more lines than this is sent only after a yes. */
+const CONFIRM_LINES = 5;
 
 /** Where the interactive chat runs, and how it reaches the server. */
 export interface TerminalOptions {
-  /** Opens the connection (link.ts `dialServer`). */
-  dial: Dial;
+  /** Opens the connection (link.ts `dialServer`), for the default protocol v1 session. */
+  dial?: Dial;
+  /** Opens the session instead of a v1 session over `dial` (a session with several rooms, or a test double). */
+  connect?: ConnectChat;
   /** A passphrase given by environment or file, for the first room. */
   passphrase?: string;
   /** Reconnect delays (the interactive client never gives up on its own). */
@@ -47,181 +52,99 @@ export interface TerminalOptions {
   output?: TerminalOutput;
   /** Colour on (default: stdout is a terminal and NO_COLOR is not set). */
   colour?: boolean;
+  /** The clock (default Date.now). */
+  now?: () => number;
+}
+
+const isYes = (answer: string | undefined) => /^y(es)?$/i.test(answer?.trim() ?? "");
+
+/** The conversation key of where an outbox item went. */
+function targetOf(item: OutboxItem): ChatTarget {
+  const peer = (item as { peer?: unknown }).peer;
+  return typeof peer === "string" ? { peer } : { room: item.room };
 }
 
 /** One interactive session on the terminal. */
 class Chat {
   readonly screen: Screen;
+  readonly view: ConversationView;
+  session: ChatSession | undefined;
   #config: ClientConfig;
   #options: TerminalOptions;
-  #colour: boolean;
-  session: Session | undefined;
-  #inHistory = false;
-  /** This client's lines not yet stored, by id, oldest first. */
-  #pending = new Map<string, OutboxItem>();
-  #offline: { retryAt: number; reason: string } | undefined;
-  #countdown: ReturnType<typeof setInterval> | undefined;
   /** Typed lines run one after another, in the order typed. */
   #lines: Promise<void> = Promise.resolve();
   #quitting = false;
   #done!: (code: number) => void;
   readonly finished: Promise<number>;
   #preset: string | undefined;
-  #commands: CommandContext;
+  #completer = new Completer();
 
   constructor(config: ClientConfig, options: TerminalOptions) {
-    const session = () => this.session!;
-    this.#commands = {
-      get session() {
-        return session();
-      },
-      status: (text) => this.status(text),
-      warn: (text) => this.warn(text),
-      say: (text, { action }) => {
-        this.session!.say(text, { action });
-        return Promise.resolve();
-      },
-      join: async (room, { generate }) => {
-        await this.join(room, generate);
-        this.prompt();
-      },
-      quit: () => this.quit({ ask: true }),
-    };
     this.#config = config;
     this.#options = options;
     this.#preset = options.passphrase;
-    this.#colour = options.colour ?? (Deno.stdout.isTerminal() && !Deno.noColor);
+    const terminal = options.output ? options.output.isTTY !== false : Deno.stdout.isTerminal();
+    const colour = options.colour ?? (terminal && !Deno.noColor);
     this.screen = new Screen({ input: options.input, output: options.output, maxLineBytes: MAX_BODY_BYTES });
+    this.view = new ConversationView(this.screen, {
+      colour,
+      bell: !config.noBell,
+      highlight: terminal,
+      now: options.now,
+    });
     this.finished = new Promise((resolve) => this.#done = resolve);
   }
 
   status(text: string): void {
-    this.#endHistory();
-    this.screen.print(formatStatus(text, { colour: this.#colour, width: this.screen.columns }));
+    this.view.status(text);
   }
 
   warn(text: string): void {
-    this.#endHistory();
-    this.screen.print(formatStatus(text, { colour: this.#colour, warning: true, width: this.screen.columns }));
+    this.view.warn(text);
   }
 
-  #show(message: ShownMessage): void {
-    if (message.history && !this.#inHistory) {
-      this.#inHistory = true;
-      this.screen.print(formatStatus("history", { colour: this.#colour }));
-    } else if (!message.history) {
-      this.#endHistory();
-    }
-    this.screen.print(formatMessage(message, { colour: this.#colour, width: this.screen.columns }));
+  /** What commands can do, for a line typed while `target` was the current conversation. */
+  #context(target: ChatTarget | undefined): CommandContext {
+    const session = () => this.session!;
+    return {
+      get session() {
+        return session();
+      },
+      room: target && "room" in target ? target.room : undefined,
+      status: (text) => this.status(text),
+      warn: (text) => this.warn(text),
+      say: (text, { action }) => {
+        if (!target) throw new SendError("join a room first");
+        this.session!.say(target, text, { type: action ? "action" : "text" });
+        return Promise.resolve();
+      },
+      join: async (room, { generate }) => {
+        await this.join(room, generate);
+      },
+      part: (room) => this.#part(room ?? (target && "room" in target ? target.room : undefined)),
+      switchTo: (name) => this.#switchTo(name),
+      query: (nick) => this.#query(nick),
+      topic: (text) => this.#topic(target, text),
+      clear: () => this.view.clear(),
+      retry: () => this.#retry(),
+      quit: (reason) => this.quit({ ask: true, reason }),
+    };
   }
 
-  #endHistory(): void {
-    if (!this.#inHistory) return;
-    this.#inHistory = false;
-    this.screen.print(formatStatus("end of history", { colour: this.#colour }));
-  }
-
-  /** This client's own line, as a message of the current nick. */
-  #own(item: OutboxItem): ShownMessage {
-    const from = this.session?.nick ?? "";
-    const { room, seq, ts, id, text } = item;
-    return { room, seq: seq ?? 0, from, ts, id, type: text.type, text: text.body, history: false };
-  }
-
-  prompt(): void {
-    const room = this.session?.room;
-    this.#endHistory();
-    this.screen.prompt(room ? `#${room}> ` : "> ");
-  }
-
-  /** The footer: the pending lines (the last few), and the connection state while offline. */
-  #updateFooter(): void {
-    const rows: string[] = [];
-    const pending = [...this.#pending.values()];
-    const hidden = pending.length - FOOTER_PENDING;
-    if (hidden > 0) rows.push(formatStatus(`… and ${hidden} more unsent`, { colour: this.#colour }));
-    for (const item of pending.slice(Math.max(0, hidden))) {
-      rows.push(formatMessage(this.#own(item), { colour: this.#colour, pending: true }));
-    }
-    if (this.#offline) {
-      const left = Math.ceil((this.#offline.retryAt - Date.now()) / 1000);
-      const state = left > 0 ? `offline, retrying in ${left} s` : "offline, reconnecting…";
-      const unsent = this.session?.unsent ?? 0;
-      rows.push(formatStatus(`${state}; ${unsent} unsent`, { colour: this.#colour, warning: true }));
-    }
-    this.screen.setFooter(rows);
-  }
-
-  onEvent = (event: SessionEvent): void => {
-    switch (event.kind) {
-      case "message":
-        return this.#show(event.message);
-      case "older":
-        if (event.messages.length === 0) return;
-        this.status(`${event.messages.length} older messages${event.more ? " (/history for more)" : ""}`);
-        for (const m of event.messages) {
-          this.screen.print(formatMessage(m, { colour: this.#colour, width: this.screen.columns }));
-        }
-        return this.status("end of older messages");
-      case "forged":
-        return this.warn(
-          event.count === 1
-            ? `warning: a message claiming to be from ${displayNick(event.from)}${
-              event.seq === undefined ? "" : ` (seq ${event.seq})`
-            } failed authentication: not shown`
-            : `warning: ${event.count} more messages claiming to be from ${displayNick(event.from)} failed ` +
-              `authentication in the last ${Math.round(event.intervalMs / 1000)} s: not shown`,
-        );
-      case "presence":
-        if (event.event === "join") return this.status(`${displayNick(event.nick)} joined #${event.room}`);
-        if (event.event === "leave") return this.status(`${displayNick(event.nick)} left #${event.room}`);
-        return this.status(`${displayNick(event.old ?? "")} is now known as ${displayNick(event.nick)}`);
-      case "nick":
-        return this.status(`you are now known as ${displayNick(event.new)}`);
-      case "outbox":
-        return this.#onOutbox(event.item);
-      case "status":
-        return this.status(event.text);
-      case "offline":
-        // Said once, and again only when the reason changes (say, the server is back but refuses the nick).
-        if (event.attempt === 1) this.status(`connection lost (${event.reason}); reconnecting…`);
-        else if (event.reason !== this.#offline?.reason) this.status(`still offline: ${event.reason}`);
-        this.#offline = { retryAt: Date.now() + event.retryInMs, reason: event.reason };
-        this.#countdown ??= setInterval(() => this.#updateFooter(), 1_000);
-        return this.#updateFooter();
-      case "reconnected":
-        this.#offline = undefined;
-        clearInterval(this.#countdown);
-        this.#countdown = undefined;
-        this.#updateFooter();
-        this.status(`reconnected: ${event.missed} missed messages fetched, ${event.resent} resent`);
-        return this.prompt();
-      case "closed":
-        // A refusal that retrying cannot fix (wrong passphrase on rejoining, a nick the server will never take).
-        if (this.#quitting) return;
-        this.#offline = undefined;
-        this.warn(`${event.error.message}: stopped reconnecting`);
-        return this.end(EXIT_OF_CLOSE[event.error.kind]);
-    }
+  onEvent = (event: ChatEvent): void => {
+    if (event.kind !== "closed") return this.view.onEvent(event);
+    // A refusal that retrying cannot fix (wrong passphrase on rejoining, a nick the server will never take).
+    if (this.#quitting) return;
+    this.view.onEvent(event);
+    this.warn(`${event.error.message}: stopped reconnecting`);
+    this.end(EXIT_OF_CLOSE[event.error.kind]);
   };
-
-  #onOutbox(item: OutboxItem): void {
-    if (item.state === "queued" || item.state === "sent") {
-      this.#pending.set(item.id, item);
-    } else {
-      this.#pending.delete(item.id);
-      this.#endHistory();
-      const failed = item.state === "failed" ? item.reason ?? "given up" : undefined;
-      this.screen.print(formatMessage(this.#own(item), { colour: this.#colour, width: this.screen.columns, failed }));
-    }
-    this.#updateFooter();
-  }
 
   hooks(generate: boolean): JoinHooks {
     return {
       passphrase: async (room, { creating }) => {
         if (creating) return await this.#newPassphrase(room, generate);
-        if (generate) this.status(`#${room} already exists: --generate only applies when creating a room`);
+        if (generate) this.status(`#${room} already exists: --generate was ignored`);
         if (this.#preset !== undefined) {
           const p = this.#preset;
           this.#preset = undefined;
@@ -256,8 +179,7 @@ class Chat {
       this.warn(
         `this passphrase is shorter than ${WEAK_PASSPHRASE_CHARS} characters: anyone who guesses it reads #${room}`,
       );
-      const answer = await this.screen.ask("create the room with it anyway? [y/N] ");
-      if (!/^y(es)?$/i.test(answer?.trim() ?? "")) return undefined;
+      if (!isYes(await this.screen.ask("create the room with it anyway? [y/N] "))) return undefined;
     }
     if (given === undefined) {
       const again = await this.screen.ask("repeat the passphrase: ", { secret: true });
@@ -269,14 +191,31 @@ class Chat {
     return passphrase;
   }
 
+  /**
+   * Joins a room and makes it current; a room this connection is in already is only switched to (its history is
+   * not shown again).
+   */
   async join(room: string, generate: boolean): Promise<"joined" | "cancelled" | "failed"> {
+    const session = this.session!;
+    const inRoom = session.joinedRoom(room);
+    if (inRoom !== undefined) {
+      if (generate) this.status(`#${inRoom} already exists: --generate was ignored`);
+      const key = conversationKey("room", inRoom);
+      if (this.view.currentKey === key) this.status(`you are in #${inRoom}`);
+      else this.view.switchTo(key);
+      return "joined";
+    }
     for (let attempt = 1;; attempt++) {
       const fromPreset = this.#preset !== undefined;
+      this.view.expect(room);
       try {
-        const joined = await this.session!.join(room, this.hooks(generate));
+        const joined = await session.join(room, this.hooks(generate));
+        this.view.joined(joined.room, { members: joined.members });
+        // With one room per connection, the room before is left.
+        this.view.keepRooms(session.rooms);
         const members = joined.members.map(displayNick);
         this.status(
-          `${joined.created ? "created" : "joined"} #${room}: ${members.join(", ")} ${
+          `${joined.created ? "created" : "joined"} #${joined.room}: ${members.join(", ")} ${
             members.length === 1 ? "is" : "are"
           } here`,
         );
@@ -289,25 +228,105 @@ class Chat {
         }
         this.warn(err.code === "access_denied" ? `wrong passphrase for #${room}` : err.message);
         if (err.code !== "access_denied" || fromPreset || attempt >= PASSPHRASE_TRIES) return "failed";
+      } finally {
+        this.view.expect(undefined);
       }
     }
   }
 
-  /** Runs typed lines one after another: a line typed after /nick is sealed under the new nick. */
-  enqueue(line: string): void {
-    this.#lines = this.#lines.then(() => runLine(this.#commands, line)).catch((err) =>
-      this.warn(`internal error: ${(err as Error).message}`)
-    );
+  /** Leaves a room; with one room per connection, goes back to the home room instead (as /leave always did). */
+  async #part(room: string | undefined): Promise<void> {
+    const session = this.session!;
+    if (room === undefined) throw new CommandError("/part works in a room: name the room to leave");
+    const joined = session.joinedRoom(room);
+    if (joined === undefined) throw new CommandError(`not in #${room}`);
+    if (!session.multiRoom) {
+      if (joined === HOME_ROOM) throw new CommandError(`you are already in #${HOME_ROOM}`);
+      await this.join(HOME_ROOM, false);
+      return;
+    }
+    await session.part(joined);
+    this.view.close(conversationKey("room", joined));
+    this.status(`left #${joined}`);
+  }
+
+  #switchTo(name: string): void {
+    const key = this.view.conversations.find(name);
+    if (key === undefined) throw new CommandError(`no conversation ${name}: /join a room first`);
+    if (key === this.view.currentKey) this.status(`you are in ${key}`);
+    else this.view.switchTo(key);
+  }
+
+  #query(nick: string): void {
+    if (!this.session!.multiRoom) throw new CommandError(`direct messages need a newer server: ${NEEDS_MULTI_ROOM}`);
+    const key = conversationKey("direct", nick);
+    this.view.conversations.open("direct", nick);
+    if (key === this.view.currentKey) this.status(`you are in ${key}`);
+    else this.view.switchTo(key);
+  }
+
+  async #topic(target: ChatTarget | undefined, text: string | undefined): Promise<void> {
+    if (!target || !("room" in target)) throw new CommandError("/topic works in a room");
+    const session = this.session!;
+    if (!session.multiRoom) throw new CommandError(`room topics need a newer server: ${NEEDS_MULTI_ROOM}`);
+    if (text === undefined) {
+      const topic = this.view.conversations.get(conversationKey("room", target.room))?.topic;
+      return this.status(topic ? `topic of #${target.room}: ${topic}` : `#${target.room} has no topic`);
+    }
+    session.say(target, text, { type: "topic" });
+    await Promise.resolve();
+  }
+
+  async #retry(): Promise<void> {
+    const failed = this.view.takeFailed();
+    if (failed.length === 0) return this.status("nothing to send again here");
+    this.status(`sending ${failed.length} line${failed.length === 1 ? "" : "s"} again`);
+    for (const item of failed) {
+      const type = item.text.type === "action" ? "action" : "text";
+      this.session!.say(targetOf(item), item.text.body, { type });
+    }
+    await Promise.resolve();
   }
 
   /**
-   * Leaves: waits a moment for lines on their way to be stored, asks before dropping unsent ones (when it can ask),
-   * says goodbye and ends.
+   * Runs typed lines one after another, each in the conversation that was current when it was typed: a line typed
+   * after /nick is sealed under the new nick.
    */
-  async quit(options: { ask: boolean }): Promise<void> {
+  enqueue(line: string): void {
+    const context = this.#context(this.view.target);
+    this.#lines = this.#lines.then(async () => {
+      if (line.includes("\n") && !(await this.#confirmLines(line))) return;
+      await runLine(context, line);
+    }).catch((err) => this.warn(`internal error: ${(err as Error).message}`));
+  }
+
+  /** A pasted message of many lines is sent only after a yes; otherwise it goes back to the input line. */
+  async #confirmLines(line: string): Promise<boolean> {
+    const text = line.trimEnd();
+    const count = text.split("\n").length;
+    if (count <= CONFIRM_LINES) return true;
+    if (isYes(await this.screen.ask(`send these ${count} lines as one message? [y/N] `))) return true;
+    this.screen.putBack(text);
+    this.status("not sent: the lines are back in the input line");
+    return false;
+  }
+
+  complete(text: string, cursor: number): Completed | undefined {
+    const sources = this.view.completion(commandNames(), (name) => findCommand(name)?.complete);
+    return this.#completer.complete(text, cursor, sources);
+  }
+
+  /**
+   * Leaves: says the reason in every room (when given), waits a moment for lines on their way to be stored, asks
+   * before dropping unsent ones (when it can ask), says goodbye and ends.
+   */
+  async quit(options: { ask: boolean; reason?: string }): Promise<void> {
     if (this.#quitting) return;
     this.#quitting = true;
     const session = this.session;
+    if (session?.online && options.reason !== undefined) {
+      for (const room of session.rooms) session.say({ room }, `has quit: ${options.reason}`, { type: "action" });
+    }
     if (session && session.unsent > 0 && session.online) {
       this.status(`waiting for ${session.unsent} messages to be stored…`);
       await session.drain({ timeoutMs: QUIT_DRAIN_MS }).catch(() => {});
@@ -316,29 +335,32 @@ class Chat {
     if (unsent > 0 && options.ask) {
       const answer = await this.screen.ask(`${unsent} unsent line${unsent === 1 ? "" : "s"}; quit anyway? y/N `);
       // Ctrl-C at the question leaves too.
-      if (answer !== undefined && !/^y(es)?$/i.test(answer.trim())) {
+      if (answer !== undefined && !isYes(answer)) {
         this.#quitting = false;
-        return this.prompt();
+        return;
       }
     }
     for (const item of session?.pending() ?? []) {
-      this.screen.print(formatMessage(this.#own(item), {
-        colour: this.#colour,
-        width: this.screen.columns,
-        failed: "you quit before it was sent",
-      }));
+      this.view.onEvent({ kind: "outbox", item: { ...item, state: "failed", reason: "you quit before it was sent" } });
     }
     await session?.close("quit");
     this.end(CLIENT_EXIT.ok);
   }
 
   end(code: number): void {
-    clearInterval(this.#countdown);
-    this.#pending.clear();
-    this.#offline = undefined;
-    this.screen.setFooter([]);
+    this.view.stop();
     this.screen.end();
     this.#done(code);
+  }
+
+  async #connect(nick: string): Promise<ChatSession> {
+    const connect = this.#options.connect ?? connectV1(this.#options.dial!);
+    return await connect({
+      nick,
+      onEvent: this.onEvent,
+      iterations: this.#config.iterations,
+      reconnect: this.#options.reconnect,
+    });
   }
 
   /** Asks for the nick when needed, connects, joins the first room and starts taking lines. */
@@ -357,12 +379,7 @@ class Chat {
       }
       try {
         this.status(`connecting to ${config.host}:${config.port}${config.tls ? " with TLS" : ""}…`);
-        this.session = await Session.connect(this.#options.dial, {
-          nick,
-          onEvent: this.onEvent,
-          iterations: config.iterations,
-          reconnect: this.#options.reconnect,
-        });
+        this.session = await this.#connect(nick);
       } catch (err) {
         if (!(err instanceof SessionError)) throw err;
         this.warn(err.message);
@@ -371,7 +388,8 @@ class Chat {
       }
     }
     const session = this.session;
-    this.screen.maxLineBytes = Math.min(MAX_BODY_BYTES, session.limits?.max_body ?? MAX_BODY_BYTES);
+    this.view.nick = session.nick;
+    this.screen.maxLineBytes = session.maxBody;
     this.status(`connected as ${session.nick}; type /help for commands`);
     const first = await this.join(config.room, false);
     if (first !== "joined") {
@@ -379,7 +397,7 @@ class Chat {
       await session.close(first);
       return this.end(first === "cancelled" ? CLIENT_EXIT.ok : CLIENT_EXIT.denied);
     }
-    this.prompt();
+    this.view.startPrompt();
   }
 }
 
@@ -397,13 +415,17 @@ class Chat {
  */
 export async function runTerminal(config: ClientConfig, options: TerminalOptions): Promise<number> {
   const chat = new Chat(config, options);
+  const limit = () => chat.session?.maxBody;
   chat.screen.listen({
     line: (line) => chat.enqueue(line),
     refused: (_line, bytes) =>
-      chat.warn(`not sent: the line is ${bytes} bytes; the limit is ${maxBytes(chat)} (it is still there to shorten)`),
-    over: (bytes) => chat.warn(`the line is ${bytes} bytes; the limit is ${maxBytes(chat)}: shorten it to send it`),
+      chat.warn(`not sent: the line is ${bytes} bytes; the limit is ${limit()} (it is still there to shorten)`),
+    over: (bytes) => chat.warn(`the line is ${bytes} bytes; the limit is ${limit()}: shorten it to send it`),
     interrupt: () => void chat.quit({ ask: true }),
     end: ({ closed }) => void chat.quit({ ask: !closed }),
+    switchTo: (index) => chat.view.switchToIndex(index),
+    cycle: (step) => chat.view.cycle(step),
+    complete: (text, cursor) => chat.complete(text, cursor),
   });
   // `kill PID` leaves like /quit, without a question: unstored lines get their moment, the server a goodbye.
   const onTerminate = () => void chat.quit({ ask: false });
@@ -425,8 +447,4 @@ export async function runTerminal(config: ClientConfig, options: TerminalOptions
       // never added
     }
   }
-}
-
-function maxBytes(chat: Chat): number {
-  return Math.min(MAX_BODY_BYTES, chat.session?.limits?.max_body ?? MAX_BODY_BYTES);
 }

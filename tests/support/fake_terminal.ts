@@ -36,7 +36,7 @@ export class FakeInput extends EventEmitter {
 }
 
 /**
- * A 120-column terminal output.
+ * A 120 x 40 terminal output.
  *
  * @param writes receives every write (default: dropped)
  * @returns the output
@@ -45,6 +45,7 @@ export function fakeOutput(writes?: string[]): TerminalOutput {
   return {
     write: (text: string) => writes?.push(text),
     columns: 120,
+    rows: 40,
     isTTY: true,
     on: () => {},
     removeListener: () => {},

@@ -1,6 +1,7 @@
 /**
  * The real interactive client in a real terminal: tmux on a private socket in the test's own temporary directory,
- * 120 x 40, with helpers to type, press keys and read the screen. Used by the terminal tests and bench:client.
+ * 120 x 40 unless asked otherwise, with helpers to type, press keys, paste (with or without bracketed paste), resize,
+ * read the screen and the bell. Used by the terminal tests and bench:client.
  *
  * @module
  */
@@ -26,24 +27,34 @@ export class TmuxScreen {
    * @param args client flags
    * @param options.env extra environment for the client
    * @param options.colour leave NO_COLOR unset (it is set by default)
+   * @param options.columns the terminal's width (default 120)
+   * @param options.script run this script (a path from the repository root) with the client's permissions instead
+   *   of client.ts
    */
-  static async start(args: string[], options: { env?: Record<string, string>; colour?: boolean } = {}) {
+  static async start(
+    args: string[],
+    options: { env?: Record<string, string>; colour?: boolean; columns?: number; script?: string } = {},
+  ) {
     const screen = new TmuxScreen();
     try {
       screen.#dir = await Deno.makeTempDir({ prefix: "aeschat-tty-" });
       screen.#socket = `${screen.#dir}/tmux.sock`;
       const env = { ...(options.colour ? {} : { NO_COLOR: "1" }), TERM: "xterm-256color", ...options.env };
+      const program = taskArgs("client").map((w) =>
+        options.script && w.endsWith("client.ts") ? ROOT + options.script : w
+      );
       const script = [
         `cd ${quote(ROOT)}`,
         "unset NO_COLOR AESCHAT_PASSPHRASE",
         `${Object.entries(env).map(([k, v]) => `${k}=${quote(v)}`).join(" ")} ${quote(Deno.execPath())} ${
-          [...taskArgs("client"), ...args].map(quote).join(" ")
+          [...program, ...args].map(quote).join(" ")
         }`,
         'echo "EXIT=$?"',
         "sleep 600",
       ].join("\n");
       await Deno.writeTextFile(`${screen.#dir}/run.sh`, script);
-      await screen.tmux("new-session", "-d", "-s", "main", "-x", "120", "-y", "40", `sh ${screen.#dir}/run.sh`);
+      const columns = String(options.columns ?? 120);
+      await screen.tmux("new-session", "-d", "-s", "main", "-x", columns, "-y", "40", `sh ${screen.#dir}/run.sh`);
       return screen;
     } catch (err) {
       await screen.close();
@@ -130,15 +141,37 @@ export class TmuxScreen {
   }
 
   /**
-   * Pastes text as a terminal does (tmux's paste buffer; line breaks arrive as Enter, no bracketed paste).
+   * Pastes text as a terminal does (tmux's paste buffer; line breaks arrive as Enter). With `bracketed`, tmux wraps
+   * it in the bracketed paste markers, as a terminal does for a program that turned the mode on.
    *
    * @param text what to paste
+   * @param options.bracketed paste as a terminal with bracketed paste does
    */
-  async paste(text: string): Promise<void> {
+  async paste(text: string, options: { bracketed?: boolean } = {}): Promise<void> {
     const file = `${this.#dir}/paste.txt`;
     await Deno.writeTextFile(file, text);
     await this.tmux("load-buffer", "-b", "paste", file);
-    await this.tmux("paste-buffer", "-d", "-b", "paste", "-t", "main");
+    await this.tmux("paste-buffer", ...(options.bracketed ? ["-p"] : []), "-d", "-b", "paste", "-t", "main");
+  }
+
+  /**
+   * Resizes the terminal, as a user dragging the window's edge does (the program gets SIGWINCH).
+   *
+   * @param columns the new width
+   * @param rows the new height (default 40)
+   */
+  async resize(columns: number, rows = 40): Promise<void> {
+    await this.tmux("resize-window", "-t", "main", "-x", String(columns), "-y", String(rows));
+  }
+
+  /** Whether the terminal's bell has rung (tmux's window bell flag; it stays set). */
+  async bellRang(): Promise<boolean> {
+    return (await this.tmux("display-message", "-p", "-t", "main", "#{window_bell_flag}")).trim() === "1";
+  }
+
+  /** The visible screen only (no scrollback), rows as the terminal shows them. */
+  async visible(): Promise<string> {
+    return await this.tmux("capture-pane", "-p", "-t", "main");
   }
 
   /** Stops tmux and removes the temporary directory. */

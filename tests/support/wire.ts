@@ -265,13 +265,15 @@ export class WireClient {
    *
    * @param body the text
    * @param options.type "text" (default) or "action"
+   * @param options.ts the sender's clock to claim (default now)
    */
-  seal(body: string, options: { type?: string; id?: Uint8Array } = {}): Promise<Envelope> {
+  seal(body: string, options: { type?: string; id?: Uint8Array; ts?: number } = {}): Promise<Envelope> {
     return sealEnvelope(this.keys!, {
       room: this.room,
       from: this.nick,
       plaintext: { type: options.type ?? "text", body },
       id: options.id,
+      ts: options.ts,
     });
   }
 
