@@ -6,6 +6,7 @@
  */
 
 import { type Envelope, EnvelopeError, parseEnvelope } from "./envelope.ts";
+import { findDuplicateMember } from "./json_members.ts";
 
 /** Protocol version spoken by this code. */
 export const PROTOCOL_VERSION = 1;
@@ -17,7 +18,8 @@ export const ERROR_CODES = {
   bad_frame: "frame of length 0, or not valid UTF-8 (connection closed)",
   frame_too_large: "frame longer than the server's max_frame (connection closed)",
   bad_json: "frame body is not a JSON object (connection closed)",
-  bad_message: "unknown type, missing or extra field, or a field of the wrong type (connection closed)",
+  bad_message:
+    "unknown type, missing or extra field, a field of the wrong type, or a member repeated in one object (connection closed)",
   version_unsupported: "hello.version is not 1 (connection closed)",
   nick_invalid: "nick breaks the nick rules (closed after hello; kept after nick)",
   nick_in_use: "another connection uses this nick, case-insensitively (closed after hello; kept after nick)",
@@ -105,7 +107,7 @@ export type ClientMessage =
   | { type: "who" }
   | { type: "rooms" }
   | { type: "nick"; new: string }
-  | { type: "history"; before_seq: number; limit: number }
+  | { type: "history"; before_seq: number; limit?: number }
   | { type: "since"; after_seq: number; limit?: number }
   | { type: "ping"; data?: string }
   | { type: "pong"; data?: string }
@@ -140,7 +142,7 @@ const CLIENT_SPECS: Record<string, Spec> = {
   who: {},
   rooms: {},
   nick: { new: "string" },
-  history: { before_seq: "uint", limit: "uint" },
+  history: { before_seq: "uint", limit: "uint?" },
   since: { after_seq: "uint", limit: "uint?" },
   ping: { data: "string?" },
   pong: { data: "string?" },
@@ -182,7 +184,7 @@ function isKind(value: unknown, kind: Kind): boolean {
   }
 }
 
-function decodeBody(body: Uint8Array): Record<string, unknown> {
+function decodeBody(body: Uint8Array, options: { uniqueMembers: boolean }): Record<string, unknown> {
   let text: string;
   try {
     text = decoder.decode(body);
@@ -197,6 +199,15 @@ function decodeBody(body: Uint8Array): Record<string, unknown> {
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ProtocolError("bad_json", "Cannot parse frame: body is not a JSON object");
+  }
+  if (options.uniqueMembers) {
+    const repeated = findDuplicateMember(text, { parsed: value });
+    if (repeated !== undefined) {
+      throw new ProtocolError(
+        "bad_message",
+        `Cannot parse frame: member ${JSON.stringify(repeated.slice(0, 40))} appears twice in one object`,
+      );
+    }
   }
   return value as Record<string, unknown>;
 }
@@ -251,7 +262,7 @@ function checkSpec(
  * @throws {ProtocolError} with the code to report; `fatal` says whether to disconnect
  */
 export function parseClientMessage(body: Uint8Array): ClientMessage {
-  const msg = decodeBody(body);
+  const msg = decodeBody(body, { uniqueMembers: true });
   checkSpec(msg, CLIENT_SPECS, { allowExtra: false });
   if (msg.type === "send") {
     try {
@@ -281,7 +292,7 @@ export function parseClientMessage(body: Uint8Array): ClientMessage {
  * @throws {ProtocolError} when it is not a valid server message
  */
 export function parseServerMessage(body: Uint8Array): ServerMessage {
-  const msg = decodeBody(body);
+  const msg = decodeBody(body, { uniqueMembers: false });
   checkSpec(msg, SERVER_SPECS, { allowExtra: true });
   return msg as unknown as ServerMessage;
 }

@@ -694,6 +694,10 @@ Deno.test("hub pages history back with before_seq and limit (clamped to 1..500),
     assert.equal(clamped.seqs.length, 500);
     assert.deepEqual([clamped.seqs[0], clamped.seqs[499], clamped.more], [121, 620, true]);
     assert.deepEqual(await page(100, 0), { seqs: [99], more: true });
+    // Without a limit, a page is as long as it can be.
+    await t.handle(alice, { type: "history", before_seq: 2 ** 53 - 1 });
+    const full = (alice.peer.only() as Msg<"history">).messages.map((m) => m.seq);
+    assert.deepEqual([full.length, full[0], full[499]], [500, 121, 620]);
     // Items carry the stored envelope.
     await t.handle(alice, { type: "history", before_seq: 2, limit: 1 });
     const item = (alice.peer.only() as Msg<"history">).messages[0];

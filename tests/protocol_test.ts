@@ -49,6 +49,7 @@ const CLIENT_EXAMPLES: object[] = [
   { type: "rooms" },
   { type: "nick", new: "bob" },
   { type: "history", before_seq: 100, limit: 50 },
+  { type: "history", before_seq: 100 },
   { type: "since", after_seq: 0 },
   { type: "since", after_seq: 7, limit: 20 },
   { type: "ping" },
@@ -150,7 +151,6 @@ Deno.test("parseClientMessage refuses a missing required field, naming it", () =
     [{ type: "prove", room: "general" }, "proof"],
     [{ type: "send" }, "envelope"],
     [{ type: "nick" }, "new"],
-    [{ type: "history", before_seq: 5 }, "limit"],
     [{ type: "history", limit: 5 }, "before_seq"],
     [{ type: "since" }, "after_seq"],
   ];
@@ -216,6 +216,37 @@ Deno.test("parseClientMessage refuses any extra field, even one named like a pro
       text,
     );
   }
+});
+
+Deno.test("parseClientMessage refuses a member repeated in one object, however it is spelled, as fatal bad_message", () => {
+  const envelope = JSON.stringify(ENVELOPE);
+  const cases: string[] = [
+    '{"type":"ping","data":"a","data":"b"}',
+    '{"type":"ping","data":"a","data":"a"}',
+    '{"type":"ping","type":"ping"}',
+    '{"type":"who","type":"rooms"}',
+    '{"type":"ping","d\\u0061ta":"a","data":"b"}',
+    '{"type":"ping","\\u0074ype":"pong"}',
+    `{"type":"send","envelope":${envelope.slice(0, -1)},"tag":"${ENVELOPE.tag}"}}`,
+    `{"type":"send","envelope":{"tag":"${"A".repeat(43)}=",${envelope.slice(1)}}`,
+    `{"type":"send","envelope":${envelope},"envelope":${envelope}}`,
+  ];
+  for (const text of cases) {
+    assert.deepEqual(JSON.parse(text).type !== undefined, true, `JSON.parse accepts ${text}`);
+    assertProtocolError(
+      () => parseClientMessage(body(text)),
+      { code: "bad_message", message: /appears twice in one object/ },
+      text,
+    );
+  }
+  // Not repeated: the same name in two objects, member-like text inside strings, escaped quotes and backslashes.
+  const fine: string[] = [
+    '{"type":"ping","data":"\\",\\"data\\":\\""}',
+    '{"type":"ping","data":"\\\\"}',
+    '{"data":"type","type":"pong"}',
+    `{"type":"send","envelope":${envelope}}`,
+  ];
+  for (const text of fine) assert.deepEqual(parseClientMessage(body(text)), JSON.parse(text), text);
 });
 
 Deno.test("parseServerMessage ignores extra fields but refuses missing or mistyped ones", () => {

@@ -195,7 +195,7 @@ export class Hub {
       case "nick":
         return this.#nick(member, msg.new);
       case "history":
-        return this.#history(member, msg.before_seq, msg.limit);
+        return this.#history(member, msg.before_seq, msg.limit ?? HISTORY_PAGE);
       case "since":
         return this.#since(member, msg.after_seq, msg.limit ?? HISTORY_PAGE);
       case "ping":
