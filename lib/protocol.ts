@@ -34,7 +34,8 @@ export const ERROR_CODES = {
   sender_mismatch: "envelope.from is not the sender's nick",
   duplicate_id: "an envelope with this id is already stored in this room (it is not stored twice)",
   rate_limited: "more messages than --rate allows: reading is paused until the budget refills (not fatal)",
-  server_full: "the server has --max-connections connections (connection closed)",
+  server_full:
+    "--max-connections reached, or --max-connections-per-address, or half of it held by connections not in a room (closed)",
   handshake_timeout: "no hello within --handshake-timeout (connection closed)",
   idle_timeout: "no complete frame within --idle-timeout (connection closed)",
   send_queue_full: "the client read too slowly: more than --send-queue bytes were waiting (connection closed)",

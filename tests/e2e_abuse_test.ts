@@ -398,6 +398,8 @@ Deno.test("a replayed envelope is refused with duplicate_id and stored and relay
     await bob.next("message", { where: (m) => m.envelope.id === marker.id });
     const relayed = bob.inbox.filter((m) => m.type === "message").map((m) => m.type === "message" && m.envelope.id);
     assert.deepEqual(relayed, [first.id, twin.id], "bob received each envelope exactly once");
+    // The server holds its database exclusively: read it once the server is stopped.
+    await server.program.stop();
     db = new DatabaseSync(server.db, { readOnly: true });
     const count = db.prepare("SELECT count(*) AS n FROM messages WHERE msg_id = ?");
     for (const id of [first.id, twin.id, marker.id]) {
@@ -430,6 +432,7 @@ Deno.test("a good message written together with a bad frame header is stored and
     assert.equal(relayed.envelope.id, envelope.id);
     const opened = await openEnvelope(alice.keys!, { envelope: relayed.envelope, room: "general", from: "mallory" });
     assert.equal(opened.plaintext.body, "last words");
+    await server.program.stop();
     const db = new DatabaseSync(server.db, { readOnly: true });
     try {
       assert.equal(Number((db.prepare("SELECT count(*) AS n FROM messages").get() as { n: number }).n), 1);

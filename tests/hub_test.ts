@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { deriveRoomKeys, makeSalt, openEnvelope, type RoomKeys, sealEnvelope, signJoinProof } from "../lib/crypto.ts";
 import { type Envelope, serializeEnvelope } from "../lib/envelope.ts";
 import { FrameReader } from "../lib/frame.ts";
@@ -574,6 +575,38 @@ Deno.test("hub answers storage_failed when the database refuses a write, and nei
     assert.ok(t.logs.some((l) => l.includes("storage_failed")));
   }));
 
+Deno.test("hub answers storage_failed, never duplicate_id, for a message whose insert changed nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "aeschat-hub-" });
+  try {
+    Store.open(`${dir}/a.db`).close();
+    const db = new DatabaseSync(`${dir}/a.db`);
+    db.exec(
+      `CREATE TRIGGER drop_bob BEFORE INSERT ON messages WHEN NEW.sender = 'bob' BEGIN SELECT RAISE(IGNORE); END`,
+    );
+    db.close();
+    await withHub(async (t) => {
+      const alice = await member(t, "alice");
+      const bob = await member(t, "bob");
+      alice.peer.takeAll("presence");
+      const lost = await seal(bob, "dropped by the database");
+      const kept = await seal(alice, "stored");
+      await t.handle(bob, { type: "send", envelope: lost });
+      await t.handle(alice, { type: "send", envelope: kept });
+      await tick();
+      const error = bob.peer.take("error");
+      assert.deepEqual([error.code, error.id], ["storage_failed", lost.id]);
+      assert.deepEqual(bob.peer.takeAll("ack"), [], "bob's message is not acked");
+      assert.deepEqual(alice.peer.takeAll("message"), [], "nothing of bob's is relayed");
+      assert.equal(alice.peer.take("ack").id, kept.id);
+      assert.deepEqual(bob.peer.takeAll("message").map((m) => m.envelope.id), [kept.id]);
+      assert.deepEqual(storedIds(t.store, "general"), [kept.id]);
+      assert.ok(t.logs.some((l) => /storage_failed messages=1/.test(l)));
+    }, { store: Store.open(`${dir}/a.db`) });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("hub sends presence for join, leave and nick to the others in the room only", () =>
   withHub(async (t) => {
     const alice = await member(t, "alice");
@@ -600,7 +633,7 @@ Deno.test("hub sends presence for join, leave and nick to the others in the room
     assert.deepEqual([alice.peer.inbox, dave.peer.inbox], [[], []]);
   }));
 
-Deno.test("hub answers who with the current room's members and rooms with every occupied room", () =>
+Deno.test("hub answers who with the current room's members, and rooms with the occupied rooms this connection proved", () =>
   withHub(async (t) => {
     const eve = await t.hello("eve");
     await t.handle(eve, { type: "who" });
@@ -611,16 +644,27 @@ Deno.test("hub answers who with the current room's members and rooms with every 
 
     const alice = await member(t, "alice");
     await member(t, "bob");
-    await member(t, "dave", "dev");
+    const dave = await member(t, "dave", "dev");
+    await member(t, "olga", "secret");
     alice.peer.takeAll("presence");
     await t.handle(alice, { type: "who" });
     assert.deepEqual(alice.peer.only(), { type: "who", room: "general", members: ["alice", "bob"] });
+    // A stranger learns nothing of the rooms, even after a failed proof.
+    assert.equal((await join(t, eve, "general", "a guess")).type, "error");
     await t.handle(eve, { type: "rooms" });
-    const rooms = (eve.peer.only() as Msg<"rooms">).rooms;
+    assert.deepEqual(eve.peer.only(), { type: "rooms", rooms: [] });
+    await t.handle(alice, { type: "rooms" });
+    assert.deepEqual(alice.peer.only(), { type: "rooms", rooms: [{ name: "general", members: 2 }] });
+    // Proved rooms stay listed after leaving them (while they have people in them).
+    await member(t, "dora", "dev");
+    await join(t, dave, "general");
+    await t.handle(dave, { type: "rooms" });
+    const rooms = (dave.peer.take("rooms") as Msg<"rooms">).rooms;
     assert.deepEqual(rooms.sort((a, b) => a.name.localeCompare(b.name)), [
       { name: "dev", members: 1 },
-      { name: "general", members: 2 },
+      { name: "general", members: 3 },
     ]);
+    assert.equal(t.hub.unproven, 1, "eve is the only member that proved no room");
   }));
 
 Deno.test("hub: joining another room leaves the first", () =>

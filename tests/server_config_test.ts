@@ -25,6 +25,8 @@ Deno.test("parseServerFlags with no flags gives the documented defaults", () => 
     history: 50,
     maxFrame: 65536,
     maxConnections: 1000,
+    maxConnectionsPerAddress: 100,
+    exemptAddresses: "loopback",
     rate: 20,
     burst: 40,
     sendQueue: 1024 * 1024,
@@ -52,6 +54,10 @@ Deno.test("parseServerFlags reads every flag, in both --flag value and --flag=va
     "--max-frame",
     "1024",
     "--max-connections=1",
+    "--max-connections-per-address",
+    "7",
+    "--exempt-addresses",
+    "loopback,192.0.2.7,2001:db8::1",
     "--rate",
     "0.5",
     "--burst",
@@ -82,6 +88,8 @@ Deno.test("parseServerFlags reads every flag, in both --flag value and --flag=va
     history: 500,
     maxFrame: 1024,
     maxConnections: 1,
+    maxConnectionsPerAddress: 7,
+    exemptAddresses: "loopback,192.0.2.7,2001:db8::1",
     rate: 0.5,
     burst: 1,
     sendQueue: 65536,
@@ -106,6 +114,7 @@ Deno.test("parseServerFlags accepts each number flag at both ends of its range a
     "history",
     "max-frame",
     "max-connections",
+    "max-connections-per-address",
     "rate",
     "burst",
     "send-queue",
@@ -151,6 +160,9 @@ Deno.test("parseServerFlags refuses unknown flags, positional arguments, missing
   assertUsage(["--help=yes"], /'--help' does not take an argument/);
   assertUsage(["--tls-cert", "c.pem"], /^--tls-cert and --tls-key go together$/);
   assertUsage(["--tls-key", "k.pem"], /^--tls-cert and --tls-key go together$/);
+  assertUsage(["--exempt-addresses", "localhost"], /^--exempt-addresses: "localhost" is not an IP address, loopback/);
+  assertUsage(["--exempt-addresses", "loopback,none"], /"none" is not an IP address/);
+  assertUsage(["--exempt-addresses", "10.0.0.0/8"], /"10\.0\.0\.0\/8" is not an IP address/);
 });
 
 Deno.test("--help lists every flag once, with its default, and the exit codes", () => {
@@ -172,6 +184,8 @@ Deno.test("--help lists every flag once, with its default, and the exit codes", 
     history: "50",
     "max-frame": "65536",
     "max-connections": "1000",
+    "max-connections-per-address": "100",
+    "exempt-addresses": "loopback",
     rate: "20",
     burst: "40",
     "send-queue": "1048576",
@@ -185,6 +199,6 @@ Deno.test("--help lists every flag once, with its default, and the exit codes", 
   for (const name of ["tls-cert", "tls-key", "help", "version", "log-format", "synchronous"]) {
     assert.ok(lines.some((l) => l.startsWith(`  --${name}`)), `--${name} is listed`);
   }
-  assert.match(help, /Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database,/);
+  assert.match(help, /Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database/);
   assert.match(help, /5 database corrupt or from a newer version, 6 bad TLS certificate or key\./);
 });

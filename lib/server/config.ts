@@ -7,6 +7,7 @@
 
 import { DEFAULT_MAX_FRAME } from "../frame.ts";
 import { flagHelp, type FlagSpec, parseFlags, UsageError } from "../flags.ts";
+import { AddressListError, ExemptAddresses } from "./addresses.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 
 export { UsageError };
@@ -25,6 +26,10 @@ export interface ServerConfig {
   maxFrame: number;
   /** Most simultaneous connections. */
   maxConnections: number;
+  /** Most simultaneous connections from one address (exempt addresses excepted). */
+  maxConnectionsPerAddress: number;
+  /** Addresses exempt from per-address limits: IPs, "loopback", or "none". */
+  exemptAddresses: string;
   /** Messages per second per connection (0 = unlimited). */
   rate: number;
   /** Burst above the rate. */
@@ -73,7 +78,24 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 1000,
     min: 1,
     max: 1_000_000,
-    help: "most simultaneous connections",
+    help: "most simultaneous connections (at most half of them before joining a room)",
+  },
+  {
+    name: "max-connections-per-address",
+    key: "maxConnectionsPerAddress",
+    kind: "int",
+    default: 100,
+    min: 1,
+    max: 1_000_000,
+    help: "most simultaneous connections from one IP address",
+  },
+  {
+    name: "exempt-addresses",
+    key: "exemptAddresses",
+    kind: "string",
+    default: "loopback",
+    arg: "LIST",
+    help: "addresses exempt from per-address limits: IPs, loopback, or none",
   },
   {
     name: "rate",
@@ -171,8 +193,8 @@ export function serverHelp(version: string): string {
   lines.push(...flagHelp(SERVER_FLAGS));
   lines.push(
     "",
-    "Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database,",
-    "            5 database corrupt or from a newer version, 6 bad TLS certificate or key.",
+    "Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database (or another",
+    "            server holds it), 5 database corrupt or from a newer version, 6 bad TLS certificate or key.",
   );
   return lines.join("\n");
 }
@@ -192,6 +214,12 @@ export function parseServerFlags(args: string[]): ServerConfig {
   const config = parseFlags(SERVER_FLAGS, args);
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together");
+  }
+  try {
+    new ExemptAddresses(config.exemptAddresses as string);
+  } catch (err) {
+    if (err instanceof AddressListError) throw new UsageError(err.message);
+    throw err;
   }
   return config as unknown as ServerConfig;
 }

@@ -52,6 +52,19 @@ export interface ConnectionOptions {
   log: Logger;
 }
 
+/**
+ * The byte stream under a connection: a `Deno.Conn` for plain TCP, or the node:tls adapter of tls.ts. `read` and
+ * `write` behave as `Deno.Conn`'s do (a read may return fewer bytes, null at the end; a write may write fewer).
+ */
+export interface Socket {
+  /** Reads into `into`; resolves with the byte count, or null at the end of the stream. */
+  read(into: Uint8Array): Promise<number | null>;
+  /** Writes some of `bytes`; resolves with how many were written. */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Closes the socket and releases its file descriptor. */
+  close(): void;
+}
+
 const EMPTY = new Uint8Array(0);
 
 /** Write chunks of power-of-two sizes (1 KiB to WRITE_CHUNK_BYTES), kept for reuse up to SPARE_CHUNK_BYTES. */
@@ -88,7 +101,7 @@ const chunks = new ChunkPool();
  * ```
  */
 export class Connection implements Peer {
-  #conn: Deno.Conn;
+  #conn: Socket;
   #hub: Hub;
   #member: Member;
   #options: ConnectionOptions;
@@ -111,14 +124,22 @@ export class Connection implements Peer {
   /** Connections with frames queued in the current task, whose writers start once it is over. */
   static #starting: Connection[] = [];
 
+  /** performance.now() when the socket was accepted: the hello deadline counts from there. */
+  #acceptedAt: number;
+
   /**
    * @param conn the accepted socket
    * @param context.hub the chat core
    * @param context.remote the remote address, for logs
    * @param context.options this connection's limits
+   * @param context.acceptedAt performance.now() at accept (default now; a TLS handshake happens in between)
    */
-  constructor(conn: Deno.Conn, context: { hub: Hub; remote: string; options: ConnectionOptions }) {
+  constructor(
+    conn: Socket,
+    context: { hub: Hub; remote: string; options: ConnectionOptions; acceptedAt?: number },
+  ) {
     this.#conn = conn;
+    this.#acceptedAt = context.acceptedAt ?? performance.now();
     this.#hub = context.hub;
     this.#remote = context.remote;
     this.#options = context.options;
@@ -142,7 +163,7 @@ export class Connection implements Peer {
     this.#handshakeTimer = setTimeout(() => {
       if (this.#member.nick !== undefined) return;
       this.#refuse("handshake_timeout", `no hello within ${this.#options.handshakeTimeoutMs} ms`);
-    }, this.#options.handshakeTimeoutMs);
+    }, Math.max(0, this.#acceptedAt + this.#options.handshakeTimeoutMs - performance.now()));
     const reader = new FrameReader({ maxFrame: this.#options.maxFrame });
     let buf = new Uint8Array(READ_BUFFER_MIN);
     let smallReads = 0;

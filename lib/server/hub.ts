@@ -12,7 +12,14 @@ import { encodeFrame, encodeMessage } from "../frame.ts";
 import { NameError, nickKey, validateNick, validateRoom } from "../names.ts";
 import { type ClientMessage, type ErrorCode, HISTORY_PAGE, PROTOCOL_VERSION, type ServerLimits } from "../protocol.ts";
 import type { Logger } from "./log.ts";
-import { type MessageRow, type RoomRecord, type Store, type StoredMessage, StoreError } from "./store.ts";
+import {
+  type AppendResult,
+  type MessageRow,
+  type RoomRecord,
+  type Store,
+  type StoredMessage,
+  StoreError,
+} from "./store.ts";
 
 /** Server software name sent in the welcome. */
 export const SERVER_NAME = "aeschat";
@@ -64,6 +71,8 @@ export class Member {
   pending: PendingJoin | undefined;
   /** Failed join proofs so far. */
   denied = 0;
+  /** Rooms whose passphrase this connection has proved (it may have left some of them since). */
+  readonly proved: Set<string> = new Set();
   /** Whether the hub has dropped this member. */
   gone = false;
 
@@ -119,6 +128,8 @@ export class Hub {
   #nicks = new Map<string, Member>();
   #rooms = new Map<string, Set<Member>>();
   #members = new Set<Member>();
+  /** Attached members that have not proved any room yet. */
+  #unproven = 0;
   #batch: Outgoing[] = [];
   #flushScheduled = false;
   #stopping = false;
@@ -138,6 +149,11 @@ export class Hub {
     return this.#members.size;
   }
 
+  /** Number of attached members that have not proved any room yet (strangers, and members still joining). */
+  get unproven(): number {
+    return this.#unproven;
+  }
+
   /**
    * Registers a new connection, before its hello.
    *
@@ -148,6 +164,7 @@ export class Hub {
   attach(peer: Peer, remote: string): Member {
     const member = new Member(peer, remote);
     this.#members.add(member);
+    this.#unproven++;
     return member;
   }
 
@@ -159,6 +176,7 @@ export class Hub {
   detach(member: Member): void {
     if (member.gone) return;
     member.gone = true;
+    if (member.proved.size === 0) this.#unproven--;
     this.#leaveRoom(member);
     if (member.nick !== undefined && this.#nicks.get(nickKey(member.nick)) === member) {
       this.#nicks.delete(nickKey(member.nick));
@@ -228,23 +246,25 @@ export class Hub {
       sentAt,
       envelope: o.text,
     }));
-    let inserted: boolean[];
+    let results: AppendResult[];
+    let threw = false;
     try {
-      inserted = this.#store.appendBatch(rows);
+      results = this.#store.appendBatch(rows);
     } catch (err) {
+      threw = true;
       const why = err instanceof StoreError ? err.message : String(err);
       this.#options.log.error("storage_failed", { messages: batch.length, reason: why });
-      for (const o of batch) {
-        o.member.peer.send(errorFrame("storage_failed", "the message was not stored; send it again", o.envelope.id));
-      }
-      return;
+      results = batch.map(() => "failed");
     }
+    let failed = 0;
     for (let i = 0; i < batch.length; i++) {
       const o = batch[i];
-      if (!inserted[i]) {
-        o.member.peer.send(
-          errorFrame("duplicate_id", "a message with this id is already stored in this room", o.envelope.id),
-        );
+      if (results[i] !== "stored") {
+        const [code, message] = results[i] === "duplicate"
+          ? ["duplicate_id" as const, "a message with this id is already stored in this room"]
+          : ["storage_failed" as const, "the message was not stored; send it again"];
+        if (code === "storage_failed") failed++;
+        o.member.peer.send(errorFrame(code, message, o.envelope.id));
         continue;
       }
       const seq = rows[i].seq;
@@ -253,6 +273,9 @@ export class Hub {
       if (!members) continue;
       const frame = encodeFrame(`{"type":"message","seq":${seq},"sent_at":${sentAt},"envelope":${o.text}}`);
       for (const m of members) if (m !== o.member) m.peer.send(frame);
+    }
+    if (failed > 0 && !threw) {
+      this.#options.log.error("storage_failed", { messages: failed, reason: "an insert changed nothing" });
     }
   }
 
@@ -396,6 +419,8 @@ export class Hub {
     for (const m of members) m.peer.send(presence);
     members.add(member);
     member.room = room;
+    if (member.proved.size === 0) this.#unproven--;
+    member.proved.add(room);
     const recent = this.#store.recent(room, this.#options.limits.history);
     const history = recent.slice(recent.length - fitting(recent, { fromEnd: true }));
     const names = [...members].map((m) => m.nick!);
@@ -452,7 +477,12 @@ export class Hub {
   }
 
   #roomList(member: Member): void {
-    const rooms = [...this.#rooms].map(([name, set]) => ({ name, members: set.size }));
+    // Only rooms this connection has proved: a stranger learns nothing of which rooms exist or who is in them.
+    const rooms = [];
+    for (const name of member.proved) {
+      const members = this.#rooms.get(name)?.size ?? 0;
+      if (members > 0) rooms.push({ name, members });
+    }
     member.peer.send(encodeMessage({ type: "rooms", rooms }));
   }
 

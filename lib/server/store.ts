@@ -10,8 +10,11 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 /** Schema version this code writes (PRAGMA user_version). */
 export const SCHEMA_VERSION = 1;
 
-/** Why the store failed: lets the server's edge pick an exit code and a clear line. */
-export type StoreErrorKind = "open" | "corrupt" | "newer" | "write" | "read";
+/**
+ * Why the store failed: lets the server's edge pick an exit code and a clear line. "locked": another process (another
+ * server) holds the database.
+ */
+export type StoreErrorKind = "open" | "locked" | "corrupt" | "newer" | "write" | "read";
 
 /** Raised for every database failure, saying what was being done. */
 export class StoreError extends Error {
@@ -58,6 +61,12 @@ export interface MessageRow {
   envelope: string;
 }
 
+/**
+ * What became of one appended row: stored; a duplicate (this room already stores that id); or failed (nothing was
+ * written and the id is not stored: it must not be acknowledged).
+ */
+export type AppendResult = "stored" | "duplicate" | "failed";
+
 /** A stored message as read back: the envelope is left as text so it can be relayed without re-serializing. */
 export interface StoredMessage {
   /** Server-wide sequence number. */
@@ -96,8 +105,63 @@ const MIGRATIONS: string[] = [
  */
 const WAL_CHECKPOINT_PAGES = 4000;
 
+/**
+ * How long opening waits for a lock held by someone else (two servers starting at once on a new file both read it
+ * first; one of them must then give way). A server that holds the database never lets go, so waiting longer would
+ * only delay the refusal.
+ */
+const LOCK_WAIT_MS = 1000;
+/** Mode of a database file the server creates: readable and writable by its owner only (SQLite gives -wal the same). */
+const NEW_FILE_MODE = 0o600;
+
 function reason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isLocked(err: unknown): boolean {
+  return /database is locked|database table is locked|SQLITE_BUSY/i.test(reason(err));
+}
+
+/** Creates the file with mode 0600 when it does not exist; returns whether it did. */
+function createPrivate(path: string): boolean {
+  try {
+    Deno.openSync(path, { write: true, createNew: true, mode: NEW_FILE_MODE }).close();
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) return false;
+    throw new StoreError("open", `cannot create database ${path}: ${reason(err).split("\n")[0]}`);
+  }
+}
+
+/** Warnings for the database and its -wal file when group or others may read them. */
+function looseModes(path: string): string[] {
+  if (Deno.build.os === "windows") return [];
+  const warnings: string[] = [];
+  for (const file of [path, `${path}-wal`]) {
+    let mode: number | null;
+    try {
+      mode = Deno.statSync(file).mode;
+    } catch {
+      continue;
+    }
+    if (mode !== null && (mode & 0o044) !== 0) {
+      warnings.push(
+        `${file} is readable by ${(mode & 0o004) !== 0 ? "others" : "its group"} (mode ${
+          (mode & 0o777).toString(8).padStart(4, "0")
+        }): it holds the ciphertext log and room verifiers; chmod 600 it`,
+      );
+    }
+  }
+  return warnings;
 }
 
 /**
@@ -116,19 +180,29 @@ export class Store {
   #getRoom: StatementSync;
   #insertRoom: StatementSync;
   #insertMessage: StatementSync;
+  #hasMessage: StatementSync;
+  #maxSeq: StatementSync;
   #recent: StatementSync;
   #before: StatementSync;
   #after: StatementSync;
 
-  private constructor(db: DatabaseSync) {
+  /** Things an operator should know about the files, found while opening (for example loose permissions). */
+  readonly warnings: readonly string[];
+
+  private constructor(db: DatabaseSync, warnings: string[]) {
     this.#db = db;
+    this.warnings = warnings;
     this.#getRoom = db.prepare("SELECT name, salt, iterations, access_pub, created_at FROM rooms WHERE name = ?");
     this.#insertRoom = db.prepare(
       "INSERT OR IGNORE INTO rooms (name, salt, iterations, access_pub, created_at) VALUES (?, ?, ?, ?, ?)",
     );
+    // Only a repeated (room, msg_id) is passed over; any other conflict (a seq already used) fails the batch.
     this.#insertMessage = db.prepare(
-      "INSERT OR IGNORE INTO messages (seq, room, sender, msg_id, sent_at, envelope) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT INTO messages (seq, room, sender, msg_id, sent_at, envelope) VALUES (?, ?, ?, ?, ?, ?) " +
+        "ON CONFLICT (room, msg_id) DO NOTHING",
     );
+    this.#hasMessage = db.prepare("SELECT 1 AS found FROM messages WHERE room = ? AND msg_id = ?");
+    this.#maxSeq = db.prepare("SELECT coalesce(max(seq), 0) AS last FROM messages");
     this.#recent = db.prepare(
       "SELECT seq, sent_at, envelope FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?",
     );
@@ -138,12 +212,14 @@ export class Store {
     this.#after = db.prepare(
       "SELECT seq, sent_at, envelope FROM messages WHERE room = ? AND seq > ? ORDER BY seq ASC LIMIT ?",
     );
-    const row = db.prepare("SELECT coalesce(max(seq), 0) AS last FROM messages").get() as { last: number };
-    this.#lastSeq = Number(row.last);
+    this.#lastSeq = Number((this.#maxSeq.get() as { last: number }).last);
   }
 
   /**
-   * Opens (creating if needed) the database file, sets WAL mode and migrates the schema.
+   * Opens (creating if needed, with mode 0600) the database file, takes SQLite's exclusive lock on it for as long as
+   * the store is open, sets WAL mode and migrates the schema. The lock is SQLite's own (`locking_mode=EXCLUSIVE`
+   * and a write transaction): the operating system drops it when the process ends, even by SIGKILL, so it never goes
+   * stale, and while it is held no other server, and no other program, can read or write the file.
    *
    * @example
    * ```ts
@@ -151,48 +227,61 @@ export class Store {
    * ```
    * @param path file path, or ":memory:" for tests
    * @param options.synchronous "full" (survives power loss) or "normal" (survives a process crash); default full
+   * @param options.create create the file when it does not exist (default true)
    * @returns the open store
-   * @throws {StoreError} "open" when the file cannot be opened or created, "corrupt" when it is not an aeschat
-   *   SQLite database, "newer" when a newer aeschat wrote it
+   * @throws {StoreError} "open" when the file cannot be opened or created, "locked" when another process holds it,
+   *   "corrupt" when it is not an aeschat SQLite database, "newer" when a newer aeschat wrote it
    */
-  static open(path: string, options: { synchronous?: "full" | "normal" } = {}): Store {
+  static open(path: string, options: { synchronous?: "full" | "normal"; create?: boolean } = {}): Store {
+    const memory = path === ":memory:";
+    let created = false;
+    if (!memory) {
+      if (options.create ?? true) {
+        created = createPrivate(path);
+      } else if (!exists(path)) {
+        throw new StoreError("open", `cannot open database ${path}: no such file`);
+      }
+    }
+    const warnings = memory || created ? [] : looseModes(path);
     let db: DatabaseSync;
     try {
       db = new DatabaseSync(path);
     } catch (err) {
       throw new StoreError("open", `cannot open database ${path}: ${reason(err)}`);
     }
-    try {
-      // Reading the schema first fails on a file that is not SQLite, before anything could write to it.
-      db.prepare("SELECT count(*) FROM sqlite_master").get();
-    } catch (err) {
-      db.close();
-      const why = reason(err);
-      if (/not a database|malformed|corrupt/i.test(why)) {
-        throw new StoreError("corrupt", `database ${path} is not a valid SQLite database (${why})`);
-      }
-      throw new StoreError("open", `cannot read database ${path}: ${why}`);
-    }
-    try {
-      db.exec("PRAGMA busy_timeout = 5000");
-      // Refuse a file that is not ours before writing anything to it: even journal_mode=WAL rewrites the header.
-      Store.#checkSchema(db, path);
-      const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
-      if (path !== ":memory:" && mode.journal_mode !== "wal") {
-        throw new Error(`journal_mode is ${mode.journal_mode}, not wal`);
-      }
-      db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
-      db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
-      Store.#migrate(db);
-      return new Store(db);
-    } catch (err) {
+    const fail = (err: unknown, doing: string): never => {
       db.close();
       if (err instanceof StoreError) throw err;
       const why = reason(err);
+      if (isLocked(err)) throw new StoreError("locked", `cannot open database ${path}: another server holds it`);
       if (/not a database|malformed|corrupt/i.test(why)) {
         throw new StoreError("corrupt", `database ${path} is not a valid SQLite database (${why})`);
       }
-      throw new StoreError("open", `cannot prepare database ${path}: ${why}`);
+      throw new StoreError("open", `cannot ${doing} database ${path}: ${why}`);
+    };
+    try {
+      // Before the first access: from then on this connection keeps every lock it takes.
+      db.exec("PRAGMA locking_mode = EXCLUSIVE");
+      db.exec(`PRAGMA busy_timeout = ${LOCK_WAIT_MS}`);
+      // Reading the schema first fails on a file that is not SQLite, before anything could write to it.
+      db.prepare("SELECT count(*) FROM sqlite_master").get();
+    } catch (err) {
+      fail(err, "read");
+    }
+    try {
+      // Refuse a file that is not ours before writing anything to it: even journal_mode=WAL rewrites the header.
+      Store.#checkSchema(db, path);
+      const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
+      if (!memory && mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}, not wal`);
+      db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+      db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
+      Store.#migrate(db);
+      // A write transaction takes the exclusive lock even when nothing above had to write.
+      db.exec("BEGIN IMMEDIATE");
+      db.exec("COMMIT");
+      return new Store(db, warnings);
+    } catch (err) {
+      return fail(err, "prepare");
     }
   }
 
@@ -269,21 +358,27 @@ export class Store {
   }
 
   /**
-   * Appends rows in one transaction. A row whose (room, msg_id) is already stored is skipped, not an error.
+   * Appends rows in one transaction. A row whose (room, msg_id) is already stored is passed over, not an error; a row
+   * whose insert changed nothing for any other reason (a trigger, say) is reported as failed, never as a duplicate, so
+   * that nobody is told a message is stored when its row is not there.
    *
    * @param rows rows with increasing seq
-   * @returns for each row, whether it was inserted (false: a duplicate id)
+   * @returns for each row, what became of it
    * @throws {StoreError} "write" when the transaction fails; nothing of the batch is then stored
    */
-  appendBatch(rows: MessageRow[]): boolean[] {
-    const inserted: boolean[] = new Array(rows.length);
+  appendBatch(rows: MessageRow[]): AppendResult[] {
+    const results: AppendResult[] = new Array(rows.length);
     try {
       this.#db.exec("BEGIN");
       try {
         for (let i = 0; i < rows.length; i++) {
           const r = rows[i];
           const result = this.#insertMessage.run(r.seq, r.room, r.sender, r.msgId, r.sentAt, r.envelope);
-          inserted[i] = Number(result.changes) === 1;
+          results[i] = Number(result.changes) === 1
+            ? "stored"
+            : this.#hasMessage.get(r.room, r.msgId) !== undefined
+            ? "duplicate"
+            : "failed";
         }
         this.#db.exec("COMMIT");
       } catch (err) {
@@ -291,15 +386,25 @@ export class Store {
         throw err;
       }
     } catch (err) {
+      // A seq may have been taken behind our back: start again from what the database holds.
+      this.#resyncLastSeq();
       throw new StoreError("write", `cannot append messages: ${reason(err)}`);
     }
     for (let i = rows.length - 1; i >= 0; i--) {
-      if (inserted[i]) {
+      if (results[i] === "stored") {
         this.#lastSeq = Math.max(this.#lastSeq, rows[i].seq);
         break;
       }
     }
-    return inserted;
+    return results;
+  }
+
+  #resyncLastSeq(): void {
+    try {
+      this.#lastSeq = Math.max(this.#lastSeq, Number((this.#maxSeq.get() as { last: number }).last));
+    } catch {
+      // The database is unusable; the next append reports it.
+    }
   }
 
   /**

@@ -1,0 +1,147 @@
+/**
+ * The server side of TLS, with `node:tls` over a plain TCP connection accepted by `Deno.listen`, seen by the
+ * connection as a {@link Socket}. Deno 2.9.6's `TlsConn.close()` does not release a socket whose handshake never
+ * finished, so a silent stranger could keep its file descriptor as long as it liked; and `node:net`'s server stops
+ * accepting for good after one "too many open files". A plain `Deno.Conn` does neither (ARCHITECTURE.md has the
+ * reproductions), so the TCP side stays Deno's and is closed at the handshake timeout, which releases it.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { Duplex } from "node:stream";
+import tls from "node:tls";
+import type { Socket } from "./connection.ts";
+
+/** Bytes read from the TCP connection at a time, for the TLS layer. */
+const TLS_READ_BYTES = 16 * 1024;
+
+/** A node Duplex stream over a Deno TCP connection; destroying it closes the connection. */
+function duplexOf(conn: Deno.Conn): Duplex {
+  const buffer = new Uint8Array(TLS_READ_BYTES);
+  let reading = false;
+  return new Duplex({
+    read() {
+      if (reading) return;
+      reading = true;
+      conn.read(buffer).then((n) => {
+        reading = false;
+        this.push(n === null ? null : Buffer.from(buffer.subarray(0, n)));
+      }, () => {
+        reading = false;
+        this.push(null);
+      });
+    },
+    write(chunk: Uint8Array, _encoding, done) {
+      (async () => {
+        let at = 0;
+        while (at < chunk.length) at += await conn.write(chunk.subarray(at));
+      })().then(() => done(), (err) => done(err));
+    },
+    destroy(err, done) {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+      done(err);
+    },
+  });
+}
+
+/**
+ * Runs the server side of the TLS handshake on an accepted TCP connection. When the handshake has not completed
+ * within `timeoutMs`, or fails, the TCP connection is closed (its file descriptor released) and the promise resolves
+ * to undefined.
+ *
+ * @example
+ * ```ts
+ * const socket = await startTls(conn, { secureContext, timeoutMs: 10_000 });
+ * if (socket) new Connection(socket, context);
+ * ```
+ * @param conn an accepted TCP connection
+ * @param options.secureContext the certificate and key
+ * @param options.timeoutMs how long the client has to complete the handshake
+ * @returns the encrypted socket, or undefined
+ */
+export function startTls(
+  conn: Deno.Conn,
+  options: { secureContext: tls.SecureContext; timeoutMs: number },
+): Promise<Socket | undefined> {
+  return new Promise((resolve) => {
+    const secure = new tls.TLSSocket(duplexOf(conn), { isServer: true, secureContext: options.secureContext });
+    let settled = false;
+    const settle = (socket: Socket | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (socket === undefined) closeBoth(secure, conn);
+      resolve(socket);
+    };
+    const timer = setTimeout(() => settle(undefined), options.timeoutMs);
+    secure.on("error", () => settle(undefined));
+    secure.once("close", () => settle(undefined));
+    secure.once("secure", () => settle(new NodeTlsSocket(secure, conn)));
+  });
+}
+
+function closeBoth(secure: tls.TLSSocket, conn: Deno.Conn): void {
+  secure.destroy();
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+/** A node TLSSocket seen through the {@link Socket} interface the connection reads and writes. */
+class NodeTlsSocket implements Socket {
+  #secure: tls.TLSSocket;
+  #conn: Deno.Conn;
+  #rest: Buffer | undefined;
+  #ended = false;
+
+  constructor(secure: tls.TLSSocket, conn: Deno.Conn) {
+    this.#secure = secure;
+    this.#conn = conn;
+    const end = () => this.#ended = true;
+    secure.on("end", end);
+    secure.on("close", end);
+    secure.on("error", end);
+  }
+
+  async read(into: Uint8Array): Promise<number | null> {
+    while (true) {
+      const chunk = this.#rest ?? this.#secure.read() as Buffer | null;
+      this.#rest = undefined;
+      if (chunk !== null) {
+        const n = Math.min(chunk.length, into.length);
+        into.set(chunk.subarray(0, n));
+        if (n < chunk.length) this.#rest = chunk.subarray(n);
+        return n;
+      }
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => {
+        const events = ["readable", "end", "close", "error"];
+        const wake = () => {
+          for (const event of events) this.#secure.off(event, wake);
+          resolve();
+        };
+        for (const event of events) this.#secure.on(event, wake);
+      });
+    }
+  }
+
+  write(bytes: Uint8Array): Promise<number> {
+    return new Promise((resolve, reject) => {
+      if (this.#ended) return reject(new Deno.errors.BrokenPipe("the TLS connection is closed"));
+      // The callback comes once the bytes are encrypted and handed on, so the caller may reuse the buffer then.
+      this.#secure.write(bytes, (err?: Error | null) => err ? reject(err) : resolve(bytes.length));
+    });
+  }
+
+  close(): void {
+    this.#ended = true;
+    closeBoth(this.#secure, this.#conn);
+  }
+}
