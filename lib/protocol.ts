@@ -38,7 +38,8 @@ export const ERROR_CODES = {
     "--max-connections reached, or --max-connections-per-address, or half of it held by connections not in a room (closed)",
   handshake_timeout: "no hello within --handshake-timeout (connection closed)",
   idle_timeout: "no complete frame within --idle-timeout (connection closed)",
-  send_queue_full: "the client read too slowly: more than --send-queue bytes were waiting (connection closed)",
+  send_queue_full:
+    "the client did not read: more than --send-queue bytes waited for longer than --send-grace, or memory ran out (closed)",
   storage_failed: "the database refused the write: the message was not stored or acknowledged",
   shutting_down: "the server is stopping",
 } as const;
@@ -83,7 +84,7 @@ export interface ServerLimits {
   rate: number;
   /** Messages allowed in a burst above the rate. */
   burst: number;
-  /** Bytes buffered for a slow reader before it is disconnected. */
+  /** Bytes waiting for one reader above which it is behind (cut off if it stays behind for the grace period). */
   send_queue: number;
   /** Milliseconds without a complete frame before the connection is closed. */
   idle_timeout_ms: number;

@@ -34,8 +34,12 @@ export interface ServerConfig {
   rate: number;
   /** Burst above the rate. */
   burst: number;
-  /** Bytes queued per client before it is disconnected. */
+  /** Bytes queued for one reader above which it is behind (half of it: congested). */
   sendQueue: number;
+  /** Seconds a reader may stay behind before it is cut off. */
+  sendGrace: number;
+  /** Bytes queued for all readers together (half of it, for readers that are not slow, holds senders back). */
+  maxQueued: number;
   /** Seconds allowed before hello. */
   handshakeTimeout: number;
   /** Seconds without a complete frame before disconnecting. */
@@ -122,7 +126,25 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 1024 * 1024,
     min: 64 * 1024,
     max: 1024 * 1024 * 1024,
-    help: "bytes buffered for a slow reader before it is disconnected",
+    help: "bytes waiting for one reader above which it is behind (above half, senders wait for it briefly)",
+  },
+  {
+    name: "send-grace",
+    key: "sendGrace",
+    kind: "number",
+    default: 10,
+    min: 0.1,
+    max: 3600,
+    help: "seconds a reader may stay behind before it is cut off",
+  },
+  {
+    name: "max-queued",
+    key: "maxQueued",
+    kind: "int",
+    default: 64 * 1024 * 1024,
+    min: 64 * 1024,
+    max: 16 * 1024 * 1024 * 1024,
+    help: "bytes waiting for all readers together: above half, senders wait; above it, slow readers are cut",
   },
   {
     name: "handshake-timeout",

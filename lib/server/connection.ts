@@ -8,6 +8,7 @@
 
 import { encodeMessage, FrameError, FrameReader } from "../frame.ts";
 import { type ErrorCode, parseClientMessage, ProtocolError } from "../protocol.ts";
+import type { Backpressure, QueueGauge, Reader } from "./backpressure.ts";
 import type { Hub, Member, Peer } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { TokenBucket } from "./rate_limit.ts";
@@ -33,13 +34,28 @@ const WRITE_CHUNK_BYTES = 64 * 1024;
 const SPARE_CHUNK_BYTES = 32 * 1024 * 1024;
 /** How long a closing connection may take to flush its last frames before it is cut. */
 const CLOSE_GRACE_MS = 2000;
+/** Messages whose handling makes work for others (fan-out, replies): reading them waits while readers catch up. */
+const MAKES_WORK: Record<string, boolean> = {
+  hello: true,
+  join: true,
+  prove: true,
+  send: true,
+  who: true,
+  rooms: true,
+  nick: true,
+  history: true,
+  since: true,
+  ping: false,
+  pong: false,
+  bye: false,
+};
 
 /** Limits that apply to one connection. */
 export interface ConnectionOptions {
   /** Largest frame body accepted. */
   maxFrame: number;
-  /** Bytes queued for this client before it is disconnected. */
-  sendQueue: number;
+  /** The server's outbound budget: this connection's queue is counted there, and its reads wait on it. */
+  backpressure: Backpressure;
   /** Milliseconds allowed before hello. */
   handshakeTimeoutMs: number;
   /** Milliseconds without a complete frame before the connection is closed. */
@@ -100,7 +116,7 @@ const chunks = new ChunkPool();
  * await connection.run();
  * ```
  */
-export class Connection implements Peer {
+export class Connection implements Peer, Reader {
   #conn: Socket;
   #hub: Hub;
   #member: Member;
@@ -109,7 +125,10 @@ export class Connection implements Peer {
   #queue: Uint8Array[] = [];
   /** Index of the first frame of #queue not yet taken by the writer. */
   #head = 0;
-  #queued = 0;
+  /** This connection's queue, as the backpressure counts it. */
+  #gauge: QueueGauge;
+  /** Set while reading waits for the backpressure (or the rate limit): the client is not idle then. */
+  #held = false;
   #writing = false;
   #closing = false;
   #closed = false;
@@ -146,6 +165,7 @@ export class Connection implements Peer {
     if (this.#options.rate > 0) {
       this.#bucket = new TokenBucket({ rate: this.#options.rate, burst: this.#options.burst });
     }
+    this.#gauge = this.#options.backpressure.track(this);
     this.#member = this.#hub.attach(this, this.#remote);
   }
 
@@ -213,8 +233,13 @@ export class Connection implements Peer {
           // Only a connection over its budget pays for an await; unlimited (--rate 0) never does.
           if (this.#bucket !== undefined && this.#member.nick !== undefined) {
             const wait = this.#bucket.take();
-            if (wait > 0) await this.#throttle(wait);
+            if (wait > 0) await this.#hold(this.#throttle(wait));
           }
+          // While readers catch up, stop reading from whoever makes work for others (a ping makes none).
+          if (MAKES_WORK[msg.type] && this.#options.backpressure.holding) {
+            await this.#hold(this.#options.backpressure.released());
+          }
+          if (this.#closing) break reading;
           const pending = this.#hub.handle(this.#member, msg);
           if (pending) await pending;
           if (this.#member.nick !== undefined && this.#handshakeTimer !== undefined) {
@@ -241,26 +266,15 @@ export class Connection implements Peer {
   }
 
   /**
-   * Queues a frame. When the queue would exceed --send-queue, the client is cut off instead.
+   * Queues a frame. It is never refused for its size: a reader that does not keep up is cut off by the backpressure
+   * (see backpressure.ts), not at the moment a burst is queued.
    *
    * @param frame a complete frame
    */
   send(frame: Uint8Array): void {
     if (this.#closed) return;
-    if (this.#queued + frame.length > this.#options.sendQueue) {
-      this.#options.log.warn("limit", {
-        remote: this.#remote,
-        nick: this.#member.nick,
-        limit: "send_queue",
-        bytes: this.#queued + frame.length,
-      });
-      // Its queue is full, so a bye could never reach it: cut it off now.
-      this.#hub.detach(this.#member);
-      this.#abort();
-      return;
-    }
     this.#queue.push(frame);
-    this.#queued += frame.length;
+    this.#gauge.add(frame.length);
     if (!this.#writing) {
       this.#writing = true;
       // Start writing once the current task is over, so every frame queued in it (a whole fan-out batch) goes out
@@ -283,13 +297,40 @@ export class Connection implements Peer {
   }
 
   /**
-   * Closes the connection when it has sent no complete frame for --idle-timeout.
+   * Cuts the connection off because it does not read what is sent to it (called by the backpressure). Its queue is
+   * long, so a bye could never reach it: it is closed without one.
+   *
+   * @param why "grace" or "memory" (see {@link Reader.cut})
+   * @param behindMs how long it has been behind
+   */
+  cut(why: "grace" | "memory", behindMs: number): void {
+    if (this.#closed) return;
+    this.#options.log.warn("limit", {
+      remote: this.#remote,
+      nick: this.#member.nick,
+      limit: "send_queue",
+      bytes: this.#gauge.queued,
+      behind_ms: Math.round(behindMs),
+      why,
+    });
+    this.#hub.detach(this.#member);
+    this.#abort();
+  }
+
+  /** Logs that this reader was found slow: it no longer holds the senders back. */
+  slowed(): void {
+    this.#options.log.info("slow_reader", { remote: this.#remote, nick: this.#member.nick, bytes: this.#gauge.queued });
+  }
+
+  /**
+   * Closes the connection when it has sent no complete frame for --idle-timeout. A connection whose reading is held
+   * back (by the backpressure or its rate limit) is not idle: its frames wait in the socket.
    *
    * @param now the current performance.now()
    * @returns whether it was closed
    */
   checkIdle(now: number): boolean {
-    if (this.#closing || this.#member.nick === undefined) return false;
+    if (this.#closing || this.#member.nick === undefined || this.#held) return false;
     if (now - this.#lastFrameAt <= this.#options.idleTimeoutMs) return false;
     this.#refuse("idle_timeout", `no complete frame within ${this.#options.idleTimeoutMs} ms`);
     return true;
@@ -314,6 +355,17 @@ export class Connection implements Peer {
     }
   }
 
+  /** Waits for `until` with the connection marked as held, then counts it as active again. */
+  async #hold(until: Promise<void>): Promise<void> {
+    this.#held = true;
+    try {
+      await until;
+    } finally {
+      this.#held = false;
+      this.#lastFrameAt = performance.now();
+    }
+  }
+
   #refuse(code: ErrorCode, message: string): void {
     this.#options.log.warn("refused", { remote: this.#remote, nick: this.#member.nick, code });
     this.send(encodeMessage({ type: "error", code, message }));
@@ -332,7 +384,7 @@ export class Connection implements Peer {
         const { chunk, copy } = this.#take();
         let at = 0;
         while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
-        this.#queued -= chunk.length;
+        this.#gauge.remove(chunk.length);
         // The write is complete, so nothing refers to the copy any more.
         if (copy) chunks.give(copy);
       }
@@ -394,7 +446,7 @@ export class Connection implements Peer {
     this.#closed = true;
     this.#queue = [];
     this.#head = 0;
-    this.#queued = 0;
+    this.#gauge.close();
     try {
       this.#conn.close();
     } catch {

@@ -11,6 +11,7 @@ import { type Envelope, serializeEnvelope } from "../envelope.ts";
 import { encodeFrame, encodeMessage } from "../frame.ts";
 import { NameError, nickKey, validateNick, validateRoom } from "../names.ts";
 import { type ClientMessage, type ErrorCode, HISTORY_PAGE, PROTOCOL_VERSION, type ServerLimits } from "../protocol.ts";
+import type { Backpressure } from "./backpressure.ts";
 import type { Logger } from "./log.ts";
 import {
   type AppendResult,
@@ -49,7 +50,12 @@ export interface HubOptions {
   log: Logger;
   /** Clock in ms since the epoch (for tests). */
   now?: () => number;
+  /** Told of the fan-out accepted but not yet queued (the turn's batch), so that senders wait while it is large. */
+  backpressure?: Pick<Backpressure, "pending">;
 }
+
+/** Bytes a relayed message frame adds to the envelope text (header, type, seq, sent_at). */
+const MESSAGE_FRAME_OVERHEAD = 80;
 
 interface PendingJoin {
   room: string;
@@ -131,6 +137,8 @@ export class Hub {
   /** Attached members that have not proved any room yet. */
   #unproven = 0;
   #batch: Outgoing[] = [];
+  /** Fan-out bytes of the batch, as told to the backpressure. */
+  #batchFanout = 0;
   #flushScheduled = false;
   #stopping = false;
 
@@ -236,6 +244,8 @@ export class Hub {
     const batch = this.#batch;
     if (batch.length === 0) return;
     this.#batch = [];
+    const fanout = this.#batchFanout;
+    this.#batchFanout = 0;
     const sentAt = this.#now();
     const first = this.#store.lastSeq + 1;
     const rows: MessageRow[] = batch.map((o, i) => ({
@@ -277,6 +287,8 @@ export class Hub {
     if (failed > 0 && !threw) {
       this.#options.log.error("storage_failed", { messages: failed, reason: "an insert changed nothing" });
     }
+    // Queued now (or refused): the bytes are counted on the connections' queues instead.
+    if (fanout > 0) this.#options.backpressure?.pending(-fanout);
   }
 
   /**
@@ -457,12 +469,15 @@ export class Hub {
     if (envelope.from !== member.nick) {
       return this.#fail(member, "sender_mismatch", `envelope.from must be your nick ${member.nick}`, { id });
     }
-    this.#batch.push({
-      member,
-      envelope,
-      text: serializeEnvelope(envelope),
-      msgId: Uint8Array.fromBase64(id),
-    });
+    const text = serializeEnvelope(envelope);
+    this.#batch.push({ member, envelope, text, msgId: Uint8Array.fromBase64(id) });
+    const backpressure = this.#options.backpressure;
+    if (backpressure !== undefined) {
+      const fanout = (text.length + MESSAGE_FRAME_OVERHEAD) *
+        Math.max(0, (this.#rooms.get(member.room)?.size ?? 1) - 1);
+      this.#batchFanout += fanout;
+      backpressure.pending(fanout);
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       // setImmediate runs after the I/O callbacks of this event-loop turn (a setTimeout of 0 costs 1-4 ms).

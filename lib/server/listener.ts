@@ -12,6 +12,7 @@ import { MAX_BODY_BYTES } from "../envelope.ts";
 import { encodeMessage } from "../frame.ts";
 import { HISTORY_PAGE, type ServerLimits } from "../protocol.ts";
 import { ExemptAddresses, hostOf } from "./addresses.ts";
+import { Backpressure } from "./backpressure.ts";
 import type { ServerConfig } from "./config.ts";
 import { Connection, type ConnectionOptions, type Socket } from "./connection.ts";
 import { Hub } from "./hub.ts";
@@ -166,9 +167,15 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
   const handshakes = new Set<Deno.Conn>();
   let hub: Hub | undefined = undefined;
   let stopping = false;
+  const backpressure = new Backpressure({
+    sendQueue: config.sendQueue,
+    graceMs: config.sendGrace * 1000,
+    maxQueued: config.maxQueued,
+    log,
+  });
   const connectionOptions: ConnectionOptions = {
     maxFrame: config.maxFrame,
-    sendQueue: config.sendQueue,
+    backpressure,
     handshakeTimeoutMs: config.handshakeTimeout * 1000,
     idleTimeoutMs: config.idleTimeout * 1000,
     rate: config.rate,
@@ -241,12 +248,20 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
     throw err;
   }
   for (const warning of store.warnings) log.warn("database_mode", { reason: warning });
-  hub = new Hub(store, { version: context.version, log, limits: limitsOf(config) });
+  hub = new Hub(store, { version: context.version, log, limits: limitsOf(config), backpressure });
 
+  const sweepEveryMs = Math.max(20, Math.min(1000, connectionOptions.idleTimeoutMs / 4, config.sendGrace * 250));
+  let lastSweep = performance.now();
   const sweep = setInterval(() => {
     const now = performance.now();
+    // A sweep that comes late means this process was busy (a long batch, a stalled disk): the clients' frames may be
+    // waiting unread in the kernel. Let the connections read them before anyone is judged idle.
+    const late = now - lastSweep > 2 * sweepEveryMs + 100;
+    lastSweep = now;
+    if (late) return;
     for (const c of connections) c.checkIdle(now);
-  }, Math.min(1000, Math.max(20, connectionOptions.idleTimeoutMs / 4)));
+    backpressure.sweep();
+  }, sweepEveryMs);
 
   const accepting = (async () => {
     while (!stopping) {
