@@ -320,7 +320,7 @@ Deno.test("one slow reader stalls neither its room nor another room", async () =
 
 Deno.test("a small --max-queued holds a sender back until steady readers catch up, and nothing is lost", async () => {
   // A small outbound budget, readers that read steadily but slowly, and a short --idle-timeout.
-  const server = await startServer({ args: ["--rate", "0", "--idle-timeout", "1", "--max-queued", "65536"] });
+  const server = await startServer({ args: ["--rate", "0", "--idle-timeout", "1", "--max-queued", "262144"] });
   const clients: WireClient[] = [];
   const readers: PacedReader[] = [];
   try {

@@ -38,8 +38,10 @@ export interface ServerConfig {
   sendQueue: number;
   /** Seconds a reader may stay behind before it is cut off. */
   sendGrace: number;
-  /** Bytes queued for all readers together (half of it, for readers that are not slow, holds senders back). */
+  /** Most bytes queued for all readers together (a quarter of it, for readers not slow, holds senders back). */
   maxQueued: number;
+  /** Bytes a second a reader that is behind must take to hold the senders back (slower, it is slow). */
+  minReadRate: number;
   /** Seconds allowed before hello. */
   handshakeTimeout: number;
   /** Seconds without a complete frame before disconnecting. */
@@ -132,7 +134,7 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     name: "send-grace",
     key: "sendGrace",
     kind: "number",
-    default: 10,
+    default: 30,
     min: 0.1,
     max: 3600,
     help: "seconds a reader may stay behind before it is cut off",
@@ -141,10 +143,20 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     name: "max-queued",
     key: "maxQueued",
     kind: "int",
-    default: 64 * 1024 * 1024,
-    min: 64 * 1024,
+    default: 128 * 1024 * 1024,
+    min: 256 * 1024,
     max: 16 * 1024 * 1024 * 1024,
-    help: "bytes waiting for all readers together: above half, senders wait; above it, slow readers are cut",
+    help:
+      "most bytes waiting for all readers together: senders wait from a quarter of it, slow readers are cut above it",
+  },
+  {
+    name: "min-read-rate",
+    key: "minReadRate",
+    kind: "int",
+    default: 64 * 1024,
+    min: 1,
+    max: 1024 * 1024 * 1024,
+    help: "bytes a second a reader with a backlog must take for senders to wait for it; slower, it is slow",
   },
   {
     name: "handshake-timeout",

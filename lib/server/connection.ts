@@ -383,8 +383,12 @@ export class Connection implements Peer, Reader {
       while (this.#head < this.#queue.length && !this.#closed) {
         const { chunk, copy } = this.#take();
         let at = 0;
-        while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
-        this.#gauge.remove(chunk.length);
+        while (at < chunk.length) {
+          const n = await this.#conn.write(chunk.subarray(at));
+          at += n;
+          // Counted as it goes, so that a slow reader's rate is measured byte by byte, not chunk by chunk.
+          this.#gauge.remove(n);
+        }
         // The write is complete, so nothing refers to the copy any more.
         if (copy) chunks.give(copy);
       }

@@ -171,6 +171,7 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
     sendQueue: config.sendQueue,
     graceMs: config.sendGrace * 1000,
     maxQueued: config.maxQueued,
+    minReadRate: config.minReadRate,
     log,
   });
   const connectionOptions: ConnectionOptions = {
