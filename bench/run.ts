@@ -44,6 +44,8 @@ const SERVER_BENCH_FLAGS = [
   "3600", // silent benchmark clients must not be cut
   "--handshake-timeout",
   "120", // 5000 clients joining through two workers take a while
+  "--room-create-rate",
+  "0", // the 100 rooms of two scenarios are created from one connection
 ];
 const PASSPHRASE = "benchmark passphrase, not a secret";
 const ITERATIONS = 100_000;

@@ -29,10 +29,13 @@ export const ERROR_CODES = {
   access_denied: "the join proof does not verify",
   bad_create: "salt, iterations or access_pub missing or invalid when creating a room",
   room_changed: "the room was created by someone else between challenge and prove: join again",
+  room_limit: "the room cannot be created: the server holds --max-rooms rooms",
+  create_limited: "the room cannot be created yet: too many rooms created from this connection or address lately",
   bad_envelope: "the envelope's shape is wrong (field set, lengths, base64, ts)",
   room_mismatch: "envelope.room is not the sender's current room",
   sender_mismatch: "envelope.from is not the sender's nick",
   duplicate_id: "an envelope with this id is already stored in this room (it is not stored twice)",
+  room_full: "the room holds --room-quota bytes: the message was not stored",
   rate_limited: "more messages than --rate allows: reading is paused until the budget refills (not fatal)",
   server_full:
     "--max-connections reached, or --max-connections-per-address, or half of it held by connections not in a room (closed)",

@@ -210,3 +210,70 @@ Deno.test("--max-connections-per-address limits one address unless it is exempt 
     for (const s of [strict, loose]) await Deno.remove(dirname(s.db), { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("one connection creating room after room is stopped at --room-create-burst, and the server at --max-rooms", async () => {
+  const server = await startServer({ args: ["--max-rooms", "8"] });
+  const clients: WireClient[] = [];
+  try {
+    const mallory = await WireClient.connect(server.port);
+    clients.push(mallory);
+    await mallory.hello("mallory");
+    const answers: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      const reply = await mallory.join(`junk${i}`, PASSPHRASE);
+      answers.push(reply.type === "joined" ? "joined" : reply.code);
+    }
+    // The default burst is 5 rooms per connection; the refusal comes at join, before any key is derived.
+    assert.deepEqual(answers, ["joined", "joined", "joined", "joined", "joined", "create_limited", "create_limited"]);
+    assert.ok(!mallory.closed, "a refused creation does not close the connection");
+    // Another connection (loopback is exempt from the per-address budget) reaches --max-rooms.
+    const other = await WireClient.connect(server.port);
+    clients.push(other);
+    await other.hello("other");
+    for (const room of ["r1", "r2", "r3"]) assert.equal((await other.join(room, PASSPHRASE)).type, "joined");
+    await other.send({ type: "join", room: "r4" });
+    const full = await other.next("error");
+    assert.equal(full.code, "room_limit");
+    assert.match(full.message, /--max-rooms/);
+    // Existing rooms can still be joined.
+    assert.equal((await other.join("junk0", PASSPHRASE)).type, "joined");
+    assert.match(server.program.stderr, /limit remote=\S+ nick=mallory limit=room_create_rate room=junk5/);
+  } finally {
+    await closeAll(clients);
+    await server.program.stop();
+    await Deno.remove(dirname(server.db), { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("a member filling a room with junk is stopped at --room-quota; --retention N keeps the last N of each room", async () => {
+  const server = await startServer({
+    args: ["--room-quota", "250000", "--rate", "0", "--retention", "5", "--max-frame", "131072"],
+  });
+  const clients: WireClient[] = [];
+  try {
+    const mallory = await WireClient.member(server.port, "mallory", { passphrase: PASSPHRASE, room: "junk" });
+    const alice = await WireClient.member(server.port, "alice", { passphrase: PASSPHRASE });
+    const bob = await WireClient.member(server.port, "bob", { passphrase: PASSPHRASE });
+    clients.push(mallory, alice, bob);
+    // Envelopes of about 100 KB (control characters take 6 bytes each once sealed): the cap stops the third.
+    const answers: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const reply = await mallory.say(`${i} ${"\u0001".repeat(13_000)}`);
+      answers.push(reply.type === "ack" ? "ack" : reply.code);
+    }
+    assert.deepEqual(answers, ["ack", "ack", "room_full", "room_full", "room_full"]);
+    assert.ok(!mallory.closed, "room_full does not close the connection");
+    // Other rooms are not affected, and keep their last 5 messages.
+    for (let i = 0; i < 12; i++) await chat(alice, bob, `line ${i}`);
+    const carol = await WireClient.connect(server.port);
+    clients.push(carol);
+    await carol.hello("carol");
+    const joined = await carol.join("general", PASSPHRASE);
+    assert.equal(joined.type, "joined");
+    assert.equal(joined.type === "joined" && joined.history.length, 5);
+  } finally {
+    await closeAll(clients);
+    await server.program.stop();
+    await Deno.remove(dirname(server.db), { recursive: true }).catch(() => {});
+  }
+});

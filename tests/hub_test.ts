@@ -12,7 +12,7 @@ import { deriveRoomKeys, makeSalt, openEnvelope, type RoomKeys, sealEnvelope, si
 import { type Envelope, serializeEnvelope } from "../lib/envelope.ts";
 import { FrameReader } from "../lib/frame.ts";
 import { type ClientMessage, parseServerMessage, type ServerLimits, type ServerMessage } from "../lib/protocol.ts";
-import { Hub, MAX_DENIED, type Member, type Peer, REPLY_BUDGET } from "../lib/server/hub.ts";
+import { Hub, MAX_DENIED, type Member, type Peer, REPLY_BUDGET, type RoomLimits } from "../lib/server/hub.ts";
 import { Logger } from "../lib/server/log.ts";
 import { type MessageRow, Store } from "../lib/server/store.ts";
 
@@ -93,7 +93,7 @@ interface TestHub {
   hub: Hub;
   store: Store;
   logs: string[];
-  hello(nick: string): Promise<Client>;
+  hello(nick: string, host?: string): Promise<Client>;
   handle(client: Client, msg: ClientMessage): Promise<void>;
 }
 
@@ -112,7 +112,7 @@ function tick(): Promise<void> {
 /** Runs a test against a fresh hub and in-memory store, closing the store afterwards. */
 async function withHub(
   fn: (t: TestHub) => Promise<void>,
-  options: { history?: number; store?: Store } = {},
+  options: { history?: number; store?: Store; rooms?: RoomLimits } = {},
 ): Promise<void> {
   const store = options.store ?? Store.open(":memory:");
   const logs: string[] = [];
@@ -121,6 +121,7 @@ async function withHub(
     version: "9.9.9",
     log: new Logger({ level: "debug", sink: (line) => logs.push(line) }),
     now: () => CLOCK,
+    rooms: options.rooms,
   });
   let port = 40000;
   const t: TestHub = {
@@ -130,9 +131,9 @@ async function withHub(
     async handle(client, msg) {
       await hub.handle(client.member, msg);
     },
-    async hello(nick) {
+    async hello(nick, host = "127.0.0.1") {
       const peer = new FakePeer();
-      const member = hub.attach(peer, `127.0.0.1:${port++}`);
+      const member = hub.attach(peer, `${host}:${port++}`);
       await hub.handle(member, { type: "hello", version: 1, nick });
       assert.equal(peer.take("welcome").nick, nick);
       return { member, peer, nick };
@@ -846,3 +847,71 @@ Deno.test("hub sends nothing to a member that left while its proof was being che
     assert.deepEqual(alice.peer.inbox, [], "no presence for a member that is gone");
     assert.equal(t.hub.size, 1);
   }));
+
+const UNLIMITED_ROOMS: RoomLimits = { maxRooms: 1000, createPerHour: 0, createBurst: 1, quotaBytes: 2 ** 40 };
+
+Deno.test("hub refuses to create rooms beyond --max-rooms, at join already, and joining existing rooms still works", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    for (const room of ["one", "two"]) assert.equal((await join(t, alice, room)).type, "joined");
+    await t.handle(alice, { type: "join", room: "three" });
+    const refused = alice.peer.only() as Msg<"error">;
+    assert.equal(refused.code, "room_limit");
+    assert.match(refused.message, /room three cannot be created: the server already holds its 2 rooms \(--max-rooms\)/);
+    assert.equal(t.store.getRoom("three"), undefined);
+    assert.equal((await join(t, alice, "one")).type, "joined", "an existing room can still be joined");
+    assert.equal(alice.peer.closed, undefined);
+  }, { rooms: { ...UNLIMITED_ROOMS, maxRooms: 2 } }));
+
+Deno.test("hub limits how many rooms one connection and one address create, and says when to try again", () =>
+  withHub(async (t) => {
+    const mallory = await t.hello("mallory", "192.0.2.66");
+    for (const room of ["m1", "m2", "m3"]) assert.equal((await join(t, mallory, room)).type, "joined");
+    await t.handle(mallory, { type: "join", room: "m4" });
+    const limited = mallory.peer.only() as Msg<"error">;
+    assert.equal(limited.code, "create_limited");
+    assert.match(limited.message, /too many rooms were created from this connection/);
+    assert.ok(limited.retry_after_ms! > 0 && limited.retry_after_ms! <= 3_600_000 / 60 + 1000);
+    // Another connection from the same address: the address's budget is spent too.
+    const again = await t.hello("mallory2", "192.0.2.66");
+    await t.handle(again, { type: "join", room: "m5" });
+    assert.match((again.peer.only() as Msg<"error">).message, /from your address/);
+    // Another address, and an exempt one, are not affected; joining existing rooms never is.
+    const bob = await t.hello("bob", "198.51.100.7");
+    assert.equal((await join(t, bob, "b1")).type, "joined");
+    assert.equal((await join(t, again, "m1")).type, "joined");
+    const local = await t.hello("local", "127.0.0.1");
+    const trusted = await t.hello("trusted", "127.0.0.1");
+    for (const room of ["l1", "l2", "l3"]) assert.equal((await join(t, local, room)).type, "joined");
+    for (const room of ["l4", "l5", "l6"]) assert.equal((await join(t, trusted, room)).type, "joined");
+    assert.ok(t.logs.some((l) => /limit remote=192\.0\.2\.66:\d+ nick=mallory limit=room_create_rate room=m4/.test(l)));
+  }, { rooms: { ...UNLIMITED_ROOMS, createPerHour: 60, createBurst: 3, exempt: (host) => host === "127.0.0.1" } }));
+
+Deno.test("hub refuses a message that would take a room past --room-quota with room_full, and stores nothing of it", () =>
+  withHub(async (t) => {
+    const alice = await member(t, "alice");
+    const bob = await member(t, "bob");
+    alice.peer.takeAll("presence");
+    const stored: string[] = [];
+    let refused: Msg<"error"> | undefined;
+    for (let i = 0; i < 20 && refused === undefined; i++) {
+      const envelope = await seal(alice, `message ${i} ${"x".repeat(300)}`);
+      await t.handle(alice, { type: "send", envelope });
+      await tick();
+      const reply = alice.peer.inbox.shift()!;
+      if (reply.type === "ack") stored.push(envelope.id);
+      else refused = reply as Msg<"error">;
+    }
+    assert.ok(refused, "the cap was never reached");
+    assert.equal(refused.code, "room_full");
+    assert.match(refused.message, /room general holds its 4000 bytes \(--room-quota\)/);
+    assert.ok(stored.length >= 3 && stored.length < 20, `${stored.length} stored`);
+    assert.ok(t.store.roomBytes("general") <= 4000);
+    assert.deepEqual(storedIds(t.store, "general"), stored);
+    assert.deepEqual(bob.peer.takeAll("message").map((m) => m.envelope.id), stored, "nothing refused is relayed");
+    // Several in one turn are counted together: the cap holds within a batch too.
+    const batch = await Promise.all(Array.from({ length: 5 }, (_, i) => seal(bob, `batch ${i}`)));
+    for (const envelope of batch) await t.handle(bob, { type: "send", envelope });
+    await tick();
+    assert.ok(t.store.roomBytes("general") <= 4000);
+  }, { rooms: { ...UNLIMITED_ROOMS, quotaBytes: 4000 } }));

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseServerFlags, SERVER_FLAGS, serverHelp, UsageError } from "../lib/server/config.ts";
+import { parseRetention, parseServerFlags, SERVER_FLAGS, serverHelp, UsageError } from "../lib/server/config.ts";
 
 function assertUsage(args: string[], message: RegExp): void {
   assert.throws(() => parseServerFlags(args), (err: unknown) => {
@@ -33,6 +33,11 @@ Deno.test("parseServerFlags with no flags gives the documented defaults", () => 
     sendGrace: 30,
     maxQueued: 128 * 1024 * 1024,
     minReadRate: 65536,
+    maxRooms: 1000,
+    roomCreateRate: 30,
+    roomCreateBurst: 5,
+    roomQuota: 256 * 1024 * 1024,
+    retention: "all",
     handshakeTimeout: 10,
     idleTimeout: 120,
     synchronous: "full",
@@ -72,6 +77,15 @@ Deno.test("parseServerFlags reads every flag, in both --flag value and --flag=va
     "262144",
     "--min-read-rate",
     "1000",
+    "--max-rooms",
+    "7",
+    "--room-create-rate",
+    "0.5",
+    "--room-create-burst",
+    "2",
+    "--room-quota=65536",
+    "--retention",
+    "30d",
     "--handshake-timeout",
     "0.05",
     "--idle-timeout",
@@ -104,6 +118,11 @@ Deno.test("parseServerFlags reads every flag, in both --flag value and --flag=va
     sendGrace: 0.5,
     maxQueued: 262144,
     minReadRate: 1000,
+    maxRooms: 7,
+    roomCreateRate: 0.5,
+    roomCreateBurst: 2,
+    roomQuota: 65536,
+    retention: "30d",
     handshakeTimeout: 0.05,
     idleTimeout: 86400,
     synchronous: "normal",
@@ -132,6 +151,10 @@ Deno.test("parseServerFlags accepts each number flag at both ends of its range a
     "send-grace",
     "max-queued",
     "min-read-rate",
+    "max-rooms",
+    "room-create-rate",
+    "room-create-burst",
+    "room-quota",
     "handshake-timeout",
     "idle-timeout",
   ]);
@@ -177,6 +200,9 @@ Deno.test("parseServerFlags refuses unknown flags, positional arguments, missing
   assertUsage(["--exempt-addresses", "localhost"], /^--exempt-addresses: "localhost" is not an IP address, loopback/);
   assertUsage(["--exempt-addresses", "loopback,none"], /"none" is not an IP address/);
   assertUsage(["--exempt-addresses", "10.0.0.0/8"], /"10\.0\.0\.0\/8" is not an IP address/);
+  for (const bad of ["forever", "0", "-5", "1.5d", "30 d", "12m", "d", "01"]) {
+    assertUsage([`--retention=${bad}`], /^--retention must be all, a number of messages, or an age such as 30d or 12h/);
+  }
 });
 
 Deno.test("--help lists every flag once, with its default, and the exit codes", () => {
@@ -206,6 +232,11 @@ Deno.test("--help lists every flag once, with its default, and the exit codes", 
     "send-grace": "30",
     "max-queued": "134217728",
     "min-read-rate": "65536",
+    "max-rooms": "1000",
+    "room-create-rate": "30",
+    "room-create-burst": "5",
+    "room-quota": "268435456",
+    retention: "all",
     "handshake-timeout": "10",
     "idle-timeout": "120",
     "log-level": "info",
@@ -218,4 +249,11 @@ Deno.test("--help lists every flag once, with its default, and the exit codes", 
   }
   assert.match(help, /Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database/);
   assert.match(help, /5 database corrupt or from a newer version, 6 bad TLS certificate or key\./);
+});
+
+Deno.test("parseRetention reads all, a count per room, or an age in days or hours", () => {
+  assert.deepEqual(parseRetention("all"), { kind: "all" });
+  assert.deepEqual(parseRetention("5000"), { kind: "count", count: 5000 });
+  assert.deepEqual(parseRetention("30d"), { kind: "age", ageMs: 30 * 86_400_000 });
+  assert.deepEqual(parseRetention("12h"), { kind: "age", ageMs: 12 * 3_600_000 });
 });

@@ -89,6 +89,9 @@ Deno.test("a new database has exactly the documented tables, columns, unique key
         ["iterations", "INTEGER", 1, 0],
         ["access_pub", "BLOB", 1, 0],
         ["created_at", "INTEGER", 1, 0],
+        ["messages", "INTEGER", 1, 0],
+        ["bytes", "INTEGER", 1, 0],
+        ["last_at", "INTEGER", 0, 0],
       ]);
       assert.deepEqual(columns("messages"), [
         ["seq", "INTEGER", 0, 1],
@@ -108,8 +111,8 @@ Deno.test("a new database has exactly the documented tables, columns, unique key
           return [Number(i.unique), cols.join(",")];
         }).sort();
       assert.deepEqual(indexes, [[0, "room,seq"], [1, "room,msg_id"]]);
-      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 1);
-      assert.equal(SCHEMA_VERSION, 1);
+      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 2);
+      assert.equal(SCHEMA_VERSION, 2);
     });
   }));
 
@@ -186,7 +189,7 @@ Deno.test("an empty SQLite file at user_version 0 is migrated on start", () =>
       store.close();
     }
     withDb(path, (db) => {
-      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 1);
+      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 2);
       assert.equal(Number((db.prepare("SELECT count(*) AS n FROM messages").get() as { n: number }).n), 1);
     });
   }));
@@ -215,11 +218,11 @@ Deno.test("reopening a database keeps its rooms, messages and last seq", () =>
 Deno.test("a newer schema version is refused with kind newer and the file is left unchanged", () =>
   withTempDir(async (dir) => {
     const path = `${dir}/newer.db`;
-    withDb(path, (db) => db.exec("CREATE TABLE messages (seq INTEGER PRIMARY KEY); PRAGMA user_version = 2"), {
+    withDb(path, (db) => db.exec("CREATE TABLE messages (seq INTEGER PRIMARY KEY); PRAGMA user_version = 3"), {
       readOnly: false,
     });
     const before = await Deno.readFile(path);
-    assertStoreError(() => Store.open(path), "newer", /schema version 2; this aeschat understands up to 1/);
+    assertStoreError(() => Store.open(path), "newer", /schema version 3; this aeschat understands up to 2/);
     await assertUnchanged(path, before);
   }));
 
@@ -357,3 +360,123 @@ Deno.test("recent, before and after page one room's messages oldest first", () =
     store.close();
   }
 });
+
+Deno.test("a version 1 database is migrated to 2 with each room's totals counted from its messages", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/v1.db`;
+    withDb(path, (db) => {
+      db.exec(`CREATE TABLE rooms (name TEXT PRIMARY KEY, salt BLOB NOT NULL, iterations INTEGER NOT NULL,
+                                   access_pub BLOB NOT NULL, created_at INTEGER NOT NULL);
+               CREATE TABLE messages (seq INTEGER PRIMARY KEY, room TEXT NOT NULL, sender TEXT NOT NULL,
+                                      msg_id BLOB NOT NULL, sent_at INTEGER NOT NULL, envelope TEXT NOT NULL,
+                                      UNIQUE (room, msg_id));
+               CREATE INDEX messages_room_seq ON messages (room, seq);
+               PRAGMA user_version = 1;`);
+      const room = db.prepare("INSERT INTO rooms VALUES (?, ?, ?, ?, ?)");
+      room.run("general", ROOM.salt, ROOM.iterations, ROOM.accessPub, 5);
+      room.run("café", ROOM.salt, ROOM.iterations, ROOM.accessPub, 6);
+      room.run("empty", ROOM.salt, ROOM.iterations, ROOM.accessPub, 7);
+      const msg = db.prepare("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)");
+      for (const r of [row(1), row(2), row(3, { room: "café" })]) {
+        msg.run(r.seq, r.room, r.sender, r.msgId, r.sentAt, r.envelope);
+      }
+    }, { readOnly: false });
+    const store = Store.open(path);
+    try {
+      const bytes = (r: MessageRow) => new TextEncoder().encode(r.envelope).length;
+      assert.deepEqual(store.rooms(), [
+        { name: "café", messages: 1, bytes: bytes(row(3, { room: "café" })), lastAt: row(3).sentAt, createdAt: 6 },
+        { name: "empty", messages: 0, bytes: 0, lastAt: undefined, createdAt: 7 },
+        { name: "general", messages: 2, bytes: bytes(row(1)) + bytes(row(2)), lastAt: row(2).sentAt, createdAt: 5 },
+      ]);
+      assert.equal(store.roomCount, 3);
+    } finally {
+      store.close();
+    }
+  }));
+
+Deno.test("room totals follow appends, duplicates, deletions and a reopen", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    const store = Store.open(path);
+    const bytes = (r: MessageRow) => new TextEncoder().encode(r.envelope).length;
+    try {
+      store.createRoom(ROOM);
+      store.createRoom({ ...ROOM, name: "other" });
+      assert.deepEqual(store.roomStats("general"), {
+        name: "general",
+        messages: 0,
+        bytes: 0,
+        lastAt: undefined,
+        createdAt: ROOM.createdAt,
+      });
+      store.appendBatch([row(1), row(2), row(3, { id: 1 }), row(4, { room: "other" })]);
+      assert.deepEqual(store.roomStats("general"), {
+        name: "general",
+        messages: 2,
+        bytes: bytes(row(1)) + bytes(row(2)),
+        lastAt: row(2).sentAt,
+        createdAt: ROOM.createdAt,
+      });
+      assert.equal(store.roomBytes("other"), bytes(row(4, { room: "other" })));
+      assert.equal(store.roomBytes("nowhere"), 0);
+      const deleted = store.deleteRoom("other");
+      assert.equal(deleted?.messages, 1);
+      assert.equal(store.deleteRoom("other"), undefined, "already gone");
+      assert.equal(store.getRoom("other"), undefined);
+      assert.deepEqual(store.after("other", { afterSeq: 0, limit: 10 }), []);
+    } finally {
+      store.close();
+    }
+    const again = Store.open(path);
+    try {
+      assert.deepEqual(again.rooms().map((r) => [r.name, r.messages, r.bytes]), [
+        ["general", 2, bytes(row(1)) + bytes(row(2))],
+      ]);
+    } finally {
+      again.close();
+    }
+  }));
+
+Deno.test("a count retention keeps each room's newest N as messages come, and prune applies it to what is stored", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    const all = Store.open(path);
+    all.createRoom(ROOM);
+    all.appendBatch(Array.from({ length: 8 }, (_, i) => row(i + 1)));
+    all.close();
+    const store = Store.open(path, { retention: { kind: "count", count: 3 } });
+    try {
+      assert.equal(store.prune(Date.now()), 5);
+      assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [6, 7, 8]);
+      store.appendBatch([row(9), row(10)]);
+      assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [8, 9, 10]);
+      assert.equal(store.roomStats("general")?.messages, 3);
+      const bytes = [8, 9, 10].reduce((n, seq) => n + new TextEncoder().encode(row(seq).envelope).length, 0);
+      assert.equal(store.roomBytes("general"), bytes);
+      assert.equal(store.lastSeq, 10);
+    } finally {
+      store.close();
+    }
+  }));
+
+Deno.test("an age retention deletes messages stored before the age, oldest first, and updates the totals", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    const store = Store.open(path, { retention: { kind: "age", ageMs: 1000 } });
+    try {
+      store.createRoom(ROOM);
+      store.createRoom({ ...ROOM, name: "other" });
+      const now = 1_800_000_000_000;
+      const at = (seq: number, sentAt: number, room = "general") => ({ ...row(seq, { room }), sentAt });
+      store.appendBatch([at(1, now - 5000), at(2, now - 4000, "other"), at(3, now - 1001), at(4, now - 999)]);
+      store.appendBatch([at(5, now, "other")]);
+      assert.equal(store.prune(now), 3);
+      assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [4]);
+      assert.deepEqual(store.recent("other", 10).map((m) => m.seq), [5]);
+      assert.deepEqual(store.rooms().map((r) => [r.name, r.messages]), [["general", 1], ["other", 1]]);
+      assert.equal(store.prune(now), 0);
+    } finally {
+      store.close();
+    }
+  }));

@@ -12,7 +12,9 @@ import { encodeFrame, encodeMessage } from "../frame.ts";
 import { NameError, nickKey, validateNick, validateRoom } from "../names.ts";
 import { type ClientMessage, type ErrorCode, HISTORY_PAGE, PROTOCOL_VERSION, type ServerLimits } from "../protocol.ts";
 import type { Backpressure } from "./backpressure.ts";
+import { hostOf } from "./addresses.ts";
 import type { Logger } from "./log.ts";
+import { TokenBucket } from "./rate_limit.ts";
 import {
   type AppendResult,
   type MessageRow,
@@ -52,7 +54,26 @@ export interface HubOptions {
   now?: () => number;
   /** Told of the fan-out accepted but not yet queued (the turn's batch), so that senders wait while it is large. */
   backpressure?: Pick<Backpressure, "pending">;
+  /** Limits on rooms (server flags); none when left out. */
+  rooms?: RoomLimits;
 }
+
+/** Limits on creating rooms and on what one room may store. */
+export interface RoomLimits {
+  /** --max-rooms: most rooms the database may hold. */
+  maxRooms: number;
+  /** --room-create-rate: rooms per hour one connection, or one address, may create after its burst (0: no limit). */
+  createPerHour: number;
+  /** --room-create-burst: rooms one connection, or one address, may create at once. */
+  createBurst: number;
+  /** --room-quota: most bytes of envelopes one room may store. */
+  quotaBytes: number;
+  /** Addresses exempt from the per-address creation limit. */
+  exempt?: (host: string) => boolean;
+}
+
+/** Address buckets kept before the full (idle) ones are dropped. */
+const ADDRESS_BUCKETS_KEPT = 10_000;
 
 /** Bytes a relayed message frame adds to the envelope text (header, type, seq, sent_at). */
 const MESSAGE_FRAME_OVERHEAD = 80;
@@ -79,6 +100,8 @@ export class Member {
   denied = 0;
   /** Rooms whose passphrase this connection has proved (it may have left some of them since). */
   readonly proved: Set<string> = new Set();
+  /** This connection's budget for creating rooms (see {@link RoomLimits}). */
+  creations: TokenBucket | undefined;
   /** Whether the hub has dropped this member. */
   gone = false;
 
@@ -139,6 +162,10 @@ export class Hub {
   #batch: Outgoing[] = [];
   /** Fan-out bytes of the batch, as told to the backpressure. */
   #batchFanout = 0;
+  /** Envelope bytes of the batch per room, for the storage cap. */
+  #batchRoomBytes = new Map<string, number>();
+  /** Room creation budgets per address. */
+  #addressCreations = new Map<string, TokenBucket>();
   #flushScheduled = false;
   #stopping = false;
 
@@ -171,6 +198,10 @@ export class Hub {
    */
   attach(peer: Peer, remote: string): Member {
     const member = new Member(peer, remote);
+    const limits = this.#options.rooms;
+    if (limits !== undefined && limits.createPerHour > 0) {
+      member.creations = new TokenBucket({ rate: limits.createPerHour / 3600, burst: limits.createBurst });
+    }
     this.#members.add(member);
     this.#unproven++;
     return member;
@@ -246,6 +277,7 @@ export class Hub {
     this.#batch = [];
     const fanout = this.#batchFanout;
     this.#batchFanout = 0;
+    this.#batchRoomBytes.clear();
     const sentAt = this.#now();
     const first = this.#store.lastSeq + 1;
     const rows: MessageRow[] = batch.map((o, i) => ({
@@ -343,6 +375,8 @@ export class Hub {
       return this.#fail(member, "room_invalid", err.message);
     }
     const record = this.#store.getRoom(room);
+    // A room that would be created: say now if it cannot be, before the client derives its keys for nothing.
+    if (!record && this.#refuseCreation(member, room)) return;
     const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
     member.pending = { room, nonce, record };
     const challenge: Record<string, unknown> = { type: "challenge", room, nonce: nonce.toBase64() };
@@ -371,6 +405,7 @@ export class Hub {
       }
       const problem = this.#createProblem(msg);
       if (problem) return this.#fail(member, "bad_create", problem);
+      if (this.#refuseCreation(member, msg.room)) return;
       accessPub = decodeBase64(msg.access_pub!);
       created = {
         name: msg.room,
@@ -397,12 +432,62 @@ export class Hub {
       });
     }
     if (created) {
+      if (this.#refuseCreation(member, msg.room)) return;
       if (!this.#store.createRoom(created)) {
         return this.#fail(member, "room_changed", `room ${msg.room} was just created by someone else; join again`);
       }
+      member.creations?.take();
+      this.#addressBucket(member)?.take();
       this.#options.log.info("room_created", { remote: member.remote, nick: member.nick, room: msg.room });
     }
     this.#enterRoom(member, msg.room);
+  }
+
+  /** Refuses (and answers) the creation of a room over --max-rooms or the creation budgets; returns whether it did. */
+  #refuseCreation(member: Member, room: string): boolean {
+    const limits = this.#options.rooms;
+    if (limits === undefined) return false;
+    if (this.#store.roomCount >= limits.maxRooms) {
+      this.#options.log.warn("limit", { remote: member.remote, nick: member.nick, limit: "max_rooms", room });
+      this.#fail(
+        member,
+        "room_limit",
+        `room ${room} cannot be created: the server already holds its ${limits.maxRooms} rooms (--max-rooms)`,
+      );
+      return true;
+    }
+    const byConnection = member.creations?.peek() ?? 0;
+    const byAddress = this.#addressBucket(member)?.peek() ?? 0;
+    const wait = Math.max(byConnection, byAddress);
+    if (wait === 0) return false;
+    const from = byConnection >= byAddress ? "this connection" : "your address";
+    this.#options.log.warn("limit", { remote: member.remote, nick: member.nick, limit: "room_create_rate", room });
+    member.peer.send(encodeMessage({
+      type: "error",
+      code: "create_limited",
+      message: `room ${room} cannot be created now: too many rooms were created from ${from} ` +
+        `(--room-create-burst ${limits.createBurst}, --room-create-rate ${limits.createPerHour} an hour); ` +
+        `try again in ${Math.ceil(wait / 1000)} s`,
+      retry_after_ms: wait,
+    }));
+    return true;
+  }
+
+  /** The room creation budget of a member's address (none when exempt or unlimited). */
+  #addressBucket(member: Member): TokenBucket | undefined {
+    const limits = this.#options.rooms;
+    if (limits === undefined || limits.createPerHour <= 0) return undefined;
+    const host = hostOf(member.remote);
+    if (limits.exempt?.(host)) return undefined;
+    let bucket = this.#addressCreations.get(host);
+    if (bucket === undefined) {
+      if (this.#addressCreations.size >= ADDRESS_BUCKETS_KEPT) {
+        for (const [h, b] of this.#addressCreations) if (b.full) this.#addressCreations.delete(h);
+      }
+      bucket = new TokenBucket({ rate: limits.createPerHour / 3600, burst: limits.createBurst });
+      this.#addressCreations.set(host, bucket);
+    }
+    return bucket;
   }
 
   #createProblem(msg: Extract<ClientMessage, { type: "prove" }>): string | undefined {
@@ -470,6 +555,21 @@ export class Hub {
       return this.#fail(member, "sender_mismatch", `envelope.from must be your nick ${member.nick}`, { id });
     }
     const text = serializeEnvelope(envelope);
+    const quota = this.#options.rooms?.quotaBytes;
+    if (quota !== undefined) {
+      const batched = this.#batchRoomBytes.get(member.room) ?? 0;
+      if (this.#store.roomBytes(member.room) + batched + text.length > quota) {
+        this.#options.log.warn("limit", { remote: member.remote, nick: member.nick, limit: "room_quota" });
+        return this.#fail(
+          member,
+          "room_full",
+          `room ${member.room} holds its ${quota} bytes (--room-quota): the message was not stored; an operator ` +
+            `can raise the cap, set --retention, or delete the room`,
+          { id },
+        );
+      }
+      this.#batchRoomBytes.set(member.room, batched + text.length);
+    }
     this.#batch.push({ member, envelope, text, msgId: Uint8Array.fromBase64(id) });
     const backpressure = this.#options.backpressure;
     if (backpressure !== undefined) {

@@ -13,7 +13,7 @@ import { encodeMessage } from "../frame.ts";
 import { HISTORY_PAGE, type ServerLimits } from "../protocol.ts";
 import { ExemptAddresses, hostOf } from "./addresses.ts";
 import { Backpressure } from "./backpressure.ts";
-import type { ServerConfig } from "./config.ts";
+import { parseRetention, type ServerConfig } from "./config.ts";
 import { Connection, type ConnectionOptions, type Socket } from "./connection.ts";
 import { Hub } from "./hub.ts";
 import type { Logger } from "./log.ts";
@@ -22,6 +22,8 @@ import { startTls } from "./tls.ts";
 
 /** How long shutdown waits for connections to flush their last frames. */
 const SHUTDOWN_GRACE_MS = 3000;
+/** How often messages older than --retention are deleted. */
+const RETENTION_EVERY_MS = 60_000;
 
 /** Raised when the server cannot start serving: `kind` picks the exit code. */
 export class StartError extends Error {
@@ -243,13 +245,36 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
   };
   let store: Store;
   try {
-    store = Store.open(config.db, { synchronous: config.synchronous });
+    store = Store.open(config.db, { synchronous: config.synchronous, retention: parseRetention(config.retention) });
   } catch (err) {
     closeListener();
     throw err;
   }
   for (const warning of store.warnings) log.warn("database_mode", { reason: warning });
-  hub = new Hub(store, { version: context.version, log, limits: limitsOf(config), backpressure });
+  hub = new Hub(store, {
+    version: context.version,
+    log,
+    limits: limitsOf(config),
+    backpressure,
+    rooms: {
+      maxRooms: config.maxRooms,
+      createPerHour: config.roomCreateRate,
+      createBurst: config.roomCreateBurst,
+      quotaBytes: config.roomQuota,
+      exempt: (host) => exempt.has(host),
+    },
+  });
+  // The retention: what is already stored now, then every minute (a count is also kept as messages come).
+  const prune = () => {
+    try {
+      const deleted = store.prune(Date.now());
+      if (deleted > 0) log.info("retention", { deleted, keep: config.retention });
+    } catch (err) {
+      log.error("retention_failed", { reason: (err as Error).message });
+    }
+  };
+  prune();
+  const pruning = config.retention === "all" ? undefined : setInterval(prune, RETENTION_EVERY_MS);
 
   const sweepEveryMs = Math.max(20, Math.min(1000, connectionOptions.idleTimeoutMs / 4, config.sendGrace * 250));
   let lastSweep = performance.now();
@@ -300,6 +325,7 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
         stopping = true;
         log.info("shutdown", { connections: connections.size });
         clearInterval(sweep);
+        clearInterval(pruning);
         closeListener();
         for (const conn of handshakes) {
           try {
