@@ -15,7 +15,7 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
 } from "../lib/protocol.ts";
-import { EnvelopeError } from "../lib/envelope.ts";
+import { EnvelopeError, serializeEnvelope } from "../lib/envelope.ts";
 
 const encoder = new TextEncoder();
 
@@ -362,4 +362,27 @@ Deno.test("ERROR_CODES lists exactly the error codes documented in PROTOCOL.md",
   const documented = [...section.matchAll(/^\| `([a-z_]+)` +\|/gm)].map((m) => m[1]);
   assert.ok(documented.length >= 20, `found ${documented.length} codes in PROTOCOL.md`);
   assert.deepEqual(Object.keys(ERROR_CODES).sort(), documented.sort());
+});
+
+Deno.test("an integer is a JSON number's value, whatever its spelling, as PROTOCOL.md says", () => {
+  for (const spelling of ["1000", "1e3", "1000.0", "10000e-1"]) {
+    assert.deepEqual(parseClientMessage(body(`{"type":"since","after_seq":${spelling}}`)), {
+      type: "since",
+      after_seq: 1000,
+    }, spelling);
+  }
+  assert.ok(
+    Object.is((parseClientMessage(body('{"type":"since","after_seq":-0}')) as { after_seq: number }).after_seq, -0),
+  );
+  for (const spelling of ["1.5", "-1", "1e400", "9007199254740993"]) {
+    assertProtocolError(
+      () => parseClientMessage(body(`{"type":"since","after_seq":${spelling}}`)),
+      { code: "bad_message", message: /must be a non-negative integer/ },
+      spelling,
+    );
+  }
+  // An envelope's ts spelled 1.7e12 is stored and relayed as the plain integer.
+  const text = JSON.stringify({ type: "send", envelope: ENVELOPE }).replace('"ts":1700000000000', '"ts":1.7e12');
+  const msg = parseClientMessage(body(text));
+  assert.equal(msg.type === "send" && serializeEnvelope(msg.envelope), JSON.stringify(ENVELOPE));
 });
