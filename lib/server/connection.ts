@@ -36,7 +36,7 @@ const SPARE_CHUNK_BYTES = 32 * 1024 * 1024;
 const CLOSE_GRACE_MS = 2000;
 /** Messages whose handling makes work for others (fan-out, replies): reading them waits while readers catch up. */
 const MAKES_WORK: Record<string, boolean> = {
-  hello: true,
+  hello: false, // a welcome is small, and a new client must not miss its --handshake-timeout waiting
   join: true,
   prove: true,
   send: true,
@@ -140,6 +140,9 @@ export class Connection implements Peer, Reader {
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set while run() waits for the socket to close. */
   #onClosed: (() => void) | undefined;
+  /** Resolves once the socket is closed: a read held back by the backpressure stops waiting then. */
+  #gone: Promise<void>;
+  #markGone!: () => void;
   /** Connections with frames queued in the current task, whose writers start once it is over. */
   static #starting: Connection[] = [];
 
@@ -165,6 +168,7 @@ export class Connection implements Peer, Reader {
     if (this.#options.rate > 0) {
       this.#bucket = new TokenBucket({ rate: this.#options.rate, burst: this.#options.burst });
     }
+    this.#gone = new Promise((resolve) => this.#markGone = resolve);
     this.#gauge = this.#options.backpressure.track(this);
     this.#member = this.#hub.attach(this, this.#remote);
   }
@@ -359,7 +363,7 @@ export class Connection implements Peer, Reader {
   async #hold(until: Promise<void>): Promise<void> {
     this.#held = true;
     try {
-      await until;
+      await Promise.race([until, this.#gone]);
     } finally {
       this.#held = false;
       this.#lastFrameAt = performance.now();
@@ -456,6 +460,7 @@ export class Connection implements Peer, Reader {
     } catch {
       // already closed by the peer
     }
+    this.#markGone();
     this.#onClosed?.();
   }
 }
