@@ -32,6 +32,8 @@ const WRITE_CHUNK_BYTES = 64 * 1024;
  * does not allocate, and leave to the garbage collector, a chunk per connection per turn.
  */
 const SPARE_CHUNK_BYTES = 32 * 1024 * 1024;
+/** Written frames at the head of a queue after which the array is compacted (see #take). */
+const QUEUE_COMPACT_AFTER = 4096;
 /** How long a closing connection may take to flush its last frames before it is cut. */
 const CLOSE_GRACE_MS = 2000;
 /** Messages whose handling makes work for others (fan-out, replies): reading them waits while readers catch up. */
@@ -431,6 +433,10 @@ export class Connection implements Peer, Reader {
     }
     if (i === queue.length) {
       this.#queue = [];
+      this.#head = 0;
+    } else if (i >= QUEUE_COMPACT_AFTER && i * 2 >= queue.length) {
+      // A reader that is never quite done (a long flood) would otherwise grow this array by a slot per frame for ever.
+      this.#queue = queue.slice(i);
       this.#head = 0;
     } else {
       this.#head = i;
