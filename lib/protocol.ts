@@ -7,6 +7,7 @@
 
 import { type Envelope, EnvelopeError, MAX_BODY_BYTES, parseEnvelope, serializeEnvelope } from "./envelope.ts";
 import { encodeFrame, encodeMessage } from "./frame.ts";
+import { findDuplicateMember } from "./json_members.ts";
 
 /** Protocol version spoken by this code. */
 export const PROTOCOL_VERSION = 1;
@@ -18,7 +19,8 @@ export const ERROR_CODES = {
   bad_frame: "frame of length 0, or not valid UTF-8 (connection closed)",
   frame_too_large: "frame longer than the server's max_frame (connection closed)",
   bad_json: "frame body is not a JSON object (connection closed)",
-  bad_message: "unknown type, missing or extra field, or a field of the wrong type (connection closed)",
+  bad_message:
+    "unknown type, missing or extra field, a field of the wrong type, or a member repeated in one object (connection closed)",
   version_unsupported: "hello.version is not 1 (connection closed)",
   nick_invalid: "nick breaks the nick rules (closed after hello; kept after nick)",
   nick_in_use: "another connection uses this nick, case-insensitively (closed after hello; kept after nick)",
@@ -28,15 +30,20 @@ export const ERROR_CODES = {
   access_denied: "the join proof does not verify",
   bad_create: "salt, iterations or access_pub missing or invalid when creating a room",
   room_changed: "the room was created by someone else between challenge and prove: join again",
+  room_limit: "the room cannot be created: the server holds --max-rooms rooms",
+  create_limited: "the room cannot be created yet: too many rooms created from this connection or address lately",
   bad_envelope: "the envelope's shape is wrong (field set, lengths, base64, ts)",
   room_mismatch: "envelope.room is not the sender's current room",
   sender_mismatch: "envelope.from is not the sender's nick",
   duplicate_id: "an envelope with this id is already stored in this room (it is not stored twice)",
+  room_full: "the room holds --room-quota bytes: the message was not stored",
   rate_limited: "more messages than --rate allows: reading is paused until the budget refills (not fatal)",
-  server_full: "the server has --max-connections connections (connection closed)",
+  server_full:
+    "--max-connections reached, or --max-connections-per-address, or half of it held by connections not in a room (closed)",
   handshake_timeout: "no hello within --handshake-timeout (connection closed)",
   idle_timeout: "no complete frame within --idle-timeout (connection closed)",
-  send_queue_full: "the client read too slowly: more than --send-queue bytes were waiting (connection closed)",
+  send_queue_full:
+    "the client did not read: more than --send-queue bytes waited for longer than --send-grace, or memory ran out (closed)",
   storage_failed: "the database refused the write: the message was not stored or acknowledged",
   shutting_down: "the server is stopping",
 } as const;
@@ -81,7 +88,7 @@ export interface ServerLimits {
   rate: number;
   /** Messages allowed in a burst above the rate. */
   burst: number;
-  /** Bytes buffered for a slow reader before it is disconnected. */
+  /** Bytes waiting for one reader above which it is behind (cut off if it stays behind for the grace period). */
   send_queue: number;
   /** Milliseconds without a complete frame before the connection is closed. */
   idle_timeout_ms: number;
@@ -112,7 +119,7 @@ export type ClientMessage =
   | { type: "who" }
   | { type: "rooms" }
   | { type: "nick"; new: string }
-  | { type: "history"; before_seq: number; limit: number }
+  | { type: "history"; before_seq: number; limit?: number }
   | { type: "since"; after_seq: number; limit?: number }
   | { type: "ping"; data?: string }
   | { type: "pong"; data?: string }
@@ -147,7 +154,7 @@ const CLIENT_SPECS: Record<string, Spec> = {
   who: {},
   rooms: {},
   nick: { new: "string" },
-  history: { before_seq: "uint", limit: "uint" },
+  history: { before_seq: "uint", limit: "uint?" },
   since: { after_seq: "uint", limit: "uint?" },
   ping: { data: "string?" },
   pong: { data: "string?" },
@@ -189,7 +196,7 @@ function isKind(value: unknown, kind: Kind): boolean {
   }
 }
 
-function decodeBody(body: Uint8Array): Record<string, unknown> {
+function decodeBody(body: Uint8Array, options: { uniqueMembers: boolean }): Record<string, unknown> {
   let text: string;
   try {
     text = decoder.decode(body);
@@ -204,6 +211,15 @@ function decodeBody(body: Uint8Array): Record<string, unknown> {
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ProtocolError("bad_json", "Cannot parse frame: body is not a JSON object");
+  }
+  if (options.uniqueMembers) {
+    const repeated = findDuplicateMember(text, { parsed: value });
+    if (repeated !== undefined) {
+      throw new ProtocolError(
+        "bad_message",
+        `Cannot parse frame: member ${JSON.stringify(repeated.slice(0, 40))} appears twice in one object`,
+      );
+    }
   }
   return value as Record<string, unknown>;
 }
@@ -260,7 +276,7 @@ function checkSpec(
  * @throws {ProtocolError} with the code to report; `fatal` says whether to disconnect
  */
 export function parseClientMessage(body: Uint8Array): ClientMessage {
-  const msg = decodeBody(body);
+  const msg = decodeBody(body, { uniqueMembers: true });
   checkSpec(msg, CLIENT_SPECS, { allowExtra: false });
   if (msg.type === "send") {
     try {
@@ -290,7 +306,7 @@ export function parseClientMessage(body: Uint8Array): ClientMessage {
  * @throws {ProtocolError} when it is not a valid server message
  */
 export function parseServerMessage(body: Uint8Array): ServerMessage {
-  const msg = decodeBody(body);
+  const msg = decodeBody(body, { uniqueMembers: false });
   checkSpec(msg, SERVER_SPECS, { allowExtra: true });
   return msg as unknown as ServerMessage;
 }
