@@ -1,11 +1,13 @@
 /**
  * aeschat server: relays and stores end-to-end encrypted messages it cannot read. This entry point parses flags,
- * starts the server, and turns every startup failure into one line on stderr and a documented exit code.
+ * starts the server (or runs an `admin` command on its database), and turns every failure into one line on stderr
+ * and a documented exit code.
  *
  * @module
  */
 
 import denoConfig from "./deno.json" with { type: "json" };
+import { NoSuchRoomError, runAdmin } from "./lib/server/admin.ts";
 import { parseServerFlags, serverHelp, UsageError } from "./lib/server/config.ts";
 import { type RunningServer, serve, StartError } from "./lib/server/listener.ts";
 import { Logger } from "./lib/server/log.ts";
@@ -21,6 +23,7 @@ export const EXIT = {
   dbOpen: 4,
   dbCorrupt: 5,
   tls: 6,
+  noSuchRoom: 7,
 } as const;
 
 const encoder = new TextEncoder();
@@ -40,7 +43,22 @@ function onSignals(signals: Deno.Signal[], handler: () => void): void {
   }
 }
 
+/** `admin COMMAND`: one line per result on stdout, one line on stderr for a failure. */
+function admin(args: string[]): void {
+  try {
+    for (const line of runAdmin(args)) console.log(line);
+  } catch (err) {
+    if (err instanceof UsageError) fail(EXIT.usage, `admin: ${err.message} (see admin --help)`);
+    if (err instanceof NoSuchRoomError) fail(EXIT.noSuchRoom, `admin: ${err.message}`);
+    if (err instanceof StoreError) {
+      fail(err.kind === "corrupt" || err.kind === "newer" ? EXIT.dbCorrupt : EXIT.dbOpen, `admin: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
 function main(args: string[]): void {
+  if (args[0] === "admin") return admin(args.slice(1));
   let config;
   try {
     config = parseServerFlags(args);

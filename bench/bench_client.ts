@@ -66,6 +66,9 @@ export class BenchClient {
   #writing = false;
   #wake: (() => void) | undefined;
   #readBytes: number;
+  #lastReadAt = 0;
+  /** The longest time between two reads during the run phase (ms): how long the load generator left it unread. */
+  maxReadGapMs = 0;
 
   /**
    * @param conn a connected socket
@@ -98,6 +101,10 @@ export class BenchClient {
         const n = await this.conn.read(buf);
         if (n === null) break;
         const at = clock();
+        if (this.fast !== undefined && this.#lastReadAt > 0) {
+          this.maxReadGapMs = Math.max(this.maxReadGapMs, at - this.#lastReadAt);
+        }
+        this.#lastReadAt = at;
         const fast = this.fast;
         let parsed = false;
         for (const body of reader.push(buf.subarray(0, n))) {
@@ -122,6 +129,11 @@ export class BenchClient {
       this.closed = true;
       this.#wake?.();
     }
+  }
+
+  /** Whether a write is in flight (the socket has not taken everything queued yet). */
+  get writing(): boolean {
+    return this.#writing;
   }
 
   /**

@@ -1,8 +1,11 @@
 /**
  * One load-generator process of the benchmark. It opens its share of the clients (hello and the real join proof),
- * then on the coordinator's commands sends pooled sealed envelopes (flood: as fast as a window of unacked messages
- * allows; steady: on a fixed schedule), counts every delivery per sender, opens a sample of them with the room
- * keys, and finally computes send-to-receive latency for every delivery from all senders' send times.
+ * then on the coordinator's commands sends pooled sealed envelopes open-loop, the way users do: no sender ever waits
+ * for an ack or holds back to stay under a limit (flood: as fast as its socket takes them; steady: on a fixed
+ * schedule; burst: its whole burst in one write), and every receiver reads as fast as it can. It counts every
+ * delivery per sender, opens a sample of them with the room keys, and finally computes send-to-receive latency for
+ * every delivery from all senders' send times. A client the server cuts off, a message never acked and a delivery
+ * that never arrives are all loss.
  *
  * Run by bench/run.ts: `deno run --allow-net --allow-read --allow-write bench/load.ts CONFIG.json`. Commands arrive
  * as JSON lines on stdin; events go out as JSON lines on stdout.
@@ -47,15 +50,10 @@ export interface LoadConfig {
   stride: number;
   /** Clients in the whole scenario (all workers). */
   totalClients: number;
-  /** flood, steady or idle. */
-  mode: "flood" | "steady" | "idle";
-  /** flood: unacked messages per client; steady: the most unacked before a client skips its turn. */
-  window: number;
-  /**
-   * flood: the most messages of this worker's senders that any of its receivers may be behind by; beyond it the
-   * worker holds its senders, so that no receiver falls so far behind that the server cuts it off (--send-queue).
-   */
-  maxLag: number;
+  /** flood, steady, burst or idle. */
+  mode: "flood" | "steady" | "burst" | "idle";
+  /** flood: messages per write (a sender writes again as soon as its socket has taken the last write). */
+  chunk: number;
   /** steady: messages per second per client. */
   ratePerClient: number;
   /** Fully open one delivery in this many. */
@@ -134,6 +132,11 @@ class Sender {
     return this.sent - this.acked - this.rejected;
   }
 
+  /** Whether its socket is still taking the last write. */
+  get writing(): boolean {
+    return this.client.writing;
+  }
+
   /** Sends up to `n` more pooled frames in one write. */
   sendMore(n: number, at: number): number {
     const m = Math.min(n, this.spec.poolCount - this.sent);
@@ -190,14 +193,6 @@ async function main(configPath: string): Promise<void> {
   let stopped = false;
   let goAt = 0;
   const lag = new Histogram();
-  // Receive-side flow control (flood): messages of this worker's senders received by each of its receivers.
-  const localSender = new Int32Array(N).fill(-1);
-  const ownSender: (Sender | undefined)[] = new Array(config.clients.length);
-  const receivedLocal = new Float64Array(config.clients.length);
-  let ackedLocal = 0;
-  let held = false;
-  let heldChecks = 0;
-  let checks = 0;
 
   const openSample = async (sample: { text: string; room: string; s: number; k: number }) => {
     try {
@@ -221,13 +216,8 @@ async function main(configPath: string): Promise<void> {
         poolBytes.subarray(spec.poolOffset, spec.poolOffset + spec.poolCount * spec.frameLength),
       )
       : undefined;
-    if (sender) {
-      localSender[spec.index] = senders.length;
-      senders.push(sender);
-    }
-    ownSender[r] = sender;
+    if (sender) senders.push(sender);
     const base = r * N;
-    let newAcks = 0;
     client.fast = {
       message(body, at) {
         const idStart = findIdStart(body);
@@ -249,7 +239,6 @@ async function main(configPath: string): Promise<void> {
           gaps += k - want;
           next[base + s] = k + 1;
         }
-        if (localSender[s] >= 0) receivedLocal[r]++;
         log.add(index, at);
         lastRecvAt = at;
         if (--sampleCountdown === 0) {
@@ -258,25 +247,18 @@ async function main(configPath: string): Promise<void> {
         }
       },
       ack() {
-        if (sender) {
-          sender.acked++;
-          ackedLocal++;
-          newAcks++;
-        }
+        if (sender) sender.acked++;
       },
-      afterRead(at) {
+      afterRead() {
         if (!sender) return;
-        // An error frame naming one of our ids means that message was refused (not acked).
+        // An error frame naming one of our ids means that message was refused (not acked); rate_limited names none.
         if (client.errors.length > 0) {
-          sender.rejected += client.errors.filter((e) => e.id !== undefined).length;
-          rejectedTotal += client.errors.length;
+          const refused = client.errors.filter((e) => e.id !== undefined).length;
+          sender.rejected += refused;
+          rejectedTotal += refused;
           errorCodes.push(...client.errors.map((e) => e.code));
           client.errors = [];
         }
-        if (config.mode === "flood" && newAcks > 0 && !stopped && !held) {
-          sender.sendMore(config.window - sender.outstanding, at);
-        }
-        newAcks = 0;
       },
     };
   }
@@ -284,26 +266,11 @@ async function main(configPath: string): Promise<void> {
   const errorCodes: string[] = [];
   emit({ event: "ready", clients: clients.length, setupMs });
 
-  /** The most messages of this worker's senders that one of its (still connected) receivers has yet to get. */
-  const worstLag = () => {
-    let worst = 0;
-    for (let r = 0; r < clients.length; r++) {
-      if (clients[r].closed) continue;
-      const behind = ackedLocal - (ownSender[r]?.acked ?? 0) - receivedLocal[r];
-      if (behind > worst) worst = behind;
-    }
-    return worst;
-  };
+  // Flood: every sender writes again as soon as its socket has taken its last write; acks are never waited for.
   const floodTick = () => {
     if (stopped) return;
-    checks++;
-    held = worstLag() > config.maxLag;
-    if (held) {
-      heldChecks++;
-      return;
-    }
     const at = clock();
-    for (const s of senders) if (s.outstanding < config.window) s.sendMore(config.window - s.outstanding, at);
+    for (const s of senders) if (!s.writing) s.sendMore(config.chunk, at);
   };
 
   let steadyTimer: ReturnType<typeof setInterval> | undefined;
@@ -313,7 +280,6 @@ async function main(configPath: string): Promise<void> {
     for (const s of senders) {
       const due = Math.min(s.spec.poolCount, Math.floor((at - s.firstDue) * perMs) + 1);
       if (due <= s.sent) continue;
-      if (s.outstanding >= config.window) continue;
       for (let k = s.sent; k < due; k++) lag.record((at - (s.firstDue + k / perMs)) * 1000);
       s.sendMore(due - s.sent, at);
     }
@@ -323,8 +289,11 @@ async function main(configPath: string): Promise<void> {
     go() {
       goAt = clock();
       if (config.mode === "flood") {
-        for (const s of senders) s.sendMore(config.window, goAt);
+        for (const s of senders) s.sendMore(config.chunk, goAt);
         steadyTimer = setInterval(floodTick, 1);
+      } else if (config.mode === "burst") {
+        // The whole burst in one write per sender, all senders at once.
+        for (const s of senders) s.sendMore(s.spec.poolCount, goAt);
       } else if (config.mode === "steady") {
         // Spread the clients' schedules evenly over one period, so the total rate is smooth.
         const period = 1000 / config.ratePerClient;
@@ -333,10 +302,11 @@ async function main(configPath: string): Promise<void> {
       }
       emit({ event: "going", at: goAt });
     },
-    async stop() {
+    async stop(cmd) {
       stopped = true;
       clearInterval(steadyTimer);
-      const deadline = clock() + 30_000;
+      // Open-loop senders have many messages in flight: wait for every one to be answered (or its client to go).
+      const deadline = clock() + Number(cmd.drainMs ?? 60_000);
       while (senders.some((s) => s.outstanding > 0 && !s.client.closed) && clock() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
@@ -345,9 +315,10 @@ async function main(configPath: string): Promise<void> {
         clients: senders.map((s) => [s.spec.index, s.sent, s.acked]),
         exhausted: senders.filter((s) => s.sent >= s.spec.poolCount).length,
         rejected: rejectedTotal,
+        unanswered: senders.reduce((n, s) => n + s.outstanding, 0),
+        maxReadGapMs: Math.max(0, ...clients.filter((c) => !c.closed).map((c) => c.maxReadGapMs)),
         errorCodes: [...new Set(errorCodes)],
         lagP99Ms: lag.total > 0 ? lag.quantile(0.99) / 1000 : null,
-        heldPct: checks > 0 ? (heldChecks / checks) * 100 : 0,
       });
     },
     async expect(cmd) {

@@ -93,6 +93,8 @@ export class Child {
   lines: string[] = [];
   /** Its stderr so far (last 20000 characters). */
   stderr = "";
+  /** The first 100 WARN and ERROR lines of its stderr (server log lines). */
+  warnings: string[] = [];
   /** Resolves with its exit status. */
   readonly status: Promise<Deno.CommandStatus>;
   #wake: (() => void) | undefined;
@@ -153,8 +155,14 @@ export class Child {
 
   async #pumpErr(stream: ReadableStream<Uint8Array>): Promise<void> {
     const decoder = new TextDecoder();
+    let partial = "";
     for await (const chunk of stream) {
-      this.stderr = (this.stderr + decoder.decode(chunk, { stream: true })).slice(-20000);
+      const text = decoder.decode(chunk, { stream: true });
+      this.stderr = (this.stderr + text).slice(-20000);
+      // Warnings and errors are kept apart, so that many ordinary lines after them cannot push them out.
+      const lines = (partial + text).split("\n");
+      partial = lines.pop()!;
+      for (const line of lines) if (/ (WARN|ERROR) /.test(line) && this.warnings.length < 100) this.warnings.push(line);
     }
   }
 

@@ -9,13 +9,13 @@ import { canonicalBase64Length } from "./base64.ts";
 import { type DirectEnvelope, DirectError, parseDirectEnvelope, serializeDirectEnvelope } from "./direct.ts";
 import { type Envelope, EnvelopeError, MAX_BODY_BYTES, parseEnvelope, serializeEnvelope } from "./envelope.ts";
 import { encodeFrame, encodeMessage } from "./frame.ts";
+import { findDuplicateMember } from "./json_members.ts";
 
 /** Protocol version spoken by this code. */
 export const PROTOCOL_VERSION = 2;
 /** Most messages one history, since or direct_since reply carries. */
 export const HISTORY_PAGE = 500;
-/** Messages a history request returns when it gives no limit. */
-export const HISTORY_DEFAULT = 50;
+
 /** Longest `ping.data`, `pong.data` or `bye.reason` a server accepts, in characters. */
 export const MAX_TOKEN_CHARS = 64;
 /** Most rotation statements an `identity` reply carries. */
@@ -44,18 +44,22 @@ export const ERROR_CODES = {
   access_denied: "the join proof does not verify",
   bad_create: "salt, iterations or access_pub missing or invalid when creating a room",
   room_changed: "the room was created by someone else between challenge and prove: join again",
+  room_limit: "the room cannot be created: the server holds --max-rooms rooms",
+  create_limited: "the room cannot be created yet: too many rooms created from this connection or address lately",
   bad_envelope: "the envelope's shape is wrong (members, version, lengths, base64, names, ts)",
   sender_mismatch: "envelope.from is not the sender's canonical nick",
   duplicate_id: "this room or inbox already stores an envelope with this id (it is not stored twice)",
-  room_full: "the room's storage cap is reached: the message was not stored",
+  room_full: "the room holds --room-quota bytes: the message was not stored",
   unknown_nick: "lookup or direct to a nick nobody has registered",
   bad_direct: "a direct message's envelopes are malformed or do not match the sender, recipient or each other",
   inbox_full: "the recipient's inbox holds the most direct messages allowed",
   rate_limited: "more messages than --rate allows: reading is paused until the budget refills (not fatal)",
-  server_full: "the server has --max-connections connections (connection closed)",
+  server_full:
+    "--max-connections reached, or --max-connections-per-address, or half of it held by connections not in a room (closed)",
   handshake_timeout: "no successful login within --handshake-timeout (connection closed)",
   idle_timeout: "no complete frame within --idle-timeout (connection closed)",
-  send_queue_full: "the client read too slowly (connection closed)",
+  send_queue_full:
+    "the client did not read: more than --send-queue bytes waited for longer than --send-grace, or memory ran out (closed)",
   storage_failed: "the database refused the write: the message was not stored or acknowledged",
   shutting_down: "the server is stopping",
 } as const;
@@ -100,7 +104,7 @@ export interface ServerLimits {
   rate: number;
   /** Messages allowed in a burst above the rate. */
   burst: number;
-  /** Bytes buffered for a slow reader before it is disconnected. */
+  /** Bytes waiting for one reader above which it is behind (cut off if it stays behind for the grace period). */
   send_queue: number;
   /** Milliseconds without a complete frame before the connection is closed. */
   idle_timeout_ms: number;
@@ -323,7 +327,7 @@ function isKind(value: unknown, kind: Kind): boolean {
   }
 }
 
-function decodeBody(body: Uint8Array): Record<string, unknown> {
+function decodeBody(body: Uint8Array, options: { uniqueMembers: boolean }): Record<string, unknown> {
   let text: string;
   try {
     text = decoder.decode(body);
@@ -338,6 +342,15 @@ function decodeBody(body: Uint8Array): Record<string, unknown> {
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ProtocolError("bad_json", "Cannot parse frame: body is not a JSON object");
+  }
+  if (options.uniqueMembers) {
+    const repeated = findDuplicateMember(text, { parsed: value });
+    if (repeated !== undefined) {
+      throw new ProtocolError(
+        "bad_message",
+        `Cannot parse frame: member ${JSON.stringify(repeated.slice(0, 40))} appears twice in one object`,
+      );
+    }
   }
   return value as Record<string, unknown>;
 }
@@ -394,7 +407,7 @@ function checkSpec(
  * @throws {ProtocolError} with the code to report; `fatal` says whether to disconnect
  */
 export function parseClientMessage(body: Uint8Array): ClientMessage {
-  const msg = decodeBody(body);
+  const msg = decodeBody(body, { uniqueMembers: true });
   checkSpec(msg, CLIENT_SPECS, { allowExtra: false });
   for (const token of ["data", "reason"]) {
     const value = msg[token];
@@ -458,7 +471,7 @@ function checkRotationShape(value: unknown): void {
  * @throws {ProtocolError} when it is not a valid server message
  */
 export function parseServerMessage(body: Uint8Array): ServerMessage {
-  const msg = decodeBody(body);
+  const msg = decodeBody(body, { uniqueMembers: false });
   checkSpec(msg, SERVER_SPECS, { allowExtra: true });
   return msg as unknown as ServerMessage;
 }

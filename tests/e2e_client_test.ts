@@ -9,9 +9,9 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
-import { type Program, ROOT, spawnTask, startServer } from "./support/programs.ts";
-import { hasOpenssl, selfSigned } from "./support/tls.ts";
+import { type Program, ROOT, type ServerProcess, spawnTask, startServer } from "./support/programs.ts";
 import { WireClient } from "./support/wire.ts";
+import { hasOpenssl, selfSigned } from "./support/tls.ts";
 import { EXIT_MEANINGS } from "../lib/client/config.ts";
 
 const PASSPHRASE = "client test passphrase 4f9a";
@@ -39,6 +39,13 @@ async function exited(program: Program, timeoutMs = 30_000): Promise<Deno.Comman
   }
 }
 
+/** The stored messages. The server holds its database exclusively, so it is stopped first. */
+async function storedRows(server: ServerProcess): Promise<{ seq: number; sender: string; envelope: string }[]> {
+  await server.program.stop();
+  return rows(server.db);
+}
+
+/** The stored messages of a database no server holds. */
 function rows(db: string): { seq: number; sender: string; envelope: string }[] {
   const sqlite = new DatabaseSync(db, { readOnly: true });
   try {
@@ -49,14 +56,6 @@ function rows(db: string): { seq: number; sender: string; envelope: string }[] {
     }[];
   } finally {
     sqlite.close();
-  }
-}
-
-async function poll(test: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!test()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -127,8 +126,8 @@ Deno.test("at EOF the client exits 0 only once every line is stored, and blank l
     await alice.write(lines.join("\n\n") + "\n   \n");
     await alice.closeStdin();
     assert.equal((await exited(alice)).code, 0, alice.stderr);
-    // Read right after the exit: every acked message is already committed.
-    const stored = rows(server.db);
+    // Every acked message is already committed.
+    const stored = await storedRows(server);
     assert.equal(stored.length, 200);
     assert.ok(stored.every((r) => r.sender === "alice"));
     assert.equal(alice.stdout, "", "a sender shows nothing on stdout");
@@ -146,7 +145,7 @@ Deno.test("a line over 16384 bytes is refused with one line on stderr and exit 2
     await alice.closeStdin();
     assert.equal((await exited(alice)).code, 2);
     assert.match(alice.stderr, /line 2 not sent: message is 16385 bytes; the limit is 16384/);
-    assert.equal(rows(server.db).length, 2);
+    assert.equal((await storedRows(server)).length, 2);
   } finally {
     await cleanup(server, alice);
   }
@@ -236,11 +235,14 @@ Deno.test("exit codes: 2 usage, 3 cannot connect, 4 wrong passphrase, 5 nick in 
 Deno.test("a client with --reconnect-for 2 gives up with exit 6 when the server stays down", async () => {
   const server = await startServer();
   let alice: Program | undefined;
+  let observer: WireClient | undefined;
   try {
+    // The server relays a message only after storing it, so a member seeing it knows it is stored.
+    observer = await WireClient.member(server.port, "observer", { passphrase: PASSPHRASE });
     alice = client(server.port, "alice", { args: ["--reconnect-for", "2"] });
     await alice.waitFor(() => alice!.stderr.includes("joined #general"), { what: "joined" });
     await alice.write("stored before the outage\n");
-    await poll(() => rows(server.db).length === 1, "the first message stored");
+    await observer.next("message", { timeoutMs: 20_000 });
     await server.program.stop("SIGKILL");
     await alice.write("never stored\nnor this\n");
     const status = await exited(alice);
@@ -250,6 +252,7 @@ Deno.test("a client with --reconnect-for 2 gives up with exit 6 when the server 
     assert.match(alice.stderr, /2 lines were not stored:\n {2}line 2: never stored\n {2}line 3: nor this\n/);
     assert.equal(rows(server.db).length, 1);
   } finally {
+    observer?.close();
     await cleanup(server, alice);
   }
 });
@@ -289,7 +292,7 @@ Deno.test("across a server restart mid-conversation no message is lost or shown 
 
     const shown = jsonLines(bob.stdout).map((m) => m.text);
     assert.deepEqual(shown, texts, "every message once, in order");
-    const stored = rows(db);
+    const stored = await storedRows(second!);
     assert.equal(stored.length, texts.length, "each message stored once");
     assert.match(bob.stderr, /reconnected/);
     // The lines written during the outage waited in alice's client and went out after the reconnect.
@@ -387,7 +390,6 @@ Deno.test({
       await alice.write("over tls\n");
       await alice.closeStdin();
       assert.equal((await exited(alice)).code, 0, alice.stderr);
-      assert.equal(rows(server.db).length, 1);
       const at = (port: number) => `aeschat client: cannot connect to 127.0.0.1:${port}`;
       assert.equal(
         await refusal(server.port, ["--tls"]),
@@ -406,6 +408,7 @@ Deno.test({
         await named.program.stop();
         await Deno.remove(dirname(named.db), { recursive: true }).catch(() => {});
       }
+      assert.equal((await storedRows(server)).length, 1);
     } finally {
       await cleanup(plain);
       await cleanup(server, ...programs);

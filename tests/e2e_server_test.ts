@@ -158,6 +158,8 @@ Deno.test("an envelope whose room or from does not match the sender is refused w
     assert.equal(bob.inbox.filter((m) => m.type === "message").length, 0, "bob got nothing of the refused ones");
     assert.ok(!alice.closed, "a refused envelope does not close the connection");
 
+    // The server holds its database exclusively: read it once the server is stopped.
+    await server.program.stop();
     db = new DatabaseSync(server.db, { readOnly: true });
     const rows = db.prepare("SELECT seq, room, sender, msg_id, envelope FROM messages").all() as {
       seq: number;

@@ -8,8 +8,11 @@
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { type Program, spawnTask } from "./support/programs.ts";
+import { type Program, type ServerProcess, spawnTask, startServer } from "./support/programs.ts";
 import { hasOpenssl, selfSigned } from "./support/tls.ts";
+import { closeAll, WireClient } from "./support/wire.ts";
+
+const PASSPHRASE = "startup test passphrase 3e8b";
 
 interface Fault {
   /** What is wrong. */
@@ -22,10 +25,13 @@ interface Fault {
   line: RegExp;
   /** A file that must be left exactly as it was. */
   untouched?: string;
+  /** Done just before the server is started. */
+  setup?: () => Promise<void>;
 }
 
 async function runFault(fault: Fault): Promise<void> {
   const args = fault.args.includes("--port") ? fault.args : ["--port", "0", ...fault.args];
+  await fault.setup?.();
   const before = fault.untouched ? await Deno.readFile(fault.untouched) : undefined;
   const program: Program = spawnTask("server", { args });
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -85,20 +91,92 @@ Deno.test("a bad flag exits 2 with one line", () =>
     ])
   ));
 
-Deno.test("a port already in use exits 3 with one line", async () => {
+Deno.test("a port already in use exits 3 with one line and leaves no database behind", async () => {
   const blocker = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
-    await withTempDir((dir) =>
-      runFault({
+    await withTempDir(async (dir) => {
+      await runFault({
         label: "port in use",
         args: ["--port", String(blocker.addr.port), "--db", `${dir}/a.db`],
         code: 3,
         line: new RegExp(`${blocker.addr.port}.*in use`),
-      })
-    );
+      });
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "the database is opened only once the server listens");
+    });
   } finally {
     blocker.close();
   }
+});
+
+Deno.test("a second server on a database in use exits 4 naming the file; after a SIGKILL of the first, a new one starts", () =>
+  withTempDir(async (dir) => {
+    const db = `${dir}/shared.db`;
+    const first = await startServer({ db });
+    let second: ServerProcess | undefined;
+    const clients: WireClient[] = [];
+    try {
+      const alice = await WireClient.member(first.port, "alice", { passphrase: PASSPHRASE });
+      clients.push(alice);
+      const acked = [];
+      for (let i = 0; i < 5; i++) acked.push(await alice.say(`before ${i}`));
+      // The second server is refused while the first holds the database, however it names the file.
+      await runFault({
+        label: "database in use",
+        args: ["--db", db],
+        code: 4,
+        line: /shared\.db: another server holds it/,
+      });
+      await runFault({
+        label: "database in use, by another path",
+        args: ["--db", `${dir}/./link.db`],
+        code: 4,
+        line: /link\.db: another server holds it/,
+        setup: () => Deno.symlink(db, `${dir}/link.db`),
+      });
+      // The first is not disturbed.
+      const after = await alice.say("after the refusals");
+      assert.equal(after.type, "ack");
+      first.program.child.kill("SIGKILL");
+      await first.program.status;
+      alice.close();
+      // SQLite's lock went with the process: a new server starts on the same file and has every acked message.
+      second = await startServer({ db });
+      const bob = await WireClient.connect(second.port);
+      clients.push(bob);
+      await bob.hello("bob");
+      const joined = await bob.join("general", PASSPHRASE);
+      assert.equal(joined.type, "joined");
+      const seqs = joined.type === "joined" ? joined.history.map((m) => m.seq) : [];
+      assert.deepEqual(seqs, [...acked, after].map((a) => a.type === "ack" ? a.seq : -1));
+    } finally {
+      await closeAll(clients);
+      await first.program.stop();
+      await second?.program.stop();
+    }
+  }));
+
+Deno.test({
+  name:
+    "the database and its -wal file are created 0600; a database readable by others is kept as it is, with a warning",
+  ignore: Deno.build.os === "windows",
+  fn: () =>
+    withTempDir(async (dir) => {
+      const db = `${dir}/private.db`;
+      const server = await startServer({ db });
+      const alice = await WireClient.member(server.port, "alice", { passphrase: PASSPHRASE });
+      await alice.say("written to the -wal file");
+      assert.equal(Deno.statSync(db).mode! & 0o777, 0o600);
+      assert.equal(Deno.statSync(`${db}-wal`).mode! & 0o777, 0o600);
+      alice.close();
+      await alice.ended;
+      await server.program.stop();
+      assert.doesNotMatch(server.program.stderr, /database_mode/);
+      await Deno.chmod(db, 0o644);
+      const again = await startServer({ db });
+      await again.program.stop();
+      assert.equal(Deno.statSync(db).mode! & 0o777, 0o644, "an existing file's mode is left alone");
+      assert.match(again.program.stderr, /WARN\s+database_mode .*private\.db is readable by others \(mode 0644\)/);
+    }),
 });
 
 Deno.test("a database path that cannot be written exits 4 with one line", () =>

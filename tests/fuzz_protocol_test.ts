@@ -60,7 +60,7 @@ const CLIENT_TABLE: Table = {
   who: {},
   rooms: {},
   nick: { new: ["string", "required"] },
-  history: { before_seq: ["uint", "required"], limit: ["uint", "required"] },
+  history: { before_seq: ["uint", "required"], limit: ["uint", "optional"] },
   since: { after_seq: ["uint", "required"], limit: ["uint", "optional"] },
   ping: { data: ["string", "optional"] },
   pong: { data: ["string", "optional"] },
@@ -167,6 +167,29 @@ function envelopeIsValid(value: unknown): boolean {
     canonicalLength(value.tag) === 32 && ct > 0 && ct % 16 === 0 && ct <= MAX_CT_BYTES;
 }
 
+/**
+ * The duplicate-member rule, restated: the text is cut into string and punctuation tokens by a regular expression,
+ * and the names of each object are collected after unescaping (JSON.parse keeps the last of two equal names).
+ */
+function hasDuplicateMember(text: string): boolean {
+  const tokens = text.match(/"[^"\\]*(?:\\.[^"\\]*)*"|[{}[\],]/g) ?? [];
+  const open: (Set<string> | undefined)[] = [];
+  let previous = "";
+  for (const token of tokens) {
+    if (token === "{") open.push(new Set());
+    else if (token === "[") open.push(undefined);
+    else if (token === "}" || token === "]") open.pop();
+    else if (token.startsWith('"') && (previous === "{" || previous === ",") && open.at(-1) !== undefined) {
+      const names = open.at(-1)!;
+      const name = JSON.parse(token) as string;
+      if (names.has(name)) return true;
+      names.add(name);
+    }
+    previous = token;
+  }
+  return false;
+}
+
 type Outcome = { ok: true; value: Record<string, unknown> } | { ok: false; code: string; fatal: boolean; id?: string };
 
 /** What a body must turn into, by the wire rules. */
@@ -184,6 +207,7 @@ function expectedOutcome(body: Uint8Array, options: { side: "client" | "server" 
     return { ok: false, code: "bad_json", fatal: true };
   }
   if (!isObject(value)) return { ok: false, code: "bad_json", fatal: true };
+  if (options.side === "client" && hasDuplicateMember(text)) return { ok: false, code: "bad_message", fatal: true };
   const table = options.side === "client" ? CLIENT_TABLE : SERVER_TABLE;
   const type = value.type;
   if (typeof type !== "string" || !Object.hasOwn(table, type)) return { ok: false, code: "bad_message", fatal: true };

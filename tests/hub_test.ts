@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { deriveRoomKeys, makeSalt, openEnvelope, type RoomKeys, sealEnvelope, signJoinProof } from "../lib/crypto.ts";
 import { type Envelope, serializeEnvelope } from "../lib/envelope.ts";
 import { FrameReader } from "../lib/frame.ts";
@@ -18,7 +19,7 @@ import {
   type ServerMessage,
   type ServerMessageOf as Msg,
 } from "../lib/protocol.ts";
-import { Hub, MAX_DENIED, type Member, type Peer, REPLY_BUDGET } from "../lib/server/hub.ts";
+import { Hub, MAX_DENIED, type Member, type Peer, REPLY_BUDGET, type RoomLimits } from "../lib/server/hub.ts";
 import { Logger } from "../lib/server/log.ts";
 import { type MessageRow, Store } from "../lib/server/store.ts";
 
@@ -97,7 +98,7 @@ interface TestHub {
   hub: Hub;
   store: Store;
   logs: string[];
-  hello(nick: string): Promise<Client>;
+  hello(nick: string, host?: string): Promise<Client>;
   handle(client: Client, msg: ClientMessage): Promise<void>;
 }
 
@@ -116,7 +117,7 @@ function tick(): Promise<void> {
 /** Runs a test against a fresh hub and in-memory store, closing the store afterwards. */
 async function withHub(
   fn: (t: TestHub) => Promise<void>,
-  options: { history?: number; store?: Store } = {},
+  options: { history?: number; store?: Store; rooms?: RoomLimits } = {},
 ): Promise<void> {
   const store = options.store ?? Store.open(":memory:");
   const logs: string[] = [];
@@ -125,6 +126,7 @@ async function withHub(
     version: "9.9.9",
     log: new Logger({ level: "debug", sink: (line) => logs.push(line) }),
     now: () => CLOCK,
+    rooms: options.rooms,
   });
   let port = 40000;
   const t: TestHub = {
@@ -134,9 +136,9 @@ async function withHub(
     async handle(client, msg) {
       await hub.handle(client.member, msg);
     },
-    async hello(nick) {
+    async hello(nick, host = "127.0.0.1") {
       const peer = new FakePeer();
-      const member = hub.attach(peer, `127.0.0.1:${port++}`);
+      const member = hub.attach(peer, `${host}:${port++}`);
       await hub.handle(member, { type: "hello", version: 1, nick });
       assert.equal(peer.take("welcome").nick, nick);
       return { member, peer, nick };
@@ -579,6 +581,38 @@ Deno.test("hub answers storage_failed when the database refuses a write, and nei
     assert.ok(t.logs.some((l) => l.includes("storage_failed")));
   }));
 
+Deno.test("hub answers storage_failed, never duplicate_id, for a message whose insert changed nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "aeschat-hub-" });
+  try {
+    Store.open(`${dir}/a.db`).close();
+    const db = new DatabaseSync(`${dir}/a.db`);
+    db.exec(
+      `CREATE TRIGGER drop_bob BEFORE INSERT ON messages WHEN NEW.sender = 'bob' BEGIN SELECT RAISE(IGNORE); END`,
+    );
+    db.close();
+    await withHub(async (t) => {
+      const alice = await member(t, "alice");
+      const bob = await member(t, "bob");
+      alice.peer.takeAll("presence");
+      const lost = await seal(bob, "dropped by the database");
+      const kept = await seal(alice, "stored");
+      await t.handle(bob, { type: "send", envelope: lost });
+      await t.handle(alice, { type: "send", envelope: kept });
+      await tick();
+      const error = bob.peer.take("error");
+      assert.deepEqual([error.code, error.id], ["storage_failed", lost.id]);
+      assert.deepEqual(bob.peer.takeAll("ack"), [], "bob's message is not acked");
+      assert.deepEqual(alice.peer.takeAll("message"), [], "nothing of bob's is relayed");
+      assert.equal(alice.peer.take("ack").id, kept.id);
+      assert.deepEqual(bob.peer.takeAll("message").map((m) => m.envelope.id), [kept.id]);
+      assert.deepEqual(storedIds(t.store, "general"), [kept.id]);
+      assert.ok(t.logs.some((l) => /storage_failed messages=1/.test(l)));
+    }, { store: Store.open(`${dir}/a.db`) });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("hub sends presence for join, leave and nick to the others in the room only", () =>
   withHub(async (t) => {
     const alice = await member(t, "alice");
@@ -605,7 +639,7 @@ Deno.test("hub sends presence for join, leave and nick to the others in the room
     assert.deepEqual([alice.peer.inbox, dave.peer.inbox], [[], []]);
   }));
 
-Deno.test("hub answers who with the current room's members and rooms with every occupied room", () =>
+Deno.test("hub answers who with the current room's members, and rooms with the occupied rooms this connection proved", () =>
   withHub(async (t) => {
     const eve = await t.hello("eve");
     await t.handle(eve, { type: "who" });
@@ -616,16 +650,27 @@ Deno.test("hub answers who with the current room's members and rooms with every 
 
     const alice = await member(t, "alice");
     await member(t, "bob");
-    await member(t, "dave", "dev");
+    const dave = await member(t, "dave", "dev");
+    await member(t, "olga", "secret");
     alice.peer.takeAll("presence");
     await t.handle(alice, { type: "who" });
     assert.deepEqual(alice.peer.only(), { type: "who", room: "general", members: ["alice", "bob"] });
+    // A stranger learns nothing of the rooms, even after a failed proof.
+    assert.equal((await join(t, eve, "general", "a guess")).type, "error");
     await t.handle(eve, { type: "rooms" });
-    const rooms = (eve.peer.only() as Msg<"rooms">).rooms;
+    assert.deepEqual(eve.peer.only(), { type: "rooms", rooms: [] });
+    await t.handle(alice, { type: "rooms" });
+    assert.deepEqual(alice.peer.only(), { type: "rooms", rooms: [{ name: "general", members: 2 }] });
+    // Proved rooms stay listed after leaving them (while they have people in them).
+    await member(t, "dora", "dev");
+    await join(t, dave, "general");
+    await t.handle(dave, { type: "rooms" });
+    const rooms = (dave.peer.take("rooms") as Msg<"rooms">).rooms;
     assert.deepEqual(rooms.sort((a, b) => a.name.localeCompare(b.name)), [
       { name: "dev", members: 1 },
-      { name: "general", members: 2 },
+      { name: "general", members: 3 },
     ]);
+    assert.equal(t.hub.unproven, 1, "eve is the only member that proved no room");
   }));
 
 Deno.test("hub: joining another room leaves the first", () =>
@@ -699,6 +744,10 @@ Deno.test("hub pages history back with before_seq and limit (clamped to 1..500),
     assert.equal(clamped.seqs.length, 500);
     assert.deepEqual([clamped.seqs[0], clamped.seqs[499], clamped.more], [121, 620, true]);
     assert.deepEqual(await page(100, 0), { seqs: [99], more: true });
+    // Without a limit, a page is as long as it can be.
+    await t.handle(alice, { type: "history", before_seq: 2 ** 53 - 1 });
+    const full = (alice.peer.only() as Msg<"history">).messages.map((m) => m.seq);
+    assert.deepEqual([full.length, full[0], full[499]], [500, 121, 620]);
     // Items carry the stored envelope.
     await t.handle(alice, { type: "history", before_seq: 2, limit: 1 });
     const item = (alice.peer.only() as Msg<"history">).messages[0];
@@ -803,3 +852,71 @@ Deno.test("hub sends nothing to a member that left while its proof was being che
     assert.deepEqual(alice.peer.inbox, [], "no presence for a member that is gone");
     assert.equal(t.hub.size, 1);
   }));
+
+const UNLIMITED_ROOMS: RoomLimits = { maxRooms: 1000, createPerHour: 0, createBurst: 1, quotaBytes: 2 ** 40 };
+
+Deno.test("hub refuses to create rooms beyond --max-rooms, at join already, and joining existing rooms still works", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    for (const room of ["one", "two"]) assert.equal((await join(t, alice, room)).type, "joined");
+    await t.handle(alice, { type: "join", room: "three" });
+    const refused = alice.peer.only() as Msg<"error">;
+    assert.equal(refused.code, "room_limit");
+    assert.match(refused.message, /room three cannot be created: the server already holds its 2 rooms \(--max-rooms\)/);
+    assert.equal(t.store.getRoom("three"), undefined);
+    assert.equal((await join(t, alice, "one")).type, "joined", "an existing room can still be joined");
+    assert.equal(alice.peer.closed, undefined);
+  }, { rooms: { ...UNLIMITED_ROOMS, maxRooms: 2 } }));
+
+Deno.test("hub limits how many rooms one connection and one address create, and says when to try again", () =>
+  withHub(async (t) => {
+    const mallory = await t.hello("mallory", "192.0.2.66");
+    for (const room of ["m1", "m2", "m3"]) assert.equal((await join(t, mallory, room)).type, "joined");
+    await t.handle(mallory, { type: "join", room: "m4" });
+    const limited = mallory.peer.only() as Msg<"error">;
+    assert.equal(limited.code, "create_limited");
+    assert.match(limited.message, /too many rooms were created from this connection/);
+    assert.ok(limited.retry_after_ms! > 0 && limited.retry_after_ms! <= 3_600_000 / 60 + 1000);
+    // Another connection from the same address: the address's budget is spent too.
+    const again = await t.hello("mallory2", "192.0.2.66");
+    await t.handle(again, { type: "join", room: "m5" });
+    assert.match((again.peer.only() as Msg<"error">).message, /from your address/);
+    // Another address, and an exempt one, are not affected; joining existing rooms never is.
+    const bob = await t.hello("bob", "198.51.100.7");
+    assert.equal((await join(t, bob, "b1")).type, "joined");
+    assert.equal((await join(t, again, "m1")).type, "joined");
+    const local = await t.hello("local", "127.0.0.1");
+    const trusted = await t.hello("trusted", "127.0.0.1");
+    for (const room of ["l1", "l2", "l3"]) assert.equal((await join(t, local, room)).type, "joined");
+    for (const room of ["l4", "l5", "l6"]) assert.equal((await join(t, trusted, room)).type, "joined");
+    assert.ok(t.logs.some((l) => /limit remote=192\.0\.2\.66:\d+ nick=mallory limit=room_create_rate room=m4/.test(l)));
+  }, { rooms: { ...UNLIMITED_ROOMS, createPerHour: 60, createBurst: 3, exempt: (host) => host === "127.0.0.1" } }));
+
+Deno.test("hub refuses a message that would take a room past --room-quota with room_full, and stores nothing of it", () =>
+  withHub(async (t) => {
+    const alice = await member(t, "alice");
+    const bob = await member(t, "bob");
+    alice.peer.takeAll("presence");
+    const stored: string[] = [];
+    let refused: Msg<"error"> | undefined;
+    for (let i = 0; i < 20 && refused === undefined; i++) {
+      const envelope = await seal(alice, `message ${i} ${"x".repeat(300)}`);
+      await t.handle(alice, { type: "send", envelope });
+      await tick();
+      const reply = alice.peer.inbox.shift()!;
+      if (reply.type === "ack") stored.push(envelope.id);
+      else refused = reply as Msg<"error">;
+    }
+    assert.ok(refused, "the cap was never reached");
+    assert.equal(refused.code, "room_full");
+    assert.match(refused.message, /room general holds its 4000 bytes \(--room-quota\)/);
+    assert.ok(stored.length >= 3 && stored.length < 20, `${stored.length} stored`);
+    assert.ok(t.store.roomBytes("general") <= 4000);
+    assert.deepEqual(storedIds(t.store, "general"), stored);
+    assert.deepEqual(bob.peer.takeAll("message").map((m) => m.envelope.id), stored, "nothing refused is relayed");
+    // Several in one turn are counted together: the cap holds within a batch too.
+    const batch = await Promise.all(Array.from({ length: 5 }, (_, i) => seal(bob, `batch ${i}`)));
+    for (const envelope of batch) await t.handle(bob, { type: "send", envelope });
+    await tick();
+    assert.ok(t.store.roomBytes("general") <= 4000);
+  }, { rooms: { ...UNLIMITED_ROOMS, quotaBytes: 4000 } }));

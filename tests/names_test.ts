@@ -245,3 +245,12 @@ Deno.test({
     }
   },
 });
+
+Deno.test("unassigned means by Unicode 16.0, as PROTOCOL.md says: 16.0's characters are accepted, 17.0's refused", () => {
+  // Added in 16.0: Garay letter A, Cyrillic capital letter tje. Added in 17.0: Saudi riyal sign.
+  assert.equal(validateNick("\u{10d40}"), "\u{10d40}");
+  assert.equal(validateRoom("\u1c89"), "\u1c89");
+  assert.throws(() => validateNick("\u20c1"), CONTROL_NICK, "a runtime with a newer Unicode: update PROTOCOL.md");
+  // A receiver opening an envelope applies only the byte and NFC rules, so it still accepts such a name.
+  checkNameBytes("\u20c1", { what: "envelope.from", max: MAX_NICK_BYTES });
+});

@@ -71,3 +71,23 @@ Deno.test({
     }
   },
 });
+
+Deno.test("--passphrase-file: a CR before the first LF is dropped, any other CR and all spaces are kept (README)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "aeschat-pass-" });
+  try {
+    const cases: [string, string][] = [
+      ["secret\r\nsecond line\r\n", "secret"],
+      ["secret\n", "secret"],
+      ["secret", "secret"],
+      ["secret\r", "secret\r"],
+      ["sec\rret\n", "sec\rret"],
+      [" secret \n", " secret "],
+    ];
+    for (const [text, passphrase] of cases) {
+      await Deno.writeTextFile(`${dir}/p`, text);
+      assert.equal(await presetPassphrase({ file: `${dir}/p` }), passphrase, JSON.stringify(text));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

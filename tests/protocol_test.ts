@@ -15,7 +15,7 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
 } from "../lib/protocol.ts";
-import { EnvelopeError } from "../lib/envelope.ts";
+import { EnvelopeError, serializeEnvelope } from "../lib/envelope.ts";
 
 const encoder = new TextEncoder();
 
@@ -49,6 +49,7 @@ const CLIENT_EXAMPLES: object[] = [
   { type: "rooms" },
   { type: "nick", new: "bob" },
   { type: "history", before_seq: 100, limit: 50 },
+  { type: "history", before_seq: 100 },
   { type: "since", after_seq: 0 },
   { type: "since", after_seq: 7, limit: 20 },
   { type: "ping" },
@@ -150,7 +151,6 @@ Deno.test("parseClientMessage refuses a missing required field, naming it", () =
     [{ type: "prove", room: "general" }, "proof"],
     [{ type: "send" }, "envelope"],
     [{ type: "nick" }, "new"],
-    [{ type: "history", before_seq: 5 }, "limit"],
     [{ type: "history", limit: 5 }, "before_seq"],
     [{ type: "since" }, "after_seq"],
   ];
@@ -216,6 +216,37 @@ Deno.test("parseClientMessage refuses any extra field, even one named like a pro
       text,
     );
   }
+});
+
+Deno.test("parseClientMessage refuses a member repeated in one object, however it is spelled, as fatal bad_message", () => {
+  const envelope = JSON.stringify(ENVELOPE);
+  const cases: string[] = [
+    '{"type":"ping","data":"a","data":"b"}',
+    '{"type":"ping","data":"a","data":"a"}',
+    '{"type":"ping","type":"ping"}',
+    '{"type":"who","type":"rooms"}',
+    '{"type":"ping","d\\u0061ta":"a","data":"b"}',
+    '{"type":"ping","\\u0074ype":"pong"}',
+    `{"type":"send","envelope":${envelope.slice(0, -1)},"tag":"${ENVELOPE.tag}"}}`,
+    `{"type":"send","envelope":{"tag":"${"A".repeat(43)}=",${envelope.slice(1)}}`,
+    `{"type":"send","envelope":${envelope},"envelope":${envelope}}`,
+  ];
+  for (const text of cases) {
+    assert.deepEqual(JSON.parse(text).type !== undefined, true, `JSON.parse accepts ${text}`);
+    assertProtocolError(
+      () => parseClientMessage(body(text)),
+      { code: "bad_message", message: /appears twice in one object/ },
+      text,
+    );
+  }
+  // Not repeated: the same name in two objects, member-like text inside strings, escaped quotes and backslashes.
+  const fine: string[] = [
+    '{"type":"ping","data":"\\",\\"data\\":\\""}',
+    '{"type":"ping","data":"\\\\"}',
+    '{"data":"type","type":"pong"}',
+    `{"type":"send","envelope":${envelope}}`,
+  ];
+  for (const text of fine) assert.deepEqual(parseClientMessage(body(text)), JSON.parse(text), text);
 });
 
 Deno.test("parseServerMessage ignores extra fields but refuses missing or mistyped ones", () => {
@@ -331,4 +362,27 @@ Deno.test("ERROR_CODES lists exactly the error codes documented in PROTOCOL.md",
   const documented = [...section.matchAll(/^\| `([a-z_]+)` +\|/gm)].map((m) => m[1]);
   assert.ok(documented.length >= 20, `found ${documented.length} codes in PROTOCOL.md`);
   assert.deepEqual(Object.keys(ERROR_CODES).sort(), documented.sort());
+});
+
+Deno.test("an integer is a JSON number's value, whatever its spelling, as PROTOCOL.md says", () => {
+  for (const spelling of ["1000", "1e3", "1000.0", "10000e-1"]) {
+    assert.deepEqual(parseClientMessage(body(`{"type":"since","after_seq":${spelling}}`)), {
+      type: "since",
+      after_seq: 1000,
+    }, spelling);
+  }
+  assert.ok(
+    Object.is((parseClientMessage(body('{"type":"since","after_seq":-0}')) as { after_seq: number }).after_seq, -0),
+  );
+  for (const spelling of ["1.5", "-1", "1e400", "9007199254740993"]) {
+    assertProtocolError(
+      () => parseClientMessage(body(`{"type":"since","after_seq":${spelling}}`)),
+      { code: "bad_message", message: /must be a non-negative integer/ },
+      spelling,
+    );
+  }
+  // An envelope's ts spelled 1.7e12 is stored and relayed as the plain integer.
+  const text = JSON.stringify({ type: "send", envelope: ENVELOPE }).replace('"ts":1700000000000', '"ts":1.7e12');
+  const msg = parseClientMessage(body(text));
+  assert.equal(msg.type === "send" && serializeEnvelope(msg.envelope), JSON.stringify(ENVELOPE));
 });

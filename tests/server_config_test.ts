@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseServerFlags, SERVER_FLAGS, serverHelp, UsageError } from "../lib/server/config.ts";
+import { parseRetention, parseServerFlags, SERVER_FLAGS, serverHelp, UsageError } from "../lib/server/config.ts";
 
 function assertUsage(args: string[], message: RegExp): void {
   assert.throws(() => parseServerFlags(args), (err: unknown) => {
@@ -25,9 +25,19 @@ Deno.test("parseServerFlags with no flags gives the documented defaults", () => 
     history: 50,
     maxFrame: 65536,
     maxConnections: 1000,
+    maxConnectionsPerAddress: 100,
+    exemptAddresses: "loopback",
     rate: 20,
     burst: 40,
     sendQueue: 1024 * 1024,
+    sendGrace: 30,
+    maxQueued: 128 * 1024 * 1024,
+    minReadRate: 65536,
+    maxRooms: 1000,
+    roomCreateRate: 30,
+    roomCreateBurst: 5,
+    roomQuota: 256 * 1024 * 1024,
+    retention: "all",
     handshakeTimeout: 10,
     idleTimeout: 120,
     synchronous: "full",
@@ -52,12 +62,30 @@ Deno.test("parseServerFlags reads every flag, in both --flag value and --flag=va
     "--max-frame",
     "1024",
     "--max-connections=1",
+    "--max-connections-per-address",
+    "7",
+    "--exempt-addresses",
+    "loopback,192.0.2.7,2001:db8::1",
     "--rate",
     "0.5",
     "--burst",
     "1",
     "--send-queue",
     "65536",
+    "--send-grace=0.5",
+    "--max-queued",
+    "262144",
+    "--min-read-rate",
+    "1000",
+    "--max-rooms",
+    "7",
+    "--room-create-rate",
+    "0.5",
+    "--room-create-burst",
+    "2",
+    "--room-quota=65536",
+    "--retention",
+    "30d",
     "--handshake-timeout",
     "0.05",
     "--idle-timeout",
@@ -82,9 +110,19 @@ Deno.test("parseServerFlags reads every flag, in both --flag value and --flag=va
     history: 500,
     maxFrame: 1024,
     maxConnections: 1,
+    maxConnectionsPerAddress: 7,
+    exemptAddresses: "loopback,192.0.2.7,2001:db8::1",
     rate: 0.5,
     burst: 1,
     sendQueue: 65536,
+    sendGrace: 0.5,
+    maxQueued: 262144,
+    minReadRate: 1000,
+    maxRooms: 7,
+    roomCreateRate: 0.5,
+    roomCreateBurst: 2,
+    roomQuota: 65536,
+    retention: "30d",
     handshakeTimeout: 0.05,
     idleTimeout: 86400,
     synchronous: "normal",
@@ -106,9 +144,17 @@ Deno.test("parseServerFlags accepts each number flag at both ends of its range a
     "history",
     "max-frame",
     "max-connections",
+    "max-connections-per-address",
     "rate",
     "burst",
     "send-queue",
+    "send-grace",
+    "max-queued",
+    "min-read-rate",
+    "max-rooms",
+    "room-create-rate",
+    "room-create-burst",
+    "room-quota",
     "handshake-timeout",
     "idle-timeout",
   ]);
@@ -151,6 +197,12 @@ Deno.test("parseServerFlags refuses unknown flags, positional arguments, missing
   assertUsage(["--help=yes"], /'--help' does not take an argument/);
   assertUsage(["--tls-cert", "c.pem"], /^--tls-cert and --tls-key go together$/);
   assertUsage(["--tls-key", "k.pem"], /^--tls-cert and --tls-key go together$/);
+  assertUsage(["--exempt-addresses", "localhost"], /^--exempt-addresses: "localhost" is not an IP address, loopback/);
+  assertUsage(["--exempt-addresses", "loopback,none"], /"none" is not an IP address/);
+  assertUsage(["--exempt-addresses", "10.0.0.0/8"], /"10\.0\.0\.0\/8" is not an IP address/);
+  for (const bad of ["forever", "0", "-5", "1.5d", "30 d", "12m", "d", "01"]) {
+    assertUsage([`--retention=${bad}`], /^--retention must be all, a number of messages, or an age such as 30d or 12h/);
+  }
 });
 
 Deno.test("--help lists every flag once, with its default, and the exit codes", () => {
@@ -172,9 +224,19 @@ Deno.test("--help lists every flag once, with its default, and the exit codes", 
     history: "50",
     "max-frame": "65536",
     "max-connections": "1000",
+    "max-connections-per-address": "100",
+    "exempt-addresses": "loopback",
     rate: "20",
     burst: "40",
     "send-queue": "1048576",
+    "send-grace": "30",
+    "max-queued": "134217728",
+    "min-read-rate": "65536",
+    "max-rooms": "1000",
+    "room-create-rate": "30",
+    "room-create-burst": "5",
+    "room-quota": "268435456",
+    retention: "all",
     "handshake-timeout": "10",
     "idle-timeout": "120",
     "log-level": "info",
@@ -185,6 +247,13 @@ Deno.test("--help lists every flag once, with its default, and the exit codes", 
   for (const name of ["tls-cert", "tls-key", "help", "version", "log-format", "synchronous"]) {
     assert.ok(lines.some((l) => l.startsWith(`  --${name}`)), `--${name} is listed`);
   }
-  assert.match(help, /Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database,/);
+  assert.match(help, /Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database/);
   assert.match(help, /5 database corrupt or from a newer version, 6 bad TLS certificate or key\./);
+});
+
+Deno.test("parseRetention reads all, a count per room, or an age in days or hours", () => {
+  assert.deepEqual(parseRetention("all"), { kind: "all" });
+  assert.deepEqual(parseRetention("5000"), { kind: "count", count: 5000 });
+  assert.deepEqual(parseRetention("30d"), { kind: "age", ageMs: 30 * 86_400_000 });
+  assert.deepEqual(parseRetention("12h"), { kind: "age", ageMs: 12 * 3_600_000 });
 });

@@ -89,6 +89,9 @@ Deno.test("a new database has exactly the documented tables, columns, unique key
         ["iterations", "INTEGER", 1, 0],
         ["access_pub", "BLOB", 1, 0],
         ["created_at", "INTEGER", 1, 0],
+        ["messages", "INTEGER", 1, 0],
+        ["bytes", "INTEGER", 1, 0],
+        ["last_at", "INTEGER", 0, 0],
       ]);
       assert.deepEqual(columns("messages"), [
         ["seq", "INTEGER", 0, 1],
@@ -108,22 +111,71 @@ Deno.test("a new database has exactly the documented tables, columns, unique key
           return [Number(i.unique), cols.join(",")];
         }).sort();
       assert.deepEqual(indexes, [[0, "room,seq"], [1, "room,msg_id"]]);
-      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 1);
-      assert.equal(SCHEMA_VERSION, 1);
+      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 2);
+      assert.equal(SCHEMA_VERSION, 2);
     });
   }));
 
 Deno.test("the database file is in WAL journal mode", () =>
   withTempDir((dir) => {
     const path = `${dir}/a.db`;
-    const store = Store.open(path);
+    Store.open(path).close();
+    const mode = withDb(path, (db) => db.prepare("PRAGMA journal_mode").get()) as { journal_mode: string };
+    assert.equal(mode.journal_mode, "wal");
+  }));
+
+Deno.test("an open store holds the database: a second store, or any reader, is refused with kind locked until it closes", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    const first = Store.open(path);
     try {
-      const mode = withDb(path, (db) => db.prepare("PRAGMA journal_mode").get()) as { journal_mode: string };
-      assert.equal(mode.journal_mode, "wal");
+      first.appendBatch([row(1)]);
+      assertStoreError(() => Store.open(path), "locked", /^cannot open database .*a\.db: another server holds it$/);
+      assert.throws(() =>
+        withDb(path, (db) => {
+          db.exec("PRAGMA busy_timeout = 0");
+          return db.prepare("SELECT count(*) FROM messages").get();
+        }), /locked/);
+      assert.deepEqual(first.appendBatch([row(2)]), ["stored"], "the holder is not disturbed");
     } finally {
-      store.close();
+      first.close();
+    }
+    const second = Store.open(path);
+    try {
+      assert.equal(second.lastSeq, 2);
+    } finally {
+      second.close();
     }
   }));
+
+Deno.test({
+  name:
+    "a new database is created 0600, and its -wal file too; an existing file's mode is kept but a loose one is warned about",
+  ignore: Deno.build.os === "windows",
+  fn: () =>
+    withTempDir((dir) => {
+      const path = `${dir}/a.db`;
+      const store = Store.open(path);
+      try {
+        store.appendBatch([row(1)]);
+        assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+        assert.equal(Deno.statSync(`${path}-wal`).mode! & 0o777, 0o600);
+        assert.deepEqual(store.warnings, []);
+      } finally {
+        store.close();
+      }
+      Deno.chmodSync(path, 0o640);
+      const loose = Store.open(path);
+      loose.close();
+      assert.equal(Deno.statSync(path).mode! & 0o777, 0o640, "the operator's choice is left alone");
+      assert.equal(loose.warnings.length, 1);
+      assert.match(loose.warnings[0], /a\.db is readable by its group \(mode 0640\).*chmod 600/);
+      Deno.chmodSync(path, 0o604);
+      const open = Store.open(path);
+      open.close();
+      assert.match(open.warnings[0], /readable by others \(mode 0604\)/);
+    }),
+});
 
 Deno.test("an empty SQLite file at user_version 0 is migrated on start", () =>
   withTempDir((dir) => {
@@ -132,12 +184,12 @@ Deno.test("an empty SQLite file at user_version 0 is migrated on start", () =>
     const store = Store.open(path);
     try {
       assert.equal(store.lastSeq, 0);
-      assert.deepEqual(store.appendBatch([row(1)]), [true]);
+      assert.deepEqual(store.appendBatch([row(1)]), ["stored"]);
     } finally {
       store.close();
     }
     withDb(path, (db) => {
-      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 1);
+      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 2);
       assert.equal(Number((db.prepare("SELECT count(*) AS n FROM messages").get() as { n: number }).n), 1);
     });
   }));
@@ -147,7 +199,7 @@ Deno.test("reopening a database keeps its rooms, messages and last seq", () =>
     const path = `${dir}/a.db`;
     const first = Store.open(path);
     assert.equal(first.createRoom(ROOM), true);
-    assert.deepEqual(first.appendBatch([row(1), row(2, { room: "other" }), row(5)]), [true, true, true]);
+    assert.deepEqual(first.appendBatch([row(1), row(2, { room: "other" }), row(5)]), ["stored", "stored", "stored"]);
     first.close();
     const second = Store.open(path);
     try {
@@ -156,7 +208,7 @@ Deno.test("reopening a database keeps its rooms, messages and last seq", () =>
       assert.deepEqual(second.recent("general", 10).map((m) => m.seq), [1, 5]);
       assert.deepEqual(second.recent("general", 10)[1], { seq: 5, sentAt: row(5).sentAt, envelope: row(5).envelope });
       // Ids stored before the restart are still duplicates after it.
-      assert.deepEqual(second.appendBatch([row(6, { id: 5 }), row(7)]), [false, true]);
+      assert.deepEqual(second.appendBatch([row(6, { id: 5 }), row(7)]), ["duplicate", "stored"]);
       assert.equal(second.lastSeq, 7);
     } finally {
       second.close();
@@ -166,11 +218,11 @@ Deno.test("reopening a database keeps its rooms, messages and last seq", () =>
 Deno.test("a newer schema version is refused with kind newer and the file is left unchanged", () =>
   withTempDir(async (dir) => {
     const path = `${dir}/newer.db`;
-    withDb(path, (db) => db.exec("CREATE TABLE messages (seq INTEGER PRIMARY KEY); PRAGMA user_version = 2"), {
+    withDb(path, (db) => db.exec("CREATE TABLE messages (seq INTEGER PRIMARY KEY); PRAGMA user_version = 3"), {
       readOnly: false,
     });
     const before = await Deno.readFile(path);
-    assertStoreError(() => Store.open(path), "newer", /schema version 2; this aeschat understands up to 1/);
+    assertStoreError(() => Store.open(path), "newer", /schema version 3; this aeschat understands up to 2/);
     await assertUnchanged(path, before);
   }));
 
@@ -215,10 +267,10 @@ Deno.test("createRoom stores a room once and getRoom returns its bytes", () => {
 Deno.test("appendBatch skips an id already stored in that room, but not the same id in another room", () => {
   const store = Store.open(":memory:");
   try {
-    assert.deepEqual(store.appendBatch([row(1), row(2)]), [true, true]);
+    assert.deepEqual(store.appendBatch([row(1), row(2)]), ["stored", "stored"]);
     assert.deepEqual(
       store.appendBatch([row(3, { id: 1 }), row(4, { id: 1, room: "other" }), row(5, { id: 5 }), row(6, { id: 5 })]),
-      [false, true, true, false],
+      ["duplicate", "stored", "stored", "duplicate"],
     );
     assert.equal(store.lastSeq, 5, "lastSeq is the highest inserted seq, not the highest attempted");
     assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [1, 2, 5]);
@@ -237,7 +289,41 @@ Deno.test("appendBatch stores all of a batch or none of it", () => {
     assertStoreError(() => store.appendBatch([row(2), row(3), bad]), "write", /cannot append messages/);
     assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [1]);
     assert.equal(store.lastSeq, 1);
-    assert.deepEqual(store.appendBatch([row(2), row(3)]), [true, true], "the batch can be sent again");
+    assert.deepEqual(store.appendBatch([row(2), row(3)]), ["stored", "stored"], "the batch can be sent again");
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("appendBatch reports an insert that changed nothing as failed, not duplicate, unless the room stores that id", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    Store.open(path).close();
+    // Something silently drops inserts of one sender: the row is not there, so it must not be called a duplicate.
+    withDb(path, (db) => {
+      db.exec(`CREATE TRIGGER drop_mallory BEFORE INSERT ON messages WHEN NEW.sender = 'mallory'
+               BEGIN SELECT RAISE(IGNORE); END`);
+    }, { readOnly: false });
+    const store = Store.open(path);
+    try {
+      assert.deepEqual(
+        store.appendBatch([row(1), row(2, { sender: "mallory" }), row(3, { id: 1 }), row(4)]),
+        ["stored", "failed", "duplicate", "stored"],
+      );
+      assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [1, 4]);
+      assert.equal(store.lastSeq, 4);
+    } finally {
+      store.close();
+    }
+  }));
+
+Deno.test("appendBatch fails the whole batch on a seq that is already used, and the next batch starts after it", () => {
+  const store = Store.open(":memory:");
+  try {
+    store.appendBatch([row(1), row(2)]);
+    assertStoreError(() => store.appendBatch([row(3), row(2, { id: 9 })]), "write", /cannot append messages/);
+    assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [1, 2], "nothing of the failed batch is stored");
+    assert.equal(store.lastSeq, 2);
   } finally {
     store.close();
   }
@@ -274,3 +360,123 @@ Deno.test("recent, before and after page one room's messages oldest first", () =
     store.close();
   }
 });
+
+Deno.test("a version 1 database is migrated to 2 with each room's totals counted from its messages", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/v1.db`;
+    withDb(path, (db) => {
+      db.exec(`CREATE TABLE rooms (name TEXT PRIMARY KEY, salt BLOB NOT NULL, iterations INTEGER NOT NULL,
+                                   access_pub BLOB NOT NULL, created_at INTEGER NOT NULL);
+               CREATE TABLE messages (seq INTEGER PRIMARY KEY, room TEXT NOT NULL, sender TEXT NOT NULL,
+                                      msg_id BLOB NOT NULL, sent_at INTEGER NOT NULL, envelope TEXT NOT NULL,
+                                      UNIQUE (room, msg_id));
+               CREATE INDEX messages_room_seq ON messages (room, seq);
+               PRAGMA user_version = 1;`);
+      const room = db.prepare("INSERT INTO rooms VALUES (?, ?, ?, ?, ?)");
+      room.run("general", ROOM.salt, ROOM.iterations, ROOM.accessPub, 5);
+      room.run("café", ROOM.salt, ROOM.iterations, ROOM.accessPub, 6);
+      room.run("empty", ROOM.salt, ROOM.iterations, ROOM.accessPub, 7);
+      const msg = db.prepare("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)");
+      for (const r of [row(1), row(2), row(3, { room: "café" })]) {
+        msg.run(r.seq, r.room, r.sender, r.msgId, r.sentAt, r.envelope);
+      }
+    }, { readOnly: false });
+    const store = Store.open(path);
+    try {
+      const bytes = (r: MessageRow) => new TextEncoder().encode(r.envelope).length;
+      assert.deepEqual(store.rooms(), [
+        { name: "café", messages: 1, bytes: bytes(row(3, { room: "café" })), lastAt: row(3).sentAt, createdAt: 6 },
+        { name: "empty", messages: 0, bytes: 0, lastAt: undefined, createdAt: 7 },
+        { name: "general", messages: 2, bytes: bytes(row(1)) + bytes(row(2)), lastAt: row(2).sentAt, createdAt: 5 },
+      ]);
+      assert.equal(store.roomCount, 3);
+    } finally {
+      store.close();
+    }
+  }));
+
+Deno.test("room totals follow appends, duplicates, deletions and a reopen", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    const store = Store.open(path);
+    const bytes = (r: MessageRow) => new TextEncoder().encode(r.envelope).length;
+    try {
+      store.createRoom(ROOM);
+      store.createRoom({ ...ROOM, name: "other" });
+      assert.deepEqual(store.roomStats("general"), {
+        name: "general",
+        messages: 0,
+        bytes: 0,
+        lastAt: undefined,
+        createdAt: ROOM.createdAt,
+      });
+      store.appendBatch([row(1), row(2), row(3, { id: 1 }), row(4, { room: "other" })]);
+      assert.deepEqual(store.roomStats("general"), {
+        name: "general",
+        messages: 2,
+        bytes: bytes(row(1)) + bytes(row(2)),
+        lastAt: row(2).sentAt,
+        createdAt: ROOM.createdAt,
+      });
+      assert.equal(store.roomBytes("other"), bytes(row(4, { room: "other" })));
+      assert.equal(store.roomBytes("nowhere"), 0);
+      const deleted = store.deleteRoom("other");
+      assert.equal(deleted?.messages, 1);
+      assert.equal(store.deleteRoom("other"), undefined, "already gone");
+      assert.equal(store.getRoom("other"), undefined);
+      assert.deepEqual(store.after("other", { afterSeq: 0, limit: 10 }), []);
+    } finally {
+      store.close();
+    }
+    const again = Store.open(path);
+    try {
+      assert.deepEqual(again.rooms().map((r) => [r.name, r.messages, r.bytes]), [
+        ["general", 2, bytes(row(1)) + bytes(row(2))],
+      ]);
+    } finally {
+      again.close();
+    }
+  }));
+
+Deno.test("a count retention keeps each room's newest N as messages come, and prune applies it to what is stored", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    const all = Store.open(path);
+    all.createRoom(ROOM);
+    all.appendBatch(Array.from({ length: 8 }, (_, i) => row(i + 1)));
+    all.close();
+    const store = Store.open(path, { retention: { kind: "count", count: 3 } });
+    try {
+      assert.equal(store.prune(Date.now()), 5);
+      assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [6, 7, 8]);
+      store.appendBatch([row(9), row(10)]);
+      assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [8, 9, 10]);
+      assert.equal(store.roomStats("general")?.messages, 3);
+      const bytes = [8, 9, 10].reduce((n, seq) => n + new TextEncoder().encode(row(seq).envelope).length, 0);
+      assert.equal(store.roomBytes("general"), bytes);
+      assert.equal(store.lastSeq, 10);
+    } finally {
+      store.close();
+    }
+  }));
+
+Deno.test("an age retention deletes messages stored before the age, oldest first, and updates the totals", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/a.db`;
+    const store = Store.open(path, { retention: { kind: "age", ageMs: 1000 } });
+    try {
+      store.createRoom(ROOM);
+      store.createRoom({ ...ROOM, name: "other" });
+      const now = 1_800_000_000_000;
+      const at = (seq: number, sentAt: number, room = "general") => ({ ...row(seq, { room }), sentAt });
+      store.appendBatch([at(1, now - 5000), at(2, now - 4000, "other"), at(3, now - 1001), at(4, now - 999)]);
+      store.appendBatch([at(5, now, "other")]);
+      assert.equal(store.prune(now), 3);
+      assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [4]);
+      assert.deepEqual(store.recent("other", 10).map((m) => m.seq), [5]);
+      assert.deepEqual(store.rooms().map((r) => [r.name, r.messages]), [["general", 1], ["other", 1]]);
+      assert.equal(store.prune(now), 0);
+    } finally {
+      store.close();
+    }
+  }));

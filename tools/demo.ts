@@ -88,7 +88,10 @@ async function main(): Promise<void> {
       console.log(`  #${m.seq}  ${clockTime(m.ts)} <${m.from}> ${m.text}`);
     }
 
-    // Read the database while the server still holds it: WAL mode lets a reader in.
+    // The server holds its database exclusively while it runs: stop it, then read what it stored.
+    server.child.kill("SIGTERM");
+    const status = await server.done;
+    if (!status.success) throw new Error(`the server exited with ${status.code}:\n${server.stderr}`);
     const sqlite = new DatabaseSync(db, { readOnly: true });
     const rows = sqlite.prepare("SELECT seq, room, sender, msg_id, envelope FROM messages ORDER BY seq").all() as {
       seq: number;
@@ -124,9 +127,6 @@ async function main(): Promise<void> {
     console.log(
       `\nno plaintext in the database: checked (the ${said.length} lines and the passphrase, in aeschat.db and -wal)`,
     );
-
-    const status = await server.stop();
-    if (!status.success) throw new Error(`the server exited with ${status.code}:\n${server.stderr}`);
   } finally {
     try {
       Deno.removeSignalListener("SIGINT", onInterrupt);

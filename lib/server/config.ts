@@ -7,7 +7,9 @@
 
 import { DEFAULT_MAX_FRAME } from "../frame.ts";
 import { flagHelp, type FlagSpec, parseFlags, UsageError } from "../flags.ts";
+import { AddressListError, ExemptAddresses } from "./addresses.ts";
 import { LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+import type { Retention } from "./store.ts";
 
 export { UsageError };
 
@@ -25,12 +27,32 @@ export interface ServerConfig {
   maxFrame: number;
   /** Most simultaneous connections. */
   maxConnections: number;
+  /** Most simultaneous connections from one address (exempt addresses excepted). */
+  maxConnectionsPerAddress: number;
+  /** Addresses exempt from per-address limits: IPs, "loopback", or "none". */
+  exemptAddresses: string;
   /** Messages per second per connection (0 = unlimited). */
   rate: number;
   /** Burst above the rate. */
   burst: number;
-  /** Bytes queued per client before it is disconnected. */
+  /** Bytes queued for one reader above which it is behind (half of it: congested). */
   sendQueue: number;
+  /** Seconds a reader may stay behind before it is cut off. */
+  sendGrace: number;
+  /** Most bytes queued for all readers together (a quarter of it, for readers not slow, holds senders back). */
+  maxQueued: number;
+  /** Bytes a second a reader that is behind must take to hold the senders back (slower, it is slow). */
+  minReadRate: number;
+  /** Most rooms the database may hold. */
+  maxRooms: number;
+  /** Rooms per hour one connection, or one address, may create after its burst (0: no limit). */
+  roomCreateRate: number;
+  /** Rooms one connection, or one address, may create at once. */
+  roomCreateBurst: number;
+  /** Most bytes of envelopes one room may store. */
+  roomQuota: number;
+  /** What to keep: "all", a number of messages per room, or an age such as "30d" or "12h". */
+  retention: string;
   /** Seconds allowed before hello. */
   handshakeTimeout: number;
   /** Seconds without a complete frame before disconnecting. */
@@ -73,7 +95,24 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 1000,
     min: 1,
     max: 1_000_000,
-    help: "most simultaneous connections",
+    help: "most simultaneous connections (at most half of them before joining a room)",
+  },
+  {
+    name: "max-connections-per-address",
+    key: "maxConnectionsPerAddress",
+    kind: "int",
+    default: 100,
+    min: 1,
+    max: 1_000_000,
+    help: "most simultaneous connections from one IP address",
+  },
+  {
+    name: "exempt-addresses",
+    key: "exemptAddresses",
+    kind: "string",
+    default: "loopback",
+    arg: "LIST",
+    help: "addresses exempt from per-address limits: IPs, loopback, or none",
   },
   {
     name: "rate",
@@ -100,7 +139,79 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 1024 * 1024,
     min: 64 * 1024,
     max: 1024 * 1024 * 1024,
-    help: "bytes buffered for a slow reader before it is disconnected",
+    help: "bytes waiting for one reader above which it is behind (above half, senders wait for it briefly)",
+  },
+  {
+    name: "send-grace",
+    key: "sendGrace",
+    kind: "number",
+    default: 30,
+    min: 0.1,
+    max: 3600,
+    help: "seconds a reader may stay behind before it is cut off",
+  },
+  {
+    name: "max-queued",
+    key: "maxQueued",
+    kind: "int",
+    default: 128 * 1024 * 1024,
+    min: 256 * 1024,
+    max: 16 * 1024 * 1024 * 1024,
+    help:
+      "most bytes waiting for all readers together: senders wait from a quarter of it, slow readers are cut above it",
+  },
+  {
+    name: "min-read-rate",
+    key: "minReadRate",
+    kind: "int",
+    default: 64 * 1024,
+    min: 1,
+    max: 1024 * 1024 * 1024,
+    help: "bytes a second a reader with a backlog must take for senders to wait for it; slower, it is slow",
+  },
+  {
+    name: "max-rooms",
+    key: "maxRooms",
+    kind: "int",
+    default: 1000,
+    min: 1,
+    max: 10_000_000,
+    help: "most rooms the database may hold; creating more is refused (room_limit)",
+  },
+  {
+    name: "room-create-rate",
+    key: "roomCreateRate",
+    kind: "number",
+    default: 30,
+    min: 0,
+    max: 1_000_000,
+    help: "rooms an hour one connection, or one address, may create after its burst (0 = no limit)",
+  },
+  {
+    name: "room-create-burst",
+    key: "roomCreateBurst",
+    kind: "int",
+    default: 5,
+    min: 1,
+    max: 1_000_000,
+    help: "rooms one connection, or one address, may create at once",
+  },
+  {
+    name: "room-quota",
+    key: "roomQuota",
+    kind: "int",
+    default: 256 * 1024 * 1024,
+    min: 64 * 1024,
+    max: Number.MAX_SAFE_INTEGER,
+    help: "most bytes of messages one room may store; more are refused (room_full)",
+  },
+  {
+    name: "retention",
+    key: "retention",
+    kind: "string",
+    default: "all",
+    arg: "KEEP",
+    help: "messages kept: all, N (the last N of each room), or an age such as 30d or 12h",
   },
   {
     name: "handshake-timeout",
@@ -165,16 +276,40 @@ export function serverHelp(version: string): string {
     `aeschat server ${version}: relays and stores end-to-end encrypted messages it cannot read.`,
     "",
     "Usage: aeschat-server [options]     (from source: deno task server [options])",
+    "       aeschat-server admin rooms | delete-room NAME [--db FILE]   (on a stopped server's database; admin --help)",
     "",
     "Options:",
   ];
   lines.push(...flagHelp(SERVER_FLAGS));
   lines.push(
     "",
-    "Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database,",
-    "            5 database corrupt or from a newer version, 6 bad TLS certificate or key.",
+    "Exit codes: 0 ok, 1 internal error, 2 bad flag, 3 cannot listen, 4 cannot open the database (or another",
+    "            server holds it), 5 database corrupt or from a newer version, 6 bad TLS certificate or key.",
   );
   return lines.join("\n");
+}
+
+/**
+ * Reads a --retention value.
+ *
+ * @example
+ * ```ts
+ * parseRetention("30d"); // { kind: "age", ageMs: 2592000000 }
+ * parseRetention("5000"); // { kind: "count", count: 5000 }
+ * ```
+ * @param text "all", a whole number of messages per room, or a whole number of days (d) or hours (h)
+ * @returns the retention
+ * @throws {UsageError} for anything else
+ */
+export function parseRetention(text: string): Retention {
+  if (text === "all") return { kind: "all" };
+  const match = /^([1-9]\d{0,9})([dh]?)$/.exec(text);
+  if (!match) {
+    throw new UsageError(`--retention must be all, a number of messages, or an age such as 30d or 12h, got ${text}`);
+  }
+  const n = Number(match[1]);
+  if (match[2] === "") return { kind: "count", count: n };
+  return { kind: "age", ageMs: n * (match[2] === "d" ? 86_400_000 : 3_600_000) };
 }
 
 /**
@@ -192,6 +327,13 @@ export function parseServerFlags(args: string[]): ServerConfig {
   const config = parseFlags(SERVER_FLAGS, args);
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     throw new UsageError("--tls-cert and --tls-key go together");
+  }
+  parseRetention(config.retention as string);
+  try {
+    new ExemptAddresses(config.exemptAddresses as string);
+  } catch (err) {
+    if (err instanceof AddressListError) throw new UsageError(err.message);
+    throw err;
   }
   return config as unknown as ServerConfig;
 }

@@ -8,6 +8,7 @@
 
 import { encodeMessage, FrameError, FrameReader } from "../frame.ts";
 import { type ErrorCode, parseClientMessage, ProtocolError } from "../protocol.ts";
+import type { Backpressure, QueueGauge, Reader } from "./backpressure.ts";
 import type { Hub, Member, Peer } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { TokenBucket } from "./rate_limit.ts";
@@ -31,15 +32,32 @@ const WRITE_CHUNK_BYTES = 64 * 1024;
  * does not allocate, and leave to the garbage collector, a chunk per connection per turn.
  */
 const SPARE_CHUNK_BYTES = 32 * 1024 * 1024;
+/** Written frames at the head of a queue after which the array is compacted (see #take). */
+const QUEUE_COMPACT_AFTER = 4096;
 /** How long a closing connection may take to flush its last frames before it is cut. */
 const CLOSE_GRACE_MS = 2000;
+/** Messages whose handling makes work for others (fan-out, replies): reading them waits while readers catch up. */
+const MAKES_WORK: Record<string, boolean> = {
+  hello: false, // a welcome is small, and a new client must not miss its --handshake-timeout waiting
+  join: true,
+  prove: true,
+  send: true,
+  who: true,
+  rooms: true,
+  nick: true,
+  history: true,
+  since: true,
+  ping: false,
+  pong: false,
+  bye: false,
+};
 
 /** Limits that apply to one connection. */
 export interface ConnectionOptions {
   /** Largest frame body accepted. */
   maxFrame: number;
-  /** Bytes queued for this client before it is disconnected. */
-  sendQueue: number;
+  /** The server's outbound budget: this connection's queue is counted there, and its reads wait on it. */
+  backpressure: Backpressure;
   /** Milliseconds allowed before hello. */
   handshakeTimeoutMs: number;
   /** Milliseconds without a complete frame before the connection is closed. */
@@ -50,6 +68,19 @@ export interface ConnectionOptions {
   burst: number;
   /** Event log. */
   log: Logger;
+}
+
+/**
+ * The byte stream under a connection: a `Deno.Conn` for plain TCP, or the node:tls adapter of tls.ts. `read` and
+ * `write` behave as `Deno.Conn`'s do (a read may return fewer bytes, null at the end; a write may write fewer).
+ */
+export interface Socket {
+  /** Reads into `into`; resolves with the byte count, or null at the end of the stream. */
+  read(into: Uint8Array): Promise<number | null>;
+  /** Writes some of `bytes`; resolves with how many were written. */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Closes the socket and releases its file descriptor. */
+  close(): void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -87,8 +118,8 @@ const chunks = new ChunkPool();
  * await connection.run();
  * ```
  */
-export class Connection implements Peer {
-  #conn: Deno.Conn;
+export class Connection implements Peer, Reader {
+  #conn: Socket;
   #hub: Hub;
   #member: Member;
   #options: ConnectionOptions;
@@ -96,7 +127,10 @@ export class Connection implements Peer {
   #queue: Uint8Array[] = [];
   /** Index of the first frame of #queue not yet taken by the writer. */
   #head = 0;
-  #queued = 0;
+  /** This connection's queue, as the backpressure counts it. */
+  #gauge: QueueGauge;
+  /** Set while reading waits for the backpressure (or the rate limit): the client is not idle then. */
+  #held = false;
   #writing = false;
   #closing = false;
   #closed = false;
@@ -108,23 +142,36 @@ export class Connection implements Peer {
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set while run() waits for the socket to close. */
   #onClosed: (() => void) | undefined;
+  /** Resolves once the socket is closed: a read held back by the backpressure stops waiting then. */
+  #gone: Promise<void>;
+  #markGone!: () => void;
   /** Connections with frames queued in the current task, whose writers start once it is over. */
   static #starting: Connection[] = [];
+
+  /** performance.now() when the socket was accepted: the hello deadline counts from there. */
+  #acceptedAt: number;
 
   /**
    * @param conn the accepted socket
    * @param context.hub the chat core
    * @param context.remote the remote address, for logs
    * @param context.options this connection's limits
+   * @param context.acceptedAt performance.now() at accept (default now; a TLS handshake happens in between)
    */
-  constructor(conn: Deno.Conn, context: { hub: Hub; remote: string; options: ConnectionOptions }) {
+  constructor(
+    conn: Socket,
+    context: { hub: Hub; remote: string; options: ConnectionOptions; acceptedAt?: number },
+  ) {
     this.#conn = conn;
+    this.#acceptedAt = context.acceptedAt ?? performance.now();
     this.#hub = context.hub;
     this.#remote = context.remote;
     this.#options = context.options;
     if (this.#options.rate > 0) {
       this.#bucket = new TokenBucket({ rate: this.#options.rate, burst: this.#options.burst });
     }
+    this.#gone = new Promise((resolve) => this.#markGone = resolve);
+    this.#gauge = this.#options.backpressure.track(this);
     this.#member = this.#hub.attach(this, this.#remote);
   }
 
@@ -142,7 +189,7 @@ export class Connection implements Peer {
     this.#handshakeTimer = setTimeout(() => {
       if (this.#member.nick !== undefined) return;
       this.#refuse("handshake_timeout", `no hello within ${this.#options.handshakeTimeoutMs} ms`);
-    }, this.#options.handshakeTimeoutMs);
+    }, Math.max(0, this.#acceptedAt + this.#options.handshakeTimeoutMs - performance.now()));
     const reader = new FrameReader({ maxFrame: this.#options.maxFrame });
     let buf = new Uint8Array(READ_BUFFER_MIN);
     let smallReads = 0;
@@ -192,8 +239,13 @@ export class Connection implements Peer {
           // Only a connection over its budget pays for an await; unlimited (--rate 0) never does.
           if (this.#bucket !== undefined && this.#member.nick !== undefined) {
             const wait = this.#bucket.take();
-            if (wait > 0) await this.#throttle(wait);
+            if (wait > 0) await this.#hold(this.#throttle(wait));
           }
+          // While readers catch up, stop reading from whoever makes work for others (a ping makes none).
+          if (MAKES_WORK[msg.type] && this.#options.backpressure.holding) {
+            await this.#hold(this.#options.backpressure.released());
+          }
+          if (this.#closing) break reading;
           const pending = this.#hub.handle(this.#member, msg);
           if (pending) await pending;
           if (this.#member.nick !== undefined && this.#handshakeTimer !== undefined) {
@@ -220,26 +272,15 @@ export class Connection implements Peer {
   }
 
   /**
-   * Queues a frame. When the queue would exceed --send-queue, the client is cut off instead.
+   * Queues a frame. It is never refused for its size: a reader that does not keep up is cut off by the backpressure
+   * (see backpressure.ts), not at the moment a burst is queued.
    *
    * @param frame a complete frame
    */
   send(frame: Uint8Array): void {
     if (this.#closed) return;
-    if (this.#queued + frame.length > this.#options.sendQueue) {
-      this.#options.log.warn("limit", {
-        remote: this.#remote,
-        nick: this.#member.nick,
-        limit: "send_queue",
-        bytes: this.#queued + frame.length,
-      });
-      // Its queue is full, so a bye could never reach it: cut it off now.
-      this.#hub.detach(this.#member);
-      this.#abort();
-      return;
-    }
     this.#queue.push(frame);
-    this.#queued += frame.length;
+    this.#gauge.add(frame.length);
     if (!this.#writing) {
       this.#writing = true;
       // Start writing once the current task is over, so every frame queued in it (a whole fan-out batch) goes out
@@ -262,13 +303,40 @@ export class Connection implements Peer {
   }
 
   /**
-   * Closes the connection when it has sent no complete frame for --idle-timeout.
+   * Cuts the connection off because it does not read what is sent to it (called by the backpressure). Its queue is
+   * long, so a bye could never reach it: it is closed without one.
+   *
+   * @param why "grace" or "memory" (see {@link Reader.cut})
+   * @param behindMs how long it has been behind
+   */
+  cut(why: "grace" | "memory", behindMs: number): void {
+    if (this.#closed) return;
+    this.#options.log.warn("limit", {
+      remote: this.#remote,
+      nick: this.#member.nick,
+      limit: "send_queue",
+      bytes: this.#gauge.queued,
+      behind_ms: Math.round(behindMs),
+      why,
+    });
+    this.#hub.detach(this.#member);
+    this.#abort();
+  }
+
+  /** Logs that this reader was found slow: it no longer holds the senders back. */
+  slowed(): void {
+    this.#options.log.info("slow_reader", { remote: this.#remote, nick: this.#member.nick, bytes: this.#gauge.queued });
+  }
+
+  /**
+   * Closes the connection when it has sent no complete frame for --idle-timeout. A connection whose reading is held
+   * back (by the backpressure or its rate limit) is not idle: its frames wait in the socket.
    *
    * @param now the current performance.now()
    * @returns whether it was closed
    */
   checkIdle(now: number): boolean {
-    if (this.#closing || this.#member.nick === undefined) return false;
+    if (this.#closing || this.#member.nick === undefined || this.#held) return false;
     if (now - this.#lastFrameAt <= this.#options.idleTimeoutMs) return false;
     this.#refuse("idle_timeout", `no complete frame within ${this.#options.idleTimeoutMs} ms`);
     return true;
@@ -293,6 +361,17 @@ export class Connection implements Peer {
     }
   }
 
+  /** Waits for `until` with the connection marked as held, then counts it as active again. */
+  async #hold(until: Promise<void>): Promise<void> {
+    this.#held = true;
+    try {
+      await Promise.race([until, this.#gone]);
+    } finally {
+      this.#held = false;
+      this.#lastFrameAt = performance.now();
+    }
+  }
+
   #refuse(code: ErrorCode, message: string): void {
     this.#options.log.warn("refused", { remote: this.#remote, nick: this.#member.nick, code });
     this.send(encodeMessage({ type: "error", code, message }));
@@ -310,8 +389,12 @@ export class Connection implements Peer {
       while (this.#head < this.#queue.length && !this.#closed) {
         const { chunk, copy } = this.#take();
         let at = 0;
-        while (at < chunk.length) at += await this.#conn.write(chunk.subarray(at));
-        this.#queued -= chunk.length;
+        while (at < chunk.length) {
+          const n = await this.#conn.write(chunk.subarray(at));
+          at += n;
+          // Counted as it goes, so that a slow reader's rate is measured byte by byte, not chunk by chunk.
+          this.#gauge.remove(n);
+        }
         // The write is complete, so nothing refers to the copy any more.
         if (copy) chunks.give(copy);
       }
@@ -351,6 +434,10 @@ export class Connection implements Peer {
     if (i === queue.length) {
       this.#queue = [];
       this.#head = 0;
+    } else if (i >= QUEUE_COMPACT_AFTER && i * 2 >= queue.length) {
+      // A reader that is never quite done (a long flood) would otherwise grow this array by a slot per frame for ever.
+      this.#queue = queue.slice(i);
+      this.#head = 0;
     } else {
       this.#head = i;
     }
@@ -373,12 +460,13 @@ export class Connection implements Peer {
     this.#closed = true;
     this.#queue = [];
     this.#head = 0;
-    this.#queued = 0;
+    this.#gauge.close();
     try {
       this.#conn.close();
     } catch {
       // already closed by the peer
     }
+    this.#markGone();
     this.#onClosed?.();
   }
 }

@@ -11,8 +11,18 @@ import { type Envelope, serializeEnvelope } from "../envelope.ts";
 import { encodeFrame, encodeMessage } from "../frame.ts";
 import { NameError, nickKey, validateNick, validateRoom } from "../names.ts";
 import { type ClientMessage, type ErrorCode, HISTORY_PAGE, PROTOCOL_VERSION, type ServerLimits } from "../protocol.ts";
+import type { Backpressure } from "./backpressure.ts";
+import { hostOf } from "./addresses.ts";
 import type { Logger } from "./log.ts";
-import { type MessageRow, type RoomRecord, type Store, type StoredMessage, StoreError } from "./store.ts";
+import { TokenBucket } from "./rate_limit.ts";
+import {
+  type AppendResult,
+  type MessageRow,
+  type RoomRecord,
+  type Store,
+  type StoredMessage,
+  StoreError,
+} from "./store.ts";
 
 /** Server software name sent in the welcome. */
 export const SERVER_NAME = "aeschat";
@@ -42,7 +52,31 @@ export interface HubOptions {
   log: Logger;
   /** Clock in ms since the epoch (for tests). */
   now?: () => number;
+  /** Told of the fan-out accepted but not yet queued (the turn's batch), so that senders wait while it is large. */
+  backpressure?: Pick<Backpressure, "pending">;
+  /** Limits on rooms (server flags); none when left out. */
+  rooms?: RoomLimits;
 }
+
+/** Limits on creating rooms and on what one room may store. */
+export interface RoomLimits {
+  /** --max-rooms: most rooms the database may hold. */
+  maxRooms: number;
+  /** --room-create-rate: rooms per hour one connection, or one address, may create after its burst (0: no limit). */
+  createPerHour: number;
+  /** --room-create-burst: rooms one connection, or one address, may create at once. */
+  createBurst: number;
+  /** --room-quota: most bytes of envelopes one room may store. */
+  quotaBytes: number;
+  /** Addresses exempt from the per-address creation limit. */
+  exempt?: (host: string) => boolean;
+}
+
+/** Address buckets kept before the full (idle) ones are dropped. */
+const ADDRESS_BUCKETS_KEPT = 10_000;
+
+/** Bytes a relayed message frame adds to the envelope text (header, type, seq, sent_at). */
+const MESSAGE_FRAME_OVERHEAD = 80;
 
 interface PendingJoin {
   room: string;
@@ -64,6 +98,10 @@ export class Member {
   pending: PendingJoin | undefined;
   /** Failed join proofs so far. */
   denied = 0;
+  /** Rooms whose passphrase this connection has proved (it may have left some of them since). */
+  readonly proved: Set<string> = new Set();
+  /** This connection's budget for creating rooms (see {@link RoomLimits}). */
+  creations: TokenBucket | undefined;
   /** Whether the hub has dropped this member. */
   gone = false;
 
@@ -119,7 +157,15 @@ export class Hub {
   #nicks = new Map<string, Member>();
   #rooms = new Map<string, Set<Member>>();
   #members = new Set<Member>();
+  /** Attached members that have not proved any room yet. */
+  #unproven = 0;
   #batch: Outgoing[] = [];
+  /** Fan-out bytes of the batch, as told to the backpressure. */
+  #batchFanout = 0;
+  /** Envelope bytes of the batch per room, for the storage cap. */
+  #batchRoomBytes = new Map<string, number>();
+  /** Room creation budgets per address. */
+  #addressCreations = new Map<string, TokenBucket>();
   #flushScheduled = false;
   #stopping = false;
 
@@ -138,6 +184,11 @@ export class Hub {
     return this.#members.size;
   }
 
+  /** Number of attached members that have not proved any room yet (strangers, and members still joining). */
+  get unproven(): number {
+    return this.#unproven;
+  }
+
   /**
    * Registers a new connection, before its hello.
    *
@@ -147,7 +198,12 @@ export class Hub {
    */
   attach(peer: Peer, remote: string): Member {
     const member = new Member(peer, remote);
+    const limits = this.#options.rooms;
+    if (limits !== undefined && limits.createPerHour > 0) {
+      member.creations = new TokenBucket({ rate: limits.createPerHour / 3600, burst: limits.createBurst });
+    }
     this.#members.add(member);
+    this.#unproven++;
     return member;
   }
 
@@ -159,6 +215,7 @@ export class Hub {
   detach(member: Member): void {
     if (member.gone) return;
     member.gone = true;
+    if (member.proved.size === 0) this.#unproven--;
     this.#leaveRoom(member);
     if (member.nick !== undefined && this.#nicks.get(nickKey(member.nick)) === member) {
       this.#nicks.delete(nickKey(member.nick));
@@ -195,7 +252,7 @@ export class Hub {
       case "nick":
         return this.#nick(member, msg.new);
       case "history":
-        return this.#history(member, msg.before_seq, msg.limit);
+        return this.#history(member, msg.before_seq, msg.limit ?? HISTORY_PAGE);
       case "since":
         return this.#since(member, msg.after_seq, msg.limit ?? HISTORY_PAGE);
       case "ping":
@@ -218,6 +275,9 @@ export class Hub {
     const batch = this.#batch;
     if (batch.length === 0) return;
     this.#batch = [];
+    const fanout = this.#batchFanout;
+    this.#batchFanout = 0;
+    this.#batchRoomBytes.clear();
     const sentAt = this.#now();
     const first = this.#store.lastSeq + 1;
     const rows: MessageRow[] = batch.map((o, i) => ({
@@ -228,23 +288,25 @@ export class Hub {
       sentAt,
       envelope: o.text,
     }));
-    let inserted: boolean[];
+    let results: AppendResult[];
+    let threw = false;
     try {
-      inserted = this.#store.appendBatch(rows);
+      results = this.#store.appendBatch(rows);
     } catch (err) {
+      threw = true;
       const why = err instanceof StoreError ? err.message : String(err);
       this.#options.log.error("storage_failed", { messages: batch.length, reason: why });
-      for (const o of batch) {
-        o.member.peer.send(errorFrame("storage_failed", "the message was not stored; send it again", o.envelope.id));
-      }
-      return;
+      results = batch.map(() => "failed");
     }
+    let failed = 0;
     for (let i = 0; i < batch.length; i++) {
       const o = batch[i];
-      if (!inserted[i]) {
-        o.member.peer.send(
-          errorFrame("duplicate_id", "a message with this id is already stored in this room", o.envelope.id),
-        );
+      if (results[i] !== "stored") {
+        const [code, message] = results[i] === "duplicate"
+          ? ["duplicate_id" as const, "a message with this id is already stored in this room"]
+          : ["storage_failed" as const, "the message was not stored; send it again"];
+        if (code === "storage_failed") failed++;
+        o.member.peer.send(errorFrame(code, message, o.envelope.id));
         continue;
       }
       const seq = rows[i].seq;
@@ -254,6 +316,11 @@ export class Hub {
       const frame = encodeFrame(`{"type":"message","seq":${seq},"sent_at":${sentAt},"envelope":${o.text}}`);
       for (const m of members) if (m !== o.member) m.peer.send(frame);
     }
+    if (failed > 0 && !threw) {
+      this.#options.log.error("storage_failed", { messages: failed, reason: "an insert changed nothing" });
+    }
+    // Queued now (or refused): the bytes are counted on the connections' queues instead.
+    if (fanout > 0) this.#options.backpressure?.pending(-fanout);
   }
 
   /**
@@ -308,6 +375,8 @@ export class Hub {
       return this.#fail(member, "room_invalid", err.message);
     }
     const record = this.#store.getRoom(room);
+    // A room that would be created: say now if it cannot be, before the client derives its keys for nothing.
+    if (!record && this.#refuseCreation(member, room)) return;
     const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
     member.pending = { room, nonce, record };
     const challenge: Record<string, unknown> = { type: "challenge", room, nonce: nonce.toBase64() };
@@ -336,6 +405,7 @@ export class Hub {
       }
       const problem = this.#createProblem(msg);
       if (problem) return this.#fail(member, "bad_create", problem);
+      if (this.#refuseCreation(member, msg.room)) return;
       accessPub = decodeBase64(msg.access_pub!);
       created = {
         name: msg.room,
@@ -362,12 +432,62 @@ export class Hub {
       });
     }
     if (created) {
+      if (this.#refuseCreation(member, msg.room)) return;
       if (!this.#store.createRoom(created)) {
         return this.#fail(member, "room_changed", `room ${msg.room} was just created by someone else; join again`);
       }
+      member.creations?.take();
+      this.#addressBucket(member)?.take();
       this.#options.log.info("room_created", { remote: member.remote, nick: member.nick, room: msg.room });
     }
     this.#enterRoom(member, msg.room);
+  }
+
+  /** Refuses (and answers) the creation of a room over --max-rooms or the creation budgets; returns whether it did. */
+  #refuseCreation(member: Member, room: string): boolean {
+    const limits = this.#options.rooms;
+    if (limits === undefined) return false;
+    if (this.#store.roomCount >= limits.maxRooms) {
+      this.#options.log.warn("limit", { remote: member.remote, nick: member.nick, limit: "max_rooms", room });
+      this.#fail(
+        member,
+        "room_limit",
+        `room ${room} cannot be created: the server already holds its ${limits.maxRooms} rooms (--max-rooms)`,
+      );
+      return true;
+    }
+    const byConnection = member.creations?.peek() ?? 0;
+    const byAddress = this.#addressBucket(member)?.peek() ?? 0;
+    const wait = Math.max(byConnection, byAddress);
+    if (wait === 0) return false;
+    const from = byConnection >= byAddress ? "this connection" : "your address";
+    this.#options.log.warn("limit", { remote: member.remote, nick: member.nick, limit: "room_create_rate", room });
+    member.peer.send(encodeMessage({
+      type: "error",
+      code: "create_limited",
+      message: `room ${room} cannot be created now: too many rooms were created from ${from} ` +
+        `(--room-create-burst ${limits.createBurst}, --room-create-rate ${limits.createPerHour} an hour); ` +
+        `try again in ${Math.ceil(wait / 1000)} s`,
+      retry_after_ms: wait,
+    }));
+    return true;
+  }
+
+  /** The room creation budget of a member's address (none when exempt or unlimited). */
+  #addressBucket(member: Member): TokenBucket | undefined {
+    const limits = this.#options.rooms;
+    if (limits === undefined || limits.createPerHour <= 0) return undefined;
+    const host = hostOf(member.remote);
+    if (limits.exempt?.(host)) return undefined;
+    let bucket = this.#addressCreations.get(host);
+    if (bucket === undefined) {
+      if (this.#addressCreations.size >= ADDRESS_BUCKETS_KEPT) {
+        for (const [h, b] of this.#addressCreations) if (b.full) this.#addressCreations.delete(h);
+      }
+      bucket = new TokenBucket({ rate: limits.createPerHour / 3600, burst: limits.createBurst });
+      this.#addressCreations.set(host, bucket);
+    }
+    return bucket;
   }
 
   #createProblem(msg: Extract<ClientMessage, { type: "prove" }>): string | undefined {
@@ -396,6 +516,8 @@ export class Hub {
     for (const m of members) m.peer.send(presence);
     members.add(member);
     member.room = room;
+    if (member.proved.size === 0) this.#unproven--;
+    member.proved.add(room);
     const recent = this.#store.recent(room, this.#options.limits.history);
     const history = recent.slice(recent.length - fitting(recent, { fromEnd: true }));
     const names = [...members].map((m) => m.nick!);
@@ -432,12 +554,30 @@ export class Hub {
     if (envelope.from !== member.nick) {
       return this.#fail(member, "sender_mismatch", `envelope.from must be your nick ${member.nick}`, { id });
     }
-    this.#batch.push({
-      member,
-      envelope,
-      text: serializeEnvelope(envelope),
-      msgId: Uint8Array.fromBase64(id),
-    });
+    const text = serializeEnvelope(envelope);
+    const quota = this.#options.rooms?.quotaBytes;
+    if (quota !== undefined) {
+      const batched = this.#batchRoomBytes.get(member.room) ?? 0;
+      if (this.#store.roomBytes(member.room) + batched + text.length > quota) {
+        this.#options.log.warn("limit", { remote: member.remote, nick: member.nick, limit: "room_quota" });
+        return this.#fail(
+          member,
+          "room_full",
+          `room ${member.room} holds its ${quota} bytes (--room-quota): the message was not stored; an operator ` +
+            `can raise the cap, set --retention, or delete the room`,
+          { id },
+        );
+      }
+      this.#batchRoomBytes.set(member.room, batched + text.length);
+    }
+    this.#batch.push({ member, envelope, text, msgId: Uint8Array.fromBase64(id) });
+    const backpressure = this.#options.backpressure;
+    if (backpressure !== undefined) {
+      const fanout = (text.length + MESSAGE_FRAME_OVERHEAD) *
+        Math.max(0, (this.#rooms.get(member.room)?.size ?? 1) - 1);
+      this.#batchFanout += fanout;
+      backpressure.pending(fanout);
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       // setImmediate runs after the I/O callbacks of this event-loop turn (a setTimeout of 0 costs 1-4 ms).
@@ -452,7 +592,12 @@ export class Hub {
   }
 
   #roomList(member: Member): void {
-    const rooms = [...this.#rooms].map(([name, set]) => ({ name, members: set.size }));
+    // Only rooms this connection has proved: a stranger learns nothing of which rooms exist or who is in them.
+    const rooms = [];
+    for (const name of member.proved) {
+      const members = this.#rooms.get(name)?.size ?? 0;
+      if (members > 0) rooms.push({ name, members });
+    }
     member.peer.send(encodeMessage({ type: "rooms", rooms }));
   }
 

@@ -1,22 +1,29 @@
 /**
- * The server's outer loop: opens the store, checks the TLS files, listens, accepts connections within
- * --max-connections, sweeps idle ones, and shuts down cleanly.
+ * The server's outer loop: checks the TLS files, listens, then opens the store (so that a server that cannot listen
+ * leaves no database behind), admits connections within the connection limits, sweeps idle ones, and shuts down
+ * cleanly.
  *
  * @module
  */
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
+import { createSecureContext } from "node:tls";
 import { MAX_BODY_BYTES } from "../envelope.ts";
 import { encodeMessage } from "../frame.ts";
-import { HISTORY_PAGE } from "../protocol.ts";
-import type { ServerConfig } from "./config.ts";
-import { Connection } from "./connection.ts";
+import { HISTORY_PAGE, type ServerLimits } from "../protocol.ts";
+import { ExemptAddresses, hostOf } from "./addresses.ts";
+import { Backpressure } from "./backpressure.ts";
+import { parseRetention, type ServerConfig } from "./config.ts";
+import { Connection, type ConnectionOptions, type Socket } from "./connection.ts";
 import { Hub } from "./hub.ts";
 import type { Logger } from "./log.ts";
 import { Store } from "./store.ts";
+import { startTls } from "./tls.ts";
 
 /** How long shutdown waits for connections to flush their last frames. */
 const SHUTDOWN_GRACE_MS = 3000;
+/** How often messages older than --retention are deleted. */
+const RETENTION_EVERY_MS = 60_000;
 
 /** Raised when the server cannot start serving: `kind` picks the exit code. */
 export class StartError extends Error {
@@ -68,11 +75,78 @@ function remoteOf(conn: Deno.Conn): string {
 }
 
 /**
- * Starts serving. Resolves once listening; the accept loop runs in the background.
+ * Counts what the connection limits are about: every accepted socket (including one still in its TLS handshake), per
+ * address, and those still in a TLS handshake (which have proved nothing yet).
+ */
+class Slots {
+  total = 0;
+  handshaking = 0;
+  #perAddress = new Map<string, number>();
+
+  /** Connections from this host. */
+  from(host: string): number {
+    return this.#perAddress.get(host) ?? 0;
+  }
+
+  take(host: string): void {
+    this.total++;
+    this.#perAddress.set(host, this.from(host) + 1);
+  }
+
+  give(host: string): void {
+    this.total--;
+    const n = this.from(host) - 1;
+    if (n > 0) this.#perAddress.set(host, n);
+    else this.#perAddress.delete(host);
+  }
+}
+
+/** Most refusals logged one by one per second; a stranger opening thousands of connections gets a count instead. */
+const REFUSALS_LOGGED_PER_S = 10;
+
+/** Logs refused connections, at most REFUSALS_LOGGED_PER_S a second, then how many were left out. */
+class RefusalLog {
+  #log: Logger;
+  #second = 0;
+  #logged = 0;
+  #unlogged = new Map<string, number>();
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  log(remote: string, limit: string): void {
+    const second = Math.floor(performance.now() / 1000);
+    if (second !== this.#second) {
+      for (const [why, n] of this.#unlogged) this.#log.warn("limit", { limit: why, unlogged: n });
+      this.#unlogged.clear();
+      this.#second = second;
+      this.#logged = 0;
+    }
+    if (this.#logged++ < REFUSALS_LOGGED_PER_S) this.#log.warn("limit", { remote, limit });
+    else this.#unlogged.set(limit, (this.#unlogged.get(limit) ?? 0) + 1);
+  }
+}
+
+function limitsOf(config: ServerConfig): ServerLimits {
+  return {
+    max_frame: config.maxFrame,
+    max_body: MAX_BODY_BYTES,
+    history: config.history,
+    history_page: HISTORY_PAGE,
+    rate: config.rate,
+    burst: config.burst,
+    send_queue: config.sendQueue,
+    idle_timeout_ms: Math.round(config.idleTimeout * 1000),
+  };
+}
+
+/**
+ * Starts serving. Returns once listening and the database is open; connections are handled in the background.
  *
  * @example
  * ```ts
- * const server = await serve(parseServerFlags(["--port", "0"]), { log: new Logger() });
+ * const server = serve(parseServerFlags(["--port", "0"]), { log: new Logger(), version: "0.1.0" });
  * console.log(server.addr.port);
  * await server.shutdown();
  * ```
@@ -80,54 +154,140 @@ function remoteOf(conn: Deno.Conn): string {
  * @param context.log the event log
  * @param context.version the server version, for the welcome
  * @returns the running server
+ * @throws {StartError} when TLS files are bad or the address cannot be bound (no database is opened then)
  * @throws {StoreError} when the database cannot be opened
- * @throws {StartError} when TLS files are bad or the address cannot be bound
  */
 export function serve(config: ServerConfig, context: { log: Logger; version: string }): RunningServer {
   const { log } = context;
-  const tls = config.tlsCert !== undefined ? readTls(config) : undefined;
-  const store = Store.open(config.db, { synchronous: config.synchronous });
-  let listener: Deno.Listener;
-  try {
-    listener = tls
-      ? Deno.listenTls({ hostname: config.host, port: config.port, cert: tls.cert, key: tls.key })
-      : Deno.listen({ hostname: config.host, port: config.port });
-  } catch (err) {
-    store.close();
-    const why = err instanceof Deno.errors.AddrInUse ? "address already in use" : (err as Error).message.split("\n")[0];
-    throw new StartError("listen", `cannot listen on ${config.host}:${config.port}: ${why}`);
-  }
-  const hub = new Hub(store, {
-    version: context.version,
-    log,
-    limits: {
-      max_frame: config.maxFrame,
-      max_body: MAX_BODY_BYTES,
-      history: config.history,
-      history_page: HISTORY_PAGE,
-      rate: config.rate,
-      burst: config.burst,
-      send_queue: config.sendQueue,
-      idle_timeout_ms: Math.round(config.idleTimeout * 1000),
-    },
-  });
-  const connectionOptions = {
-    maxFrame: config.maxFrame,
+  const tlsFiles = config.tlsCert !== undefined ? readTls(config) : undefined;
+  const secureContext = tlsFiles ? createSecureContext(tlsFiles) : undefined;
+  const exempt = new ExemptAddresses(config.exemptAddresses);
+  const slots = new Slots();
+  const refusals = new RefusalLog(log);
+  const connections = new Set<Connection>();
+  const running = new Set<Promise<void>>();
+  const handshakes = new Set<Deno.Conn>();
+  let hub: Hub | undefined = undefined;
+  let stopping = false;
+  const backpressure = new Backpressure({
     sendQueue: config.sendQueue,
+    graceMs: config.sendGrace * 1000,
+    maxQueued: config.maxQueued,
+    minReadRate: config.minReadRate,
+    log,
+  });
+  const connectionOptions: ConnectionOptions = {
+    maxFrame: config.maxFrame,
+    backpressure,
     handshakeTimeoutMs: config.handshakeTimeout * 1000,
     idleTimeoutMs: config.idleTimeout * 1000,
     rate: config.rate,
     burst: config.burst,
     log,
   };
-  const connections = new Set<Connection>();
-  const running = new Set<Promise<void>>();
-  let stopping = false;
 
+  /** Why a new connection from `host` is refused, or undefined when it is admitted. */
+  const refusal = (host: string): string | undefined => {
+    if (stopping || hub === undefined) return "shutting_down";
+    if (slots.total >= config.maxConnections) return "max_connections";
+    if (!exempt.has(host) && slots.from(host) >= config.maxConnectionsPerAddress) return "max_connections_per_address";
+    if (hub.unproven + slots.handshaking >= Math.ceil(config.maxConnections / 2)) return "unproven_connections";
+    return undefined;
+  };
+
+  const run = (socket: Socket, remote: string, acceptedAt: number) => {
+    const host = hostOf(remote);
+    const connection = new Connection(socket, { hub: hub!, remote, options: connectionOptions, acceptedAt });
+    connections.add(connection);
+    const done = connection.run().catch((err) => {
+      log.error("connection_failed", { remote, reason: (err as Error).message.split("\n")[0] });
+    }).finally(() => {
+      connections.delete(connection);
+      running.delete(done);
+      slots.give(host);
+    });
+    running.add(done);
+  };
+
+  const secure = (conn: Deno.Conn, remote: string) => {
+    const host = hostOf(remote);
+    slots.handshaking++;
+    handshakes.add(conn);
+    const acceptedAt = performance.now();
+    startTls(conn, { secureContext: secureContext!, timeoutMs: connectionOptions.handshakeTimeoutMs }).then(
+      (socket) => {
+        slots.handshaking--;
+        handshakes.delete(conn);
+        if (socket === undefined || stopping) {
+          socket?.close();
+          log.info("tls_failed", { remote });
+          slots.give(host);
+          return;
+        }
+        run(socket, remote, acceptedAt);
+      },
+    );
+  };
+
+  let listener: Deno.Listener;
+  try {
+    listener = Deno.listen({ hostname: config.host, port: config.port });
+  } catch (err) {
+    const why = err instanceof Deno.errors.AddrInUse ? "address already in use" : (err as Error).message.split("\n")[0];
+    throw new StartError("listen", `cannot listen on ${config.host}:${config.port}: ${why}`);
+  }
+  const closeListener = () => {
+    try {
+      listener.close();
+    } catch {
+      // already closed
+    }
+  };
+  let store: Store;
+  try {
+    store = Store.open(config.db, { synchronous: config.synchronous, retention: parseRetention(config.retention) });
+  } catch (err) {
+    closeListener();
+    throw err;
+  }
+  for (const warning of store.warnings) log.warn("database_mode", { reason: warning });
+  hub = new Hub(store, {
+    version: context.version,
+    log,
+    limits: limitsOf(config),
+    backpressure,
+    rooms: {
+      maxRooms: config.maxRooms,
+      createPerHour: config.roomCreateRate,
+      createBurst: config.roomCreateBurst,
+      quotaBytes: config.roomQuota,
+      exempt: (host) => exempt.has(host),
+    },
+  });
+  // The retention: what is already stored now, then every minute (a count is also kept as messages come).
+  const prune = () => {
+    try {
+      const deleted = store.prune(Date.now());
+      if (deleted > 0) log.info("retention", { deleted, keep: config.retention });
+    } catch (err) {
+      log.error("retention_failed", { reason: (err as Error).message });
+    }
+  };
+  prune();
+  const pruning = config.retention === "all" ? undefined : setInterval(prune, RETENTION_EVERY_MS);
+
+  const sweepEveryMs = Math.max(20, Math.min(1000, connectionOptions.idleTimeoutMs / 4, config.sendGrace * 250));
+  let lastSweep = performance.now();
   const sweep = setInterval(() => {
     const now = performance.now();
+    // A sweep that comes late means this process was busy (a long batch, a stalled disk): the clients' frames may be
+    // waiting unread in the kernel. Let the connections read them before anyone is judged idle.
+    const late = now - lastSweep > 2 * sweepEveryMs + 100;
+    lastSweep = now;
+    if (late) return;
     for (const c of connections) c.checkIdle(now);
-  }, Math.min(1000, Math.max(20, connectionOptions.idleTimeoutMs / 4)));
+    backpressure.sweep();
+  }, sweepEveryMs);
 
   const accepting = (async () => {
     while (!stopping) {
@@ -142,21 +302,18 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
         continue;
       }
       const remote = remoteOf(conn);
-      if (stopping || connections.size >= config.maxConnections) {
-        log.warn("limit", { remote, limit: "max_connections" });
-        refuse(conn, stopping);
+      const why = refusal(hostOf(remote));
+      if (why !== undefined) {
+        if (why !== "shutting_down") refusals.log(remote, why);
+        // Over TLS no error frame could be read before a handshake: close at once, without spending one on it.
+        if (secureContext) conn.close();
+        else refuse(conn, why);
         continue;
       }
-      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-      const connection = new Connection(conn, { hub, remote, options: connectionOptions });
-      connections.add(connection);
-      const done = connection.run().catch((err) => {
-        log.error("connection_failed", { remote, reason: (err as Error).message.split("\n")[0] });
-      }).finally(() => {
-        connections.delete(connection);
-        running.delete(done);
-      });
-      running.add(done);
+      (conn as Deno.TcpConn).setNoDelay(true);
+      slots.take(hostOf(remote));
+      if (secureContext) secure(conn, remote);
+      else run(conn, remote, performance.now());
     }
   })();
 
@@ -168,13 +325,17 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
         stopping = true;
         log.info("shutdown", { connections: connections.size });
         clearInterval(sweep);
-        try {
-          listener.close();
-        } catch {
-          // already closed
+        clearInterval(pruning);
+        closeListener();
+        for (const conn of handshakes) {
+          try {
+            conn.close();
+          } catch {
+            // closed by its handshake timeout meanwhile
+          }
         }
         await accepting;
-        hub.shutdown();
+        hub!.shutdown();
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([
           Promise.allSettled([...running]),
@@ -188,10 +349,16 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
   };
 }
 
-function refuse(conn: Deno.Conn, stopping: boolean): void {
-  const frame = stopping
+const REFUSALS: Record<string, string> = {
+  max_connections: "the server is full; try again later",
+  max_connections_per_address: "too many connections from your address; try again later",
+  unproven_connections: "too many connections that have not joined a room yet; try again later",
+};
+
+function refuse(conn: Deno.Conn, why: string): void {
+  const frame = why === "shutting_down"
     ? encodeMessage({ type: "bye", reason: "shutting_down", message: "the server is shutting down" })
-    : encodeMessage({ type: "error", code: "server_full", message: "the server is full; try again later" });
+    : encodeMessage({ type: "error", code: "server_full", message: REFUSALS[why] });
   // Best effort: one small frame fits in the socket buffer; never wait on a refused client.
   conn.write(frame).catch(() => {}).finally(() => {
     try {

@@ -39,14 +39,27 @@ export class TokenBucket {
    * @returns 0 when a token was taken, otherwise how many ms until one is available (nothing is taken)
    */
   take(): number {
+    const wait = this.peek();
+    if (wait === 0 && this.#rate > 0) this.#tokens -= 1;
+    return wait;
+  }
+
+  /**
+   * Says whether a token is there, without taking it.
+   *
+   * @returns 0 when one is, otherwise how many ms until one is
+   */
+  peek(): number {
     if (this.#rate <= 0) return 0;
     const now = this.#now();
     this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#at) * this.#rate) / 1000);
     this.#at = now;
-    if (this.#tokens >= 1) {
-      this.#tokens -= 1;
-      return 0;
-    }
+    if (this.#tokens >= 1) return 0;
     return Math.ceil(((1 - this.#tokens) * 1000) / this.#rate);
+  }
+
+  /** Whether the bucket is full again (it then holds nothing worth keeping). */
+  get full(): boolean {
+    return this.peek() === 0 && this.#tokens >= this.#burst;
   }
 }

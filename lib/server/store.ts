@@ -6,12 +6,16 @@
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { utf8Length } from "../names.ts";
 
 /** Schema version this code writes (PRAGMA user_version). */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
-/** Why the store failed: lets the server's edge pick an exit code and a clear line. */
-export type StoreErrorKind = "open" | "corrupt" | "newer" | "write" | "read";
+/**
+ * Why the store failed: lets the server's edge pick an exit code and a clear line. "locked": another process (another
+ * server) holds the database.
+ */
+export type StoreErrorKind = "open" | "locked" | "corrupt" | "newer" | "write" | "read";
 
 /** Raised for every database failure, saying what was being done. */
 export class StoreError extends Error {
@@ -42,6 +46,23 @@ export interface RoomRecord {
   createdAt: number;
 }
 
+/** A room's totals, as `admin rooms` shows them and the storage cap counts them. */
+export interface RoomStats {
+  /** Room name. */
+  name: string;
+  /** Messages stored. */
+  messages: number;
+  /** Bytes of stored envelopes (UTF-8). */
+  bytes: number;
+  /** When its last message was stored (ms since the epoch), or undefined if it has none. */
+  lastAt: number | undefined;
+  /** When it was created. */
+  createdAt: number;
+}
+
+/** What to keep: everything, the last `count` messages of each room, or messages younger than `ageMs`. */
+export type Retention = { kind: "all" } | { kind: "count"; count: number } | { kind: "age"; ageMs: number };
+
 /** One row to append. */
 export interface MessageRow {
   /** Server-wide sequence number, assigned by the caller. */
@@ -57,6 +78,12 @@ export interface MessageRow {
   /** The envelope JSON exactly as relayed. */
   envelope: string;
 }
+
+/**
+ * What became of one appended row: stored; a duplicate (this room already stores that id); or failed (nothing was
+ * written and the id is not stored: it must not be acknowledged).
+ */
+export type AppendResult = "stored" | "duplicate" | "failed";
 
 /** A stored message as read back: the envelope is left as text so it can be relayed without re-serializing. */
 export interface StoredMessage {
@@ -87,6 +114,14 @@ const MIGRATIONS: string[] = [
      UNIQUE (room, msg_id)
    );
    CREATE INDEX messages_room_seq ON messages (room, seq);`,
+  // 1 -> 2: per-room totals, kept with every write, for the storage cap, retention and `admin rooms`.
+  `ALTER TABLE rooms ADD COLUMN messages INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE rooms ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE rooms ADD COLUMN last_at INTEGER;
+   UPDATE rooms SET
+     messages = (SELECT count(*) FROM messages m WHERE m.room = rooms.name),
+     bytes = (SELECT coalesce(sum(length(CAST(m.envelope AS BLOB))), 0) FROM messages m WHERE m.room = rooms.name),
+     last_at = (SELECT max(m.sent_at) FROM messages m WHERE m.room = rooms.name);`,
 ];
 
 /**
@@ -96,8 +131,65 @@ const MIGRATIONS: string[] = [
  */
 const WAL_CHECKPOINT_PAGES = 4000;
 
+/**
+ * How long opening waits for a lock held by someone else (two servers starting at once on a new file both read it
+ * first; one of them must then give way). A server that holds the database never lets go, so waiting longer would
+ * only delay the refusal.
+ */
+const LOCK_WAIT_MS = 1000;
+/** Messages looked at, and at most deleted, per transaction when old ones are pruned. */
+const PRUNE_BATCH = 5000;
+/** Mode of a database file the server creates: readable and writable by its owner only (SQLite gives -wal the same). */
+const NEW_FILE_MODE = 0o600;
+
 function reason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function isLocked(err: unknown): boolean {
+  return /database is locked|database table is locked|SQLITE_BUSY/i.test(reason(err));
+}
+
+/** Creates the file with mode 0600 when it does not exist; returns whether it did. */
+function createPrivate(path: string): boolean {
+  try {
+    Deno.openSync(path, { write: true, createNew: true, mode: NEW_FILE_MODE }).close();
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) return false;
+    throw new StoreError("open", `cannot create database ${path}: ${reason(err).split("\n")[0]}`);
+  }
+}
+
+/** Warnings for the database and its -wal file when group or others may read them. */
+function looseModes(path: string): string[] {
+  if (Deno.build.os === "windows") return [];
+  const warnings: string[] = [];
+  for (const file of [path, `${path}-wal`]) {
+    let mode: number | null;
+    try {
+      mode = Deno.statSync(file).mode;
+    } catch {
+      continue;
+    }
+    if (mode !== null && (mode & 0o044) !== 0) {
+      warnings.push(
+        `${file} is readable by ${(mode & 0o004) !== 0 ? "others" : "its group"} (mode ${
+          (mode & 0o777).toString(8).padStart(4, "0")
+        }): it holds the ciphertext log and room verifiers; chmod 600 it`,
+      );
+    }
+  }
+  return warnings;
 }
 
 /**
@@ -116,19 +208,39 @@ export class Store {
   #getRoom: StatementSync;
   #insertRoom: StatementSync;
   #insertMessage: StatementSync;
+  #hasMessage: StatementSync;
+  #maxSeq: StatementSync;
+  #addStats: StatementSync;
+  #trimStats: StatementSync;
+  #nthNewest: StatementSync;
+  #deleteUpTo: StatementSync;
+  #oldest: StatementSync;
+  #deleteOldUpTo: StatementSync;
+  /** Every room's totals, kept in step with the database. */
+  #stats = new Map<string, RoomStats>();
+  #retention: Retention;
   #recent: StatementSync;
   #before: StatementSync;
   #after: StatementSync;
 
-  private constructor(db: DatabaseSync) {
+  /** Things an operator should know about the files, found while opening (for example loose permissions). */
+  readonly warnings: readonly string[];
+
+  private constructor(db: DatabaseSync, options: { warnings: string[]; retention: Retention }) {
     this.#db = db;
+    this.warnings = options.warnings;
+    this.#retention = options.retention;
     this.#getRoom = db.prepare("SELECT name, salt, iterations, access_pub, created_at FROM rooms WHERE name = ?");
     this.#insertRoom = db.prepare(
       "INSERT OR IGNORE INTO rooms (name, salt, iterations, access_pub, created_at) VALUES (?, ?, ?, ?, ?)",
     );
+    // Only a repeated (room, msg_id) is passed over; any other conflict (a seq already used) fails the batch.
     this.#insertMessage = db.prepare(
-      "INSERT OR IGNORE INTO messages (seq, room, sender, msg_id, sent_at, envelope) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT INTO messages (seq, room, sender, msg_id, sent_at, envelope) VALUES (?, ?, ?, ?, ?, ?) " +
+        "ON CONFLICT (room, msg_id) DO NOTHING",
     );
+    this.#hasMessage = db.prepare("SELECT 1 AS found FROM messages WHERE room = ? AND msg_id = ?");
+    this.#maxSeq = db.prepare("SELECT coalesce(max(seq), 0) AS last FROM messages");
     this.#recent = db.prepare(
       "SELECT seq, sent_at, envelope FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?",
     );
@@ -138,12 +250,42 @@ export class Store {
     this.#after = db.prepare(
       "SELECT seq, sent_at, envelope FROM messages WHERE room = ? AND seq > ? ORDER BY seq ASC LIMIT ?",
     );
-    const row = db.prepare("SELECT coalesce(max(seq), 0) AS last FROM messages").get() as { last: number };
-    this.#lastSeq = Number(row.last);
+    this.#addStats = db.prepare(
+      "UPDATE rooms SET messages = messages + ?, bytes = bytes + ?, last_at = max(coalesce(last_at, 0), ?) WHERE name = ?",
+    );
+    this.#trimStats = db.prepare("UPDATE rooms SET messages = messages - ?, bytes = bytes - ? WHERE name = ?");
+    this.#nthNewest = db.prepare("SELECT seq FROM messages WHERE room = ? ORDER BY seq DESC LIMIT 1 OFFSET ?");
+    this.#deleteUpTo = db.prepare(
+      "DELETE FROM messages WHERE room = ? AND seq <= ? RETURNING length(CAST(envelope AS BLOB)) AS bytes",
+    );
+    this.#oldest = db.prepare("SELECT seq, sent_at FROM messages ORDER BY seq LIMIT ?");
+    this.#deleteOldUpTo = db.prepare(
+      "DELETE FROM messages WHERE seq <= ? RETURNING room, length(CAST(envelope AS BLOB)) AS bytes",
+    );
+    this.#lastSeq = Number((this.#maxSeq.get() as { last: number }).last);
+    const rooms = db.prepare("SELECT name, messages, bytes, last_at, created_at FROM rooms").all() as {
+      name: string;
+      messages: number;
+      bytes: number;
+      last_at: number | null;
+      created_at: number;
+    }[];
+    for (const r of rooms) {
+      this.#stats.set(r.name, {
+        name: r.name,
+        messages: Number(r.messages),
+        bytes: Number(r.bytes),
+        lastAt: r.last_at === null ? undefined : Number(r.last_at),
+        createdAt: Number(r.created_at),
+      });
+    }
   }
 
   /**
-   * Opens (creating if needed) the database file, sets WAL mode and migrates the schema.
+   * Opens (creating if needed, with mode 0600) the database file, takes SQLite's exclusive lock on it for as long as
+   * the store is open, sets WAL mode and migrates the schema. The lock is SQLite's own (`locking_mode=EXCLUSIVE`
+   * and a write transaction): the operating system drops it when the process ends, even by SIGKILL, so it never goes
+   * stale, and while it is held no other server, and no other program, can read or write the file.
    *
    * @example
    * ```ts
@@ -151,48 +293,66 @@ export class Store {
    * ```
    * @param path file path, or ":memory:" for tests
    * @param options.synchronous "full" (survives power loss) or "normal" (survives a process crash); default full
+   * @param options.create create the file when it does not exist (default true)
+   * @param options.retention what to keep (default everything); a count is applied as messages are appended, an
+   *   age by {@link Store.prune}
    * @returns the open store
-   * @throws {StoreError} "open" when the file cannot be opened or created, "corrupt" when it is not an aeschat
-   *   SQLite database, "newer" when a newer aeschat wrote it
+   * @throws {StoreError} "open" when the file cannot be opened or created, "locked" when another process holds it,
+   *   "corrupt" when it is not an aeschat SQLite database, "newer" when a newer aeschat wrote it
    */
-  static open(path: string, options: { synchronous?: "full" | "normal" } = {}): Store {
+  static open(
+    path: string,
+    options: { synchronous?: "full" | "normal"; create?: boolean; retention?: Retention } = {},
+  ): Store {
+    const memory = path === ":memory:";
+    let created = false;
+    if (!memory) {
+      if (options.create ?? true) {
+        created = createPrivate(path);
+      } else if (!exists(path)) {
+        throw new StoreError("open", `cannot open database ${path}: no such file`);
+      }
+    }
+    const warnings = memory || created ? [] : looseModes(path);
     let db: DatabaseSync;
     try {
       db = new DatabaseSync(path);
     } catch (err) {
       throw new StoreError("open", `cannot open database ${path}: ${reason(err)}`);
     }
-    try {
-      // Reading the schema first fails on a file that is not SQLite, before anything could write to it.
-      db.prepare("SELECT count(*) FROM sqlite_master").get();
-    } catch (err) {
-      db.close();
-      const why = reason(err);
-      if (/not a database|malformed|corrupt/i.test(why)) {
-        throw new StoreError("corrupt", `database ${path} is not a valid SQLite database (${why})`);
-      }
-      throw new StoreError("open", `cannot read database ${path}: ${why}`);
-    }
-    try {
-      db.exec("PRAGMA busy_timeout = 5000");
-      // Refuse a file that is not ours before writing anything to it: even journal_mode=WAL rewrites the header.
-      Store.#checkSchema(db, path);
-      const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
-      if (path !== ":memory:" && mode.journal_mode !== "wal") {
-        throw new Error(`journal_mode is ${mode.journal_mode}, not wal`);
-      }
-      db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
-      db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
-      Store.#migrate(db);
-      return new Store(db);
-    } catch (err) {
+    const fail = (err: unknown, doing: string): never => {
       db.close();
       if (err instanceof StoreError) throw err;
       const why = reason(err);
+      if (isLocked(err)) throw new StoreError("locked", `cannot open database ${path}: another server holds it`);
       if (/not a database|malformed|corrupt/i.test(why)) {
         throw new StoreError("corrupt", `database ${path} is not a valid SQLite database (${why})`);
       }
-      throw new StoreError("open", `cannot prepare database ${path}: ${why}`);
+      throw new StoreError("open", `cannot ${doing} database ${path}: ${why}`);
+    };
+    try {
+      // Before the first access: from then on this connection keeps every lock it takes.
+      db.exec("PRAGMA locking_mode = EXCLUSIVE");
+      db.exec(`PRAGMA busy_timeout = ${LOCK_WAIT_MS}`);
+      // Reading the schema first fails on a file that is not SQLite, before anything could write to it.
+      db.prepare("SELECT count(*) FROM sqlite_master").get();
+    } catch (err) {
+      fail(err, "read");
+    }
+    try {
+      // Refuse a file that is not ours before writing anything to it: even journal_mode=WAL rewrites the header.
+      Store.#checkSchema(db, path);
+      const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
+      if (!memory && mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}, not wal`);
+      db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+      db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
+      Store.#migrate(db);
+      // A write transaction takes the exclusive lock even when nothing above had to write.
+      db.exec("BEGIN IMMEDIATE");
+      db.exec("COMMIT");
+      return new Store(db, { warnings, retention: options.retention ?? { kind: "all" } });
+    } catch (err) {
+      return fail(err, "prepare");
     }
   }
 
@@ -262,28 +422,196 @@ export class Store {
   createRoom(room: RoomRecord): boolean {
     try {
       const result = this.#insertRoom.run(room.name, room.salt, room.iterations, room.accessPub, room.createdAt);
-      return Number(result.changes) === 1;
+      if (Number(result.changes) !== 1) return false;
     } catch (err) {
       throw new StoreError("write", `cannot create room: ${reason(err)}`);
+    }
+    this.#stats.set(room.name, {
+      name: room.name,
+      messages: 0,
+      bytes: 0,
+      lastAt: undefined,
+      createdAt: room.createdAt,
+    });
+    return true;
+  }
+
+  /** How many rooms exist. */
+  get roomCount(): number {
+    return this.#stats.size;
+  }
+
+  /**
+   * A room's totals.
+   *
+   * @param name the room
+   * @returns its totals, or undefined when it does not exist
+   */
+  roomStats(name: string): RoomStats | undefined {
+    const stats = this.#stats.get(name);
+    return stats && { ...stats };
+  }
+
+  /**
+   * Bytes of envelopes a room stores (0 for an unknown room): cheap, for the storage cap on every message.
+   *
+   * @param name the room
+   * @returns the bytes
+   */
+  roomBytes(name: string): number {
+    return this.#stats.get(name)?.bytes ?? 0;
+  }
+
+  /**
+   * Every room's totals, by name.
+   *
+   * @returns the rooms
+   */
+  rooms(): RoomStats[] {
+    return [...this.#stats.values()].map((r) => ({ ...r })).sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+    );
+  }
+
+  /**
+   * Deletes a room and every message of it, in one transaction.
+   *
+   * @param name the room
+   * @returns its totals before, or undefined when there was no such room
+   * @throws {StoreError} "write" when the database refuses
+   */
+  deleteRoom(name: string): RoomStats | undefined {
+    const stats = this.#stats.get(name);
+    if (stats === undefined) return undefined;
+    this.#transaction(() => {
+      this.#db.prepare("DELETE FROM messages WHERE room = ?").run(name);
+      this.#db.prepare("DELETE FROM rooms WHERE name = ?").run(name);
+    }, "cannot delete room");
+    this.#stats.delete(name);
+    return { ...stats };
+  }
+
+  /**
+   * Applies the retention to what is already stored: the messages older than the age (oldest first, a few thousand
+   * at a time), or each room's messages beyond the count. Messages appended later are trimmed to a count as they come.
+   *
+   * @param now the clock, ms since the epoch
+   * @returns how many messages were deleted
+   * @throws {StoreError} "write" when the database refuses
+   */
+  prune(now: number): number {
+    const retention = this.#retention;
+    if (retention.kind === "count") {
+      let deleted = 0;
+      const rooms = [...this.#stats.values()].filter((r) => r.messages > retention.count).map((r) => r.name);
+      for (const room of rooms) {
+        const trimmed = this.#transaction(() => this.#trim(room, retention.count), "cannot apply the retention");
+        this.#applyTrims(trimmed);
+        deleted += trimmed.reduce((n, t) => n + t.messages, 0);
+      }
+      return deleted;
+    }
+    if (retention.kind !== "age") return 0;
+    let deleted = 0;
+    while (true) {
+      const oldest = this.#oldest.all(PRUNE_BATCH) as { seq: number; sent_at: number }[];
+      let upTo = -1;
+      for (const row of oldest) {
+        if (Number(row.sent_at) >= now - retention.ageMs) break;
+        upTo = Number(row.seq);
+      }
+      if (upTo < 0) return deleted;
+      const trims = this.#transaction(() => {
+        const byRoom = new Map<string, { room: string; messages: number; bytes: number }>();
+        for (const r of this.#deleteOldUpTo.all(upTo) as { room: string; bytes: number }[]) {
+          const t = byRoom.get(r.room) ?? { room: r.room, messages: 0, bytes: 0 };
+          t.messages++;
+          t.bytes += Number(r.bytes);
+          byRoom.set(r.room, t);
+        }
+        const trims = [...byRoom.values()];
+        for (const t of trims) this.#trimStats.run(t.messages, t.bytes, t.room);
+        return trims;
+      }, "cannot apply the retention");
+      this.#applyTrims(trims);
+      deleted += trims.reduce((n, t) => n + t.messages, 0);
+    }
+  }
+
+  /** Deletes a room's messages beyond the newest `keep` (inside a transaction); returns what was deleted. */
+  #trim(room: string, keep: number): { room: string; messages: number; bytes: number }[] {
+    const cutoff = this.#nthNewest.get(room, keep) as { seq: number } | undefined;
+    if (cutoff === undefined) return [];
+    const rows = this.#deleteUpTo.all(room, cutoff.seq) as { bytes: number }[];
+    const bytes = rows.reduce((n, r) => n + Number(r.bytes), 0);
+    this.#trimStats.run(rows.length, bytes, room);
+    return [{ room, messages: rows.length, bytes }];
+  }
+
+  #applyTrims(trims: { room: string; messages: number; bytes: number }[]): void {
+    for (const t of trims) {
+      const stats = this.#stats.get(t.room);
+      if (stats === undefined) continue;
+      stats.messages -= t.messages;
+      stats.bytes -= t.bytes;
+    }
+  }
+
+  #transaction<T>(fn: () => T, what: string): T {
+    try {
+      this.#db.exec("BEGIN");
+      try {
+        const result = fn();
+        this.#db.exec("COMMIT");
+        return result;
+      } catch (err) {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        throw err;
+      }
+    } catch (err) {
+      throw new StoreError("write", `${what}: ${reason(err)}`);
     }
   }
 
   /**
-   * Appends rows in one transaction. A row whose (room, msg_id) is already stored is skipped, not an error.
+   * Appends rows in one transaction. A row whose (room, msg_id) is already stored is passed over, not an error; a row
+   * whose insert changed nothing for any other reason (a trigger, say) is reported as failed, never as a duplicate, so
+   * that nobody is told a message is stored when its row is not there.
    *
    * @param rows rows with increasing seq
-   * @returns for each row, whether it was inserted (false: a duplicate id)
+   * @returns for each row, what became of it
    * @throws {StoreError} "write" when the transaction fails; nothing of the batch is then stored
    */
-  appendBatch(rows: MessageRow[]): boolean[] {
-    const inserted: boolean[] = new Array(rows.length);
+  appendBatch(rows: MessageRow[]): AppendResult[] {
+    const results: AppendResult[] = new Array(rows.length);
+    const added = new Map<string, { messages: number; bytes: number; lastAt: number }>();
+    let trims: { room: string; messages: number; bytes: number }[] = [];
     try {
       this.#db.exec("BEGIN");
       try {
         for (let i = 0; i < rows.length; i++) {
           const r = rows[i];
           const result = this.#insertMessage.run(r.seq, r.room, r.sender, r.msgId, r.sentAt, r.envelope);
-          inserted[i] = Number(result.changes) === 1;
+          results[i] = Number(result.changes) === 1
+            ? "stored"
+            : this.#hasMessage.get(r.room, r.msgId) !== undefined
+            ? "duplicate"
+            : "failed";
+          if (results[i] !== "stored") continue;
+          const a = added.get(r.room) ?? { messages: 0, bytes: 0, lastAt: 0 };
+          a.messages++;
+          a.bytes += utf8Length(r.envelope);
+          a.lastAt = Math.max(a.lastAt, r.sentAt);
+          added.set(r.room, a);
+        }
+        for (const [room, a] of added) this.#addStats.run(a.messages, a.bytes, a.lastAt, room);
+        const retention = this.#retention;
+        if (retention.kind === "count") {
+          for (const [room, a] of added) {
+            if ((this.#stats.get(room)?.messages ?? 0) + a.messages > retention.count) {
+              trims = trims.concat(this.#trim(room, retention.count));
+            }
+          }
         }
         this.#db.exec("COMMIT");
       } catch (err) {
@@ -291,15 +619,33 @@ export class Store {
         throw err;
       }
     } catch (err) {
+      // A seq may have been taken behind our back: start again from what the database holds.
+      this.#resyncLastSeq();
       throw new StoreError("write", `cannot append messages: ${reason(err)}`);
     }
     for (let i = rows.length - 1; i >= 0; i--) {
-      if (inserted[i]) {
+      if (results[i] === "stored") {
         this.#lastSeq = Math.max(this.#lastSeq, rows[i].seq);
         break;
       }
     }
-    return inserted;
+    for (const [room, a] of added) {
+      const stats = this.#stats.get(room);
+      if (stats === undefined) continue;
+      stats.messages += a.messages;
+      stats.bytes += a.bytes;
+      stats.lastAt = Math.max(stats.lastAt ?? 0, a.lastAt);
+    }
+    this.#applyTrims(trims);
+    return results;
+  }
+
+  #resyncLastSeq(): void {
+    try {
+      this.#lastSeq = Math.max(this.#lastSeq, Number((this.#maxSeq.get() as { last: number }).last));
+    } catch {
+      // The database is unusable; the next append reports it.
+    }
   }
 
   /**

@@ -304,7 +304,8 @@ Deno.test({
       const [, abuses] = await Promise.all([Promise.all(chatting), abusing, killing]);
       for (const c of clients) await c.settle(server.current!.port);
 
-      // Verification against the database.
+      // Verification against the database, which the server holds exclusively while it runs.
+      await server.current!.program.stop();
       const conn = new DatabaseSync(db, { readOnly: true });
       const rows = conn.prepare("SELECT seq, room, msg_id, envelope FROM messages ORDER BY seq").all() as {
         seq: number;

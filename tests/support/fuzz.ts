@@ -453,7 +453,9 @@ function validClientMessage(rng: Rng): Record<string, unknown> {
     case "nick":
       return { type, new: "carol" };
     case "history":
-      return { type, before_seq: rng.int(1000), limit: rng.int(501) };
+      return rng.chance(0.5)
+        ? { type, before_seq: rng.int(1000) }
+        : { type, before_seq: rng.int(1000), limit: rng.int(501) };
     case "since":
       return rng.chance(0.5) ? { type, after_seq: rng.int(1000) } : { type, after_seq: 0, limit: 10 };
     case "ping":
@@ -536,6 +538,73 @@ function mutateMessage(rng: Rng, msg: Record<string, unknown>): string {
   return `{${parts.join(",")}}`;
 }
 
+function memberText(key: string, value: string, options: { escape: boolean; rng: Rng }): string {
+  if (!options.escape || key.length === 0) return `${JSON.stringify(key)}:${value}`;
+  // The same name with one character written as a \u escape: JSON.parse treats it as the same name.
+  const at = options.rng.int(key.length);
+  const escaped = `\\u${key.charCodeAt(at).toString(16).padStart(4, "0")}`;
+  const quoted = JSON.stringify(key.slice(0, at)).slice(0, -1) + escaped + JSON.stringify(key.slice(at + 1)).slice(1);
+  return `${quoted}:${value}`;
+}
+
+/**
+ * A valid message written with one member repeated in one of its objects (the message itself, or its envelope): the
+ * name spelled as is or with one character \u-escaped, the repeated value the same or another, at any position.
+ */
+function withDuplicateMember(rng: Rng, msg: Record<string, unknown>): string {
+  const write = (obj: Record<string, unknown>, inner?: { key: string; text: string }): string => {
+    const parts = Object.keys(obj).map((k) =>
+      `${JSON.stringify(k)}:${inner?.key === k ? inner.text : JSON.stringify(obj[k])}`
+    );
+    return `{${parts.join(",")}}`;
+  };
+  const repeat = (obj: Record<string, unknown>): string => {
+    const keys = Object.keys(obj);
+    const key = rng.pick(keys);
+    const value = rng.chance(0.5) ? JSON.stringify(obj[key]) : randomJsonText(rng, 1, { deep: false });
+    const parts = keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(obj[k])}`);
+    parts.splice(rng.int(parts.length + 1), 0, memberText(key, value, { escape: rng.chance(0.4), rng }));
+    return `{${parts.join(",")}}`;
+  };
+  const nested = Object.keys(msg).find((k) => {
+    const v = msg[k];
+    return typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length > 0;
+  });
+  if (nested !== undefined && rng.chance(0.5)) {
+    return write(msg, { key: nested, text: repeat(msg[nested] as Record<string, unknown>) });
+  }
+  return repeat(msg);
+}
+
+/**
+ * Messages that hold no repeated member but look as if they might to a careless scanner: member-like text inside
+ * string values, escaped quotes and backslashes before the closing quote, one name in two sibling objects, and names
+ * that differ only after unescaping.
+ */
+function memberLookalikes(rng: Rng, side: "client" | "server"): string {
+  const tricky = rng.pick([
+    '","data":"x',
+    '\\",\\"data\\":\\"',
+    "\\",
+    "\\\\",
+    '{"data":1,"data":2}',
+    "\\u0064ata",
+  ]);
+  if (side === "server") {
+    return rng.pick([
+      `{"type":"rooms","rooms":[{"name":"a","members":1},{"name":"b","members":2}]}`,
+      `{"type":"error","code":"x","message":"${tricky}"}`,
+    ]);
+  }
+  return rng.pick([
+    `{"type":"ping","data":"${tricky}"}`,
+    `{"data":"${tricky}","type":"pong"}`,
+    `{"type":"bye","reason":"${tricky}\\"}`,
+    `{"type":"ping","data":"\\u0074ype"}`,
+    `{"type":"nick","new":"type"}`,
+  ]);
+}
+
 /** Invalid UTF-8 inserted into otherwise valid JSON text. */
 function withInvalidUtf8(rng: Rng, text: string): Uint8Array {
   const bad = rng.pick([
@@ -615,7 +684,12 @@ export function hostileBody(rng: Rng, options: { side: "client" | "server" }): {
     ])();
     return { kind: "unknown or missing type", body: encoderFor(text) };
   }
-  if (r < 70) return { kind: "mutated field", body: encoderFor(mutateMessage(rng, valid())) };
+  if (r < 64) return { kind: "mutated field", body: encoderFor(mutateMessage(rng, valid())) };
+  if (r < 70) {
+    return rng.chance(0.8)
+      ? { kind: "duplicate member", body: encoderFor(withDuplicateMember(rng, valid())) }
+      : { kind: "member lookalikes", body: encoderFor(memberLookalikes(rng, options.side)) };
+  }
   if (r < 90) {
     const envelope = hostileEnvelope(rng);
     const msg = options.side === "client"

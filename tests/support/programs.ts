@@ -129,18 +129,24 @@ export class Program {
  * @param options.env extra environment variables (a client without AESCHAT_HOME gets a temporary home, removed when
  *   it exits)
  * @param options.stdin pipe stdin (default: null)
+ * @param options.openFiles run it with this limit on open files (`ulimit -n`)
  * @returns the program
  */
 export function spawnTask(
   task: "server" | "client",
-  options: { args?: string[]; env?: Record<string, string>; stdin?: boolean } = {},
+  options: { args?: string[]; env?: Record<string, string>; stdin?: boolean; openFiles?: number } = {},
 ): Program {
   // A client gets a home of its own, never the user's, unless the test gives one (to restart the same user).
   const home = task === "client" && options.env?.AESCHAT_HOME === undefined
     ? Deno.makeTempDirSync({ prefix: "aeschat-home-" })
     : undefined;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...taskArgs(task), ...(options.args ?? [])],
+  const args = [...taskArgs(task), ...(options.args ?? [])];
+  // With a file limit, through sh: `exec` keeps the pid, so the child's pid is the program's own.
+  const command = options.openFiles === undefined
+    ? { path: Deno.execPath(), args }
+    : { path: "sh", args: ["-c", `ulimit -n ${options.openFiles} && exec "$0" "$@"`, Deno.execPath(), ...args] };
+  const child = new Deno.Command(command.path, {
+    args: command.args,
     cwd: ROOT,
     env: { NO_COLOR: "1", ...(home ? { AESCHAT_HOME: home } : {}), ...options.env },
     stdin: options.stdin ? "piped" : "null",
@@ -167,11 +173,17 @@ export interface ServerProcess {
  *
  * @param options.db database path (default: a new temporary directory's aeschat.db)
  * @param options.args extra flags
+ * @param options.openFiles run it with this limit on open files
  * @returns the server
  */
-export async function startServer(options: { db?: string; args?: string[] } = {}): Promise<ServerProcess> {
+export async function startServer(
+  options: { db?: string; args?: string[]; openFiles?: number } = {},
+): Promise<ServerProcess> {
   const db = options.db ?? `${await Deno.makeTempDir({ prefix: "aeschat-test-" })}/aeschat.db`;
-  const program = spawnTask("server", { args: ["--port", "0", "--db", db, ...(options.args ?? [])] });
+  const program = spawnTask("server", {
+    args: ["--port", "0", "--db", db, ...(options.args ?? [])],
+    openFiles: options.openFiles,
+  });
   const re = /aeschat server listening on [^:\s]+:(\d+) /;
   await Promise.race([
     program.waitFor(() => re.test(program.stdout), { what: "the listening line" }),

@@ -226,7 +226,9 @@ export class WireClient {
     options: { iterations?: number } = {},
   ): Promise<Msg<"joined"> | Msg<"error">> {
     await this.send({ type: "join", room });
-    const challenge = await this.next("challenge");
+    // A join may be refused at once (room_invalid, create_limited, room_limit): no challenge then.
+    const challenge = await this.nextOf(["challenge", "error"]) as Msg<"challenge"> | Msg<"error">;
+    if (challenge.type === "error") return challenge;
     const nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
     let keys: RoomKeys;
     let create: Parameters<typeof proveMessage>[2];
