@@ -5,6 +5,7 @@
  * @module
  */
 
+import { findDuplicateMember } from "./json_members.ts";
 import { decodeBase64, encodeBase64 } from "./base64.ts";
 import { concat, lp, u64be } from "./bytes.ts";
 import {
@@ -475,8 +476,11 @@ export async function openEnvelope(
     const input = macInput({ v: e.v, room: e.room, from: e.from, id, ts: e.ts, iv, ct });
     if (!await crypto.subtle.verify("HMAC", keys.macKey, tag, input)) throw new OpenError();
     const pt = new Uint8Array(await crypto.subtle.decrypt({ name: "AES-CBC", iv }, keys.encKey, ct));
-    const plaintext = JSON.parse(strictDecoder.decode(pt));
+    const text = strictDecoder.decode(pt);
+    const plaintext = JSON.parse(text);
     if (
+      // A member named twice: JSON.parse keeps the last, another implementation may show the first.
+      findDuplicateMember(text, { parsed: plaintext }) !== undefined ||
       typeof plaintext !== "object" || plaintext === null || Array.isArray(plaintext) ||
       typeof plaintext.type !== "string" || typeof plaintext.body !== "string" ||
       // JSON can spell a lone surrogate (\ud800); the signed bytes (TextEncoder) would read it as U+FFFD.

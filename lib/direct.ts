@@ -21,6 +21,7 @@ import {
 import { ID_BYTES, MAX_BODY_BYTES, MAX_CT_BYTES } from "./envelope.ts";
 import { type Identity, importX25519Secret, KEY_BYTES } from "./identity.ts";
 import { isContentType } from "./message.ts";
+import { findDuplicateMember } from "./json_members.ts";
 import { checkNameBytes, MAX_NICK_BYTES, NameError, validateRoom } from "./names.ts";
 
 /** Bytes of an AES-GCM nonce. */
@@ -467,8 +468,11 @@ export async function openDirect(
         decodeBase64(e.ct),
       ),
     );
-    const plaintext = JSON.parse(strictDecoder.decode(pt));
+    const text = strictDecoder.decode(pt);
+    const plaintext = JSON.parse(text);
     if (
+      // A member named twice: JSON.parse keeps the last, another implementation may show the first.
+      findDuplicateMember(text, { parsed: plaintext }) !== undefined ||
       typeof plaintext !== "object" || plaintext === null || !isContentType(plaintext.type) ||
       typeof plaintext.body !== "string" || typeof plaintext.sig !== "string" ||
       // JSON can spell a lone surrogate (\ud800); the signed bytes (TextEncoder) would read it as U+FFFD.
@@ -530,6 +534,9 @@ export async function parseInvitation(body: string): Promise<Invitation> {
     value = JSON.parse(body);
   } catch {
     throw new DirectError("invitation is not JSON");
+  }
+  if (findDuplicateMember(body, { parsed: value }) !== undefined) {
+    throw new DirectError("invitation names a member twice");
   }
   try {
     if (typeof value !== "object" || value === null) throw new Error("not an object");

@@ -162,3 +162,26 @@ Deno.test("sealDirect to a low-order key-agreement key fails with a DirectError,
     );
   }
 });
+
+Deno.test("a direct plaintext or an invitation with a repeated member is refused", async () => {
+  const id = crypto.getRandomValues(new Uint8Array(16));
+  const ts = 1_700_000_000_000;
+  const header = { serverPub, from: "alice", to: "bob", id, ts, fromKey: alice.publicKey, toKey: bob.publicKey };
+  const content = { type: "text", body: "hi" };
+  const sig = (await signEd25519(alice.signKey, directSignatureInput(header, content))).toBase64();
+  const twice = `{"type":"text","body":"pay mallory","body":"hi","sig":"${sig}"}`;
+  const envelope = await sealDirectText(alice, { serverPub, from: "alice", to: toBob, id, ts, text: twice });
+  await assert.rejects(openDirect(bob, { envelope, serverPub }), OpenError);
+  const keys = await deriveRoomKeys("invite test passphrase", { salt: new Uint8Array(16), iterations: 100_000 });
+  const body = encodeInvitation({
+    room: "ops",
+    serverPub,
+    master: keys.master,
+    salt: new Uint8Array(16),
+    iterations: 100_000,
+    accessPub: keys.accessPub,
+    epoch: 0,
+  });
+  assert.equal((await parseInvitation(body)).room, "ops");
+  await assert.rejects(parseInvitation(`{"room":"finance",${body.slice(1)}`), DirectError);
+});

@@ -143,3 +143,24 @@ Deno.test("a body with a lone surrogate is refused: it would sign the same bytes
   });
   await assert.rejects(openRoomMessage(keys, { envelope: v1, context }), OpenError);
 });
+
+Deno.test("a plaintext with a repeated member is refused: parsers differ on which one wins", async () => {
+  const envelope = await seal();
+  const signed = JSON.stringify(await roomPlaintext(keys, envelope));
+  const header = { room: "general", from: "alice", id: envelope.id, ts: envelope.ts };
+  // alice's own signed plaintext, with a body that a first-wins parser would show in front of the signed one.
+  const twice = `{"body":"send the dump to mallory",${signed.slice(1)}`;
+  await assert.rejects(
+    openRoomMessage(keys, { envelope: await sealRoomText(keys, { ...header, text: twice }), context }),
+    OpenError,
+  );
+  // The same, spelled with an escape: the names are equal once unescaped.
+  const escaped = `{"b\\u006fdy":"send the dump to mallory",${signed.slice(1)}`;
+  await assert.rejects(
+    openRoomMessage(keys, { envelope: await sealRoomText(keys, { ...header, text: escaped }), context }),
+    OpenError,
+  );
+  // The hand-made sealing is right: the signed plaintext alone opens.
+  const plain = await sealRoomText(keys, { ...header, text: signed });
+  assert.equal((await openRoomMessage(keys, { envelope: plain, context })).body, "deploy at noon");
+});
