@@ -408,6 +408,13 @@ function checkSpec(
  */
 export function parseClientMessage(body: Uint8Array): ClientMessage {
   const msg = decodeBody(body, { uniqueMembers: true });
+  // A client of another protocol version (v1's hello has a nick and no nonce) is told so, not that it is malformed.
+  if (msg.type === "hello" && isKind(msg.version, "uint") && msg.version !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      "version_unsupported",
+      `protocol version ${msg.version} is not supported: this server speaks version ${PROTOCOL_VERSION} only`,
+    );
+  }
   checkSpec(msg, CLIENT_SPECS, { allowExtra: false });
   for (const token of ["data", "reason"]) {
     const value = msg[token];

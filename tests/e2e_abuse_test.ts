@@ -18,6 +18,8 @@ import { converse } from "./support/conversation.ts";
 import { concat } from "./support/bytes.ts";
 
 const PASSPHRASE = "abuse test passphrase 7f3c";
+const NONCE = new Uint8Array(32).fill(7).toBase64();
+const SIG = new Uint8Array(64).fill(7).toBase64();
 
 const member = (port: number, nick: string, room = "general") =>
   WireClient.member(port, nick, { passphrase: PASSPHRASE, room });
@@ -86,29 +88,41 @@ function garbage(seed: number): { label: string; bytes: Uint8Array; code: string
     { label: "deeply nested type", bytes: rawFrame(deepType), code: "bad_message" },
     {
       label: "hello with an extra field",
-      bytes: rawFrame('{"type":"hello","version":1,"nick":"z","admin":true}'),
+      bytes: rawFrame(`{"type":"hello","version":2,"nonce":"${NONCE}","admin":true}`),
       code: "bad_message",
     },
     {
-      label: "hello version 2",
-      bytes: encodeMessage({ type: "hello", version: 2, nick: "zed" }),
+      label: "a v1 client's hello",
+      bytes: encodeMessage({ type: "hello", version: 1, nick: "zed" }),
       code: "version_unsupported",
     },
     {
-      label: "hello with a bad nick",
-      bytes: encodeMessage({ type: "hello", version: 1, nick: "a b" }),
-      code: "nick_invalid",
+      label: "hello version 3",
+      bytes: encodeMessage({ type: "hello", version: 3, nonce: NONCE }),
+      code: "version_unsupported",
     },
     {
-      label: "hello with a taken nick",
-      bytes: encodeMessage({ type: "hello", version: 1, nick: "ALICE" }),
-      code: "nick_in_use",
+      label: "hello with a 31-byte nonce",
+      bytes: encodeMessage({ type: "hello", version: 2, nonce: new Uint8Array(31).toBase64() }),
+      code: "bad_message",
     },
-    { label: "send before hello", bytes: encodeMessage({ type: "who" }), code: "not_ready" },
-    { label: "garbage after hello", bytes: rawFrame("{]"), code: "bad_json", hello: "greta" },
     {
-      label: "huge number after hello",
-      bytes: rawFrame('{"type":"history","before_seq":1e400,"limit":1}'),
+      label: "login before hello",
+      bytes: encodeMessage({
+        type: "login",
+        nick: "zed",
+        key: NONCE,
+        kx: NONCE,
+        kx_sig: SIG,
+        signature: SIG,
+      }),
+      code: "bad_message",
+    },
+    { label: "send before login", bytes: encodeMessage({ type: "who", room: "general" }), code: "not_ready" },
+    { label: "garbage after login", bytes: rawFrame("{]"), code: "bad_json", hello: "greta" },
+    {
+      label: "huge number after login",
+      bytes: rawFrame('{"type":"history","room":"general","before_seq":1e400,"limit":1}'),
       code: "bad_message",
       hello: "gus",
     },
@@ -176,9 +190,9 @@ Deno.test("flooding above --rate is throttled with rate_limited while the others
     assert.ok(notices <= Math.ceil(ackTimes[19] / 1000), `${notices + 1} rate_limited notices`);
     await chat;
     // Throttled, not disconnected: the flooder can still talk.
-    await flooder.send({ type: "who" });
+    await flooder.send({ type: "who", room: "general" });
     const who = await flooder.next("who");
-    assert.deepEqual(who.members.sort(), ["alice", "bob", "flooder"]);
+    assert.deepEqual(who.members.map((m) => m.nick).sort(), ["alice", "bob", "flooder"]);
     assert.match(server.program.stderr, /limit remote=\S+ nick=flooder limit=rate/);
   } finally {
     await closeAll([alice, bob, flooder]);
@@ -214,8 +228,7 @@ Deno.test("a connection above --max-connections gets server_full and is closed; 
     for (let attempt = 0; attempt < 50 && !welcomed; attempt++) {
       const c = await WireClient.connect(server.port);
       clients.push(c);
-      await c.send({ type: "hello", version: 1, nick: "carol" }).catch(() => {});
-      const reply = await c.nextOf(["welcome", "error"]).catch(() => undefined);
+      const reply = await c.login("carol").catch(() => undefined);
       welcomed = reply?.type === "welcome";
       if (!welcomed) await new Promise((resolve) => setTimeout(resolve, 100));
     }

@@ -183,9 +183,10 @@ Deno.test("a member denied access receives nothing of the room, not even its nam
     const envelopes: Envelope[] = [before];
     // Mallory tries everything while the room talks and a new member arrives.
     const probes: object[] = [
-      { type: "who" },
-      { type: "history", before_seq: 2 ** 53 - 1, limit: 500 },
-      { type: "since", after_seq: 0, limit: 500 },
+      { type: "who", room: "vault" },
+      { type: "history", room: "vault", before_seq: 2 ** 53 - 1, limit: 500 },
+      { type: "since", room: "vault", after_seq: 0, limit: 500 },
+      { type: "part", room: "VAULT" },
       { type: "rooms" },
       { type: "prove", room: "vault", proof: new Uint8Array(64).toBase64() },
       {
@@ -226,7 +227,7 @@ Deno.test("a member denied access receives nothing of the room, not even its nam
     const codes = got.filter((m) => m.type === "error").map((m) => (m as Msg<"error">).code);
     assert.deepEqual(
       [...new Set(codes)].sort(),
-      ["access_denied", "no_challenge", "not_ready"],
+      ["access_denied", "no_challenge", "not_in_room"],
       `mallory's errors: ${codes.join(", ")}`,
     );
     assert.equal(codes.filter((c) => c === "access_denied").length, 4);

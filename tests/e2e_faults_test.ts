@@ -296,7 +296,7 @@ Deno.test("after SIGKILL mid-burst every acked message survives in order, and re
     let after = 0;
     const seen: number[] = [];
     for (let page = 0; page < 100; page++) {
-      await reader.send({ type: "since", after_seq: after, limit: 500 });
+      await reader.send({ type: "since", room: "general", after_seq: after, limit: 500 });
       const reply = await reader.next("since");
       for (const m of reply.messages) {
         seen.push(m.seq);

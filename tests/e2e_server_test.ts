@@ -13,6 +13,7 @@ import { dirname } from "node:path";
 import denoConfig from "../deno.json" with { type: "json" };
 import { openEnvelope, sealEnvelope } from "../lib/crypto.ts";
 import { type Envelope, serializeEnvelope } from "../lib/envelope.ts";
+import { helloMessage } from "../lib/protocol.ts";
 import { SERVER_FLAGS } from "../lib/server/config.ts";
 import { type ServerProcess, spawnTask, startServer } from "./support/programs.ts";
 import { hasOpenssl, selfSigned } from "./support/tls.ts";
@@ -72,7 +73,13 @@ Deno.test("members exchange and decrypt, a newcomer gets the last --history mess
     const alice = await member(server.port, "alice");
     const bob = await member(server.port, "bob");
     clients.push(alice, bob);
-    assert.deepEqual(await alice.next("presence"), { type: "presence", event: "join", room: "general", nick: "bob" });
+    assert.deepEqual(await alice.next("presence"), {
+      type: "presence",
+      event: "join",
+      room: "general",
+      nick: "bob",
+      key: bob.identity!.publicKey.toBase64(),
+    });
 
     const lines: string[] = [];
     const seqs: number[] = [];
@@ -93,7 +100,7 @@ Deno.test("members exchange and decrypt, a newcomer gets the last --history mess
     const carol = await member(server.port, "carol");
     clients.push(carol);
     // join() took the joined reply; ask the server again for what carol was given, through since.
-    await carol.send({ type: "since", after_seq: 0 });
+    await carol.send({ type: "since", room: "general", after_seq: 0 });
     const since = await carol.next("since");
     assert.deepEqual(since.messages.map((m) => m.seq), seqs);
     assert.deepEqual(await decryptHistory(carol, since.messages), lines);
@@ -104,7 +111,7 @@ Deno.test("members exchange and decrypt, a newcomer gets the last --history mess
     await dave.hello("dave");
     const joined = await dave.join("general", PASSPHRASE) as Msg<"joined">;
     assert.equal(joined.type, "joined");
-    assert.deepEqual(joined.members.sort(), ["alice", "bob", "carol", "dave"]);
+    assert.deepEqual(joined.members.map((m) => m.nick).sort(), ["alice", "bob", "carol", "dave"]);
     assert.deepEqual(joined.history.map((m) => m.seq), seqs.slice(2));
     assert.equal(joined.latest_seq, seqs[4]);
     assert.deepEqual(await decryptHistory(dave, joined.history), lines.slice(2));
@@ -137,7 +144,7 @@ Deno.test("members exchange and decrypt, a newcomer gets the last --history mess
   }
 });
 
-Deno.test("an envelope whose room or from does not match the sender is refused with its id and not stored", async () => {
+Deno.test("an envelope for a room the sender is not in, or from another nick, is refused with its id and not stored", async () => {
   const server = await startServer();
   const clients: WireClient[] = [];
   let db: DatabaseSync | undefined;
@@ -146,8 +153,13 @@ Deno.test("an envelope whose room or from does not match the sender is refused w
     const bob = await member(server.port, "bob");
     clients.push(alice, bob);
     const refused: [Envelope, string][] = [];
-    for (const [room, from, code] of [["dev", "alice", "room_mismatch"], ["general", "bob", "sender_mismatch"]]) {
-      const envelope = await sealEnvelope(alice.keys!, { room, from, plaintext: { type: "text", body: code } });
+    const cases = [["dev", "alice", "not_in_room"], ["General", "alice", "not_in_room"], [
+      "general",
+      "bob",
+      "sender_mismatch",
+    ]];
+    for (const [room, from, code] of cases) {
+      const envelope = await sealEnvelope(alice.keys!, { room, from, plaintext: { type: "text", body: code }, v: 2 });
       await alice.send({ type: "send", envelope });
       const answer = await alice.awaitAck(envelope.id, { timeoutMs: 20_000 });
       assert.deepEqual([answer.type, answer.type === "error" && answer.code], ["error", code]);
@@ -218,7 +230,7 @@ Deno.test({
       // A plain TCP client speaking the protocol gets no welcome and is disconnected.
       const plain = await WireClient.connect(server.port);
       clients.push(plain);
-      await plain.send({ type: "hello", version: 1, nick: "plain" });
+      await plain.send(helloMessage(new Uint8Array(32)));
       await plain.ended;
       assert.deepEqual(plain.inbox, []);
       // The TLS members are unaffected.

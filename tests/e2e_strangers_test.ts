@@ -141,15 +141,11 @@ Deno.test({
   },
 });
 
-/** Connects and says hello; resolves with the client, or with the error the server sent before closing. */
+/** Connects and logs in; resolves with the client, or with the error the server sent before closing. */
 async function helloOnly(port: number, nick: string): Promise<WireClient | string> {
   const c = await WireClient.connect(port);
-  await c.send({ type: "hello", version: 1, nick }).catch(() => {});
-  const reply = await c.nextOf(["welcome", "error"], { timeoutMs: 20_000 }).catch(() => undefined);
-  if (reply?.type === "welcome") {
-    c.nick = nick;
-    return c;
-  }
+  const reply = await c.login(nick).catch(() => undefined);
+  if (reply?.type === "welcome") return c;
   c.close();
   await c.ended;
   return reply?.type === "error" ? `${reply.code}: ${reply.message}` : "closed";

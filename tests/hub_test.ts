@@ -1,27 +1,39 @@
 /**
  * The chat core in-process: a Hub over an in-memory Store, driven with parsed messages from fake peers that record
- * every frame they are sent. No sockets: this is where the room, proof, fan-out, history and presence rules are
- * checked message by message.
+ * every frame they are sent. No sockets: this is where the opening (server key, login, registry), the room, proof,
+ * fan-out, history and presence rules, and several rooms per connection are checked message by message.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { deriveRoomKeys, makeSalt, openEnvelope, type RoomKeys, sealEnvelope, signJoinProof } from "../lib/crypto.ts";
+import { decodeBase64 } from "../lib/base64.ts";
+import {
+  deriveRoomKeys,
+  makeSalt,
+  openEnvelope,
+  type RoomKeys,
+  sealEnvelope,
+  signEd25519,
+  signJoinProof,
+  verifyEd25519,
+} from "../lib/crypto.ts";
 import { type Envelope, serializeEnvelope } from "../lib/envelope.ts";
-import { FrameReader } from "../lib/frame.ts";
+import { generateIdentitySecrets, importIdentity, loginInput, serverInput, signRotation } from "../lib/identity.ts";
 import {
   type ClientMessage,
-  parseServerMessage,
+  helloMessage,
   proveMessage,
   type ServerLimits,
-  type ServerMessage,
   type ServerMessageOf as Msg,
 } from "../lib/protocol.ts";
-import { Hub, MAX_DENIED, type Member, type Peer, REPLY_BUDGET, type RoomLimits } from "../lib/server/hub.ts";
+import { Hub, MAX_DENIED, REPLY_BUDGET, type RoomLimits } from "../lib/server/hub.ts";
 import { Logger } from "../lib/server/log.ts";
+import type { RegistryOptions } from "../lib/server/registry.ts";
 import { type MessageRow, Store } from "../lib/server/store.ts";
+import { deliver, FakePeer, type HubClient, joinHub, openHubClient } from "./support/hub_peer.ts";
+import { testIdentity } from "./support/wire.ts";
 
 const LIMITS: ServerLimits = {
   max_frame: 65536,
@@ -32,72 +44,20 @@ const LIMITS: ServerLimits = {
   burst: 40,
   send_queue: 1048576,
   idle_timeout_ms: 120000,
+  max_rooms: 4,
 };
 const PASSPHRASE = "hub test passphrase";
 const ITERATIONS = 100_000;
 const CLOCK = 1_700_000_123_456;
 
-/** A peer that parses and keeps every frame, as a client would receive it. */
-class FakePeer implements Peer {
-  /** Received and not yet taken. */
-  inbox: ServerMessage[] = [];
-  /** Every message ever received. */
-  all: ServerMessage[] = [];
-  /** Set once the hub closed the connection. */
-  closed: { reason: string; message?: string } | undefined;
-
-  send(frame: Uint8Array): void {
-    const bodies = new FrameReader({ maxFrame: 64 * 1024 * 1024 }).push(frame);
-    assert.equal(bodies.length, 1, "one send is exactly one frame");
-    assert.equal(bodies[0].length + 4, frame.length, "the frame has no trailing bytes");
-    const msg = parseServerMessage(bodies[0]);
-    this.inbox.push(msg);
-    this.all.push(msg);
-  }
-
-  close(reason: string, message?: string): void {
-    this.closed ??= { reason, message };
-  }
-
-  /** The close reason, if closed (a method, so that earlier assertions do not narrow it away). */
-  closedReason(): string | undefined {
-    return this.closed?.reason;
-  }
-
-  /** Takes the first message of a type; fails if there is none. */
-  take<T extends ServerMessage["type"]>(type: T): Msg<T> {
-    const i = this.inbox.findIndex((m) => m.type === type);
-    assert.ok(i >= 0, `no ${type} in ${JSON.stringify(this.inbox).slice(0, 400)}`);
-    return this.inbox.splice(i, 1)[0] as Msg<T>;
-  }
-
-  /** Takes every message of a type. */
-  takeAll<T extends ServerMessage["type"]>(type: T): Msg<T>[] {
-    const got = this.inbox.filter((m) => m.type === type) as Msg<T>[];
-    this.inbox = this.inbox.filter((m) => m.type !== type);
-    return got;
-  }
-
-  /** Takes the only message left, asserting there is exactly one. */
-  only(): ServerMessage {
-    assert.equal(this.inbox.length, 1, `expected one message, got ${JSON.stringify(this.inbox).slice(0, 400)}`);
-    return this.inbox.pop()!;
-  }
-}
-
 /** One connected test client. */
-interface Client {
-  member: Member;
-  peer: FakePeer;
-  nick: string;
-  keys?: RoomKeys;
-  room?: string;
-}
+type Client = HubClient;
 
 interface TestHub {
   hub: Hub;
   store: Store;
   logs: string[];
+  /** Logs in (asserting the welcome). */
   hello(nick: string, host?: string): Promise<Client>;
   handle(client: Client, msg: ClientMessage): Promise<void>;
 }
@@ -109,7 +69,7 @@ function keysFor(passphrase: string, salt: Uint8Array, iterations: number): Prom
   return keyCache.get(id)!;
 }
 
-/** Lets the hub's end-of-turn flush run (it is scheduled with setTimeout 0). */
+/** Lets the hub's end-of-turn flush run (it is scheduled with setImmediate). */
 function tick(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
@@ -117,7 +77,7 @@ function tick(): Promise<void> {
 /** Runs a test against a fresh hub and in-memory store, closing the store afterwards. */
 async function withHub(
   fn: (t: TestHub) => Promise<void>,
-  options: { history?: number; store?: Store; rooms?: RoomLimits } = {},
+  options: { history?: number; store?: Store; rooms?: RoomLimits; registry?: RegistryOptions } = {},
 ): Promise<void> {
   const store = options.store ?? Store.open(":memory:");
   const logs: string[] = [];
@@ -127,8 +87,8 @@ async function withHub(
     log: new Logger({ level: "debug", sink: (line) => logs.push(line) }),
     now: () => CLOCK,
     rooms: options.rooms,
+    registry: options.registry,
   });
-  let port = 40000;
   const t: TestHub = {
     hub,
     store,
@@ -137,11 +97,10 @@ async function withHub(
       await hub.handle(client.member, msg);
     },
     async hello(nick, host = "127.0.0.1") {
-      const peer = new FakePeer();
-      const member = hub.attach(peer, `${host}:${port++}`);
-      await hub.handle(member, { type: "hello", version: 1, nick });
-      assert.equal(peer.take("welcome").nick, nick);
-      return { member, peer, nick };
+      const { client, reply } = await openHubClient(hub, nick, { remote: `${host}:${40000 + logs.length}` });
+      assert.equal(reply.type, "welcome", JSON.stringify(reply));
+      client.peer.drain();
+      return client;
     },
   };
   try {
@@ -153,36 +112,13 @@ async function withHub(
 }
 
 /** Joins (creating if needed) a room; returns the joined message or the error. */
-async function join(
+function join(
   t: TestHub,
   client: Client,
   room: string,
   passphrase = PASSPHRASE,
 ): Promise<Msg<"joined"> | Msg<"error">> {
-  await t.handle(client, { type: "join", room });
-  const challenge = client.peer.take("challenge");
-  assert.equal(challenge.room, room);
-  const nonce = Uint8Array.fromBase64(challenge.nonce);
-  assert.equal(nonce.length, 32);
-  let keys: RoomKeys;
-  let create: Parameters<typeof proveMessage>[2];
-  if (challenge.salt !== undefined) {
-    keys = await keysFor(passphrase, Uint8Array.fromBase64(challenge.salt), challenge.iterations!);
-  } else {
-    const salt = makeSalt();
-    keys = await keysFor(passphrase, salt, ITERATIONS);
-    create = { salt, iterations: ITERATIONS, accessPub: keys.accessPub };
-  }
-  const proof = await signJoinProof(keys, { nonce, room, nick: client.nick });
-  await t.handle(client, proveMessage(room, proof, create));
-  const i = client.peer.inbox.findIndex((m) => m.type === "joined" || m.type === "error");
-  assert.ok(i >= 0, `no answer to prove: ${JSON.stringify(client.peer.inbox)}`);
-  const reply = client.peer.inbox.splice(i, 1)[0] as Msg<"joined"> | Msg<"error">;
-  if (reply.type === "joined") {
-    client.keys = keys;
-    client.room = room;
-  }
-  return reply;
+  return joinHub(t.hub, client, room, passphrase);
 }
 
 /** Connects and joins; asserts the join succeeded. */
@@ -193,17 +129,29 @@ async function member(t: TestHub, nick: string, room = "general"): Promise<Clien
   return client;
 }
 
+/** The one room a client joined last (most tests use one room). */
+function roomOf(client: Client): string {
+  return [...client.rooms.keys()].at(-1)!;
+}
+
 function seal(client: Client, body: string, options: { room?: string; from?: string; id?: Uint8Array } = {}) {
-  return sealEnvelope(client.keys!, {
-    room: options.room ?? client.room!,
+  const room = options.room ?? roomOf(client);
+  return sealEnvelope(client.rooms.get(room) ?? client.rooms.get(roomOf(client))!, {
+    room,
     from: options.from ?? client.nick,
     plaintext: { type: "text", body },
     id: options.id,
+    v: 2,
   });
 }
 
-async function say(t: TestHub, client: Client, body: string): Promise<{ envelope: Envelope; seq: number }> {
-  const envelope = await seal(client, body);
+async function say(
+  t: TestHub,
+  client: Client,
+  body: string,
+  options: { room?: string } = {},
+): Promise<{ envelope: Envelope; seq: number }> {
+  const envelope = await seal(client, body, options);
   await t.handle(client, { type: "send", envelope });
   await tick();
   const ack = client.peer.take("ack");
@@ -215,75 +163,262 @@ function storedIds(store: Store, room: string): string[] {
   return store.after(room, { afterSeq: 0, limit: 10_000 }).map((m) => JSON.parse(m.envelope).id);
 }
 
-Deno.test("hub welcomes a hello with its name, version and limits, and refuses a second hello", () =>
+function keyOf(client: Client): string {
+  return client.identity.publicKey.toBase64();
+}
+
+function errorCode(client: Client): string | undefined {
+  const reply = client.peer.only();
+  return reply.type === "error" ? reply.code : `not an error: ${JSON.stringify(reply)}`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The opening: server key, login, registry.
+
+Deno.test("hub answers hello with its key and a signature over both nonces, then welcomes a login", () =>
   withHub(async (t) => {
     const peer = new FakePeer();
     const m = t.hub.attach(peer, "127.0.0.1:1");
-    await t.hub.handle(m, { type: "hello", version: 1, nick: "alice" });
-    assert.deepEqual(peer.only(), {
-      type: "welcome",
-      server: "aeschat",
-      version: 1,
-      server_version: "9.9.9",
+    const clientNonce = crypto.getRandomValues(new Uint8Array(32));
+    await t.hub.handle(m, helloMessage(clientNonce));
+    const server = peer.only() as Msg<"server">;
+    assert.deepEqual([server.type, server.server, server.server_version, server.version], [
+      "server",
+      "aeschat",
+      "9.9.9",
+      2,
+    ]);
+    const serverPub = decodeBase64(server.key, { length: 32 });
+    const serverNonce = decodeBase64(server.nonce, { length: 32 });
+    const signature = decodeBase64(server.signature, { length: 64 });
+    assert.ok(await verifyEd25519(serverPub, { input: serverInput({ clientNonce, serverNonce }), signature }));
+    // The server key is the one kept in the database, the same for every connection; the nonce is fresh.
+    const again = new FakePeer();
+    await t.hub.handle(t.hub.attach(again, "127.0.0.1:2"), helloMessage(clientNonce));
+    const second = again.only() as Msg<"server">;
+    assert.equal(second.key, server.key);
+    assert.notEqual(second.nonce, server.nonce);
+
+    const alice = await testIdentity("alice");
+    const input = loginInput({ serverPub, serverNonce, clientNonce, identityPub: alice.publicKey, nick: "alice" });
+    await deliver(t.hub, m, {
+      type: "login",
       nick: "alice",
-      limits: LIMITS,
+      key: alice.publicKey.toBase64(),
+      kx: alice.kxPublic.toBase64(),
+      kx_sig: alice.kxSignature.toBase64(),
+      signature: (await signEd25519(alice.signKey, input)).toBase64(),
     });
-    await t.hub.handle(m, { type: "hello", version: 1, nick: "alice2" });
-    assert.equal((peer.only() as Msg<"error">).code, "bad_message");
-    assert.equal(peer.closed?.reason, "bad_message");
+    assert.deepEqual(peer.only(), { type: "welcome", nick: "alice", registered: true, limits: LIMITS, direct_seq: 0 });
+    for (
+      const msg of [helloMessage(clientNonce), { type: "login", nick: "x", key: "", kx: "", kx_sig: "", signature: "" }]
+    ) {
+      await t.hub.handle(m, msg as ClientMessage);
+      assert.equal(errorCode({ peer } as Client), "bad_message", `a second ${msg.type}`);
+    }
+    assert.equal(peer.closedReason(), "bad_message");
+    assert.ok(t.logs.every((l) => !l.includes(server.key)), "the server key is not logged");
   }));
 
-Deno.test("hub refuses anything before hello, a bad version and a bad nick, and closes the connection", () =>
+Deno.test("hub refuses anything before login, an opening out of order, another version, malformed fields", () =>
   withHub(async (t) => {
-    const cases: [ClientMessage, string][] = [
-      [{ type: "who" }, "not_ready"],
-      [{ type: "join", room: "general" }, "not_ready"],
-      [{ type: "hello", version: 2, nick: "alice" }, "version_unsupported"],
-      [{ type: "hello", version: 1, nick: "a b" }, "nick_invalid"],
-      [{ type: "hello", version: 1, nick: "" }, "nick_invalid"],
-      [{ type: "hello", version: 1, nick: "x".repeat(33) }, "nick_invalid"],
-      [{ type: "hello", version: 1, nick: "e\u0301" }, "nick_invalid"],
+    const b64 = (n: number) => new Uint8Array(n).fill(9).toBase64();
+    const login = { type: "login", nick: "alice", key: b64(32), kx: b64(32), kx_sig: b64(64), signature: b64(64) };
+    const cases: [object[], string][] = [
+      [[{ type: "who", room: "general" }], "not_ready"],
+      [[{ type: "join", room: "general" }], "not_ready"],
+      [[{ type: "rooms" }], "not_ready"],
+      [[login], "bad_message"],
+      [[{ type: "hello", version: 3, nonce: b64(32) }], "version_unsupported"],
+      [[{ type: "hello", version: 2, nonce: b64(31) }], "bad_message"],
+      [[helloMessage(new Uint8Array(32)), helloMessage(new Uint8Array(32))], "bad_message"],
+      [[helloMessage(new Uint8Array(32)), { type: "join", room: "general" }], "not_ready"],
+      [[helloMessage(new Uint8Array(32)), { ...login, key: b64(31) }], "bad_message"],
+      [[helloMessage(new Uint8Array(32)), { ...login, signature: "not base64" }], "bad_message"],
+      [[helloMessage(new Uint8Array(32)), { ...login, nick: "a b" }], "nick_invalid"],
+      [[helloMessage(new Uint8Array(32)), { ...login, nick: "x".repeat(33) }], "nick_invalid"],
+      [[helloMessage(new Uint8Array(32)), { ...login, nick: "e\u0301" }], "nick_invalid"],
+      [[helloMessage(new Uint8Array(32)), { ...login, nick: "pаypal" /* Cyrillic а */ }], "nick_invalid"],
+      [[helloMessage(new Uint8Array(32)), login], "bad_signature"],
     ];
-    for (const [msg, code] of cases) {
+    for (const [msgs, code] of cases) {
       const peer = new FakePeer();
       const m = t.hub.attach(peer, "127.0.0.1:1");
-      await t.hub.handle(m, msg);
-      const error = peer.only() as Msg<"error">;
-      assert.deepEqual([error.type, error.code], ["error", code], JSON.stringify(msg));
-      assert.equal(peer.closed?.reason, code, JSON.stringify(msg));
+      for (const msg of msgs) {
+        await deliver(t.hub, m, msg).catch((err) => {
+          // A message the parser refuses is answered by the connection, as the wire would.
+          peer.inbox.push({ type: "error", code: err.code, message: err.message });
+          peer.close(err.code);
+        });
+      }
+      const error = peer.inbox.at(-1) as Msg<"error">;
+      assert.deepEqual([error.type, error.code], ["error", code], JSON.stringify(msgs));
+      assert.equal(peer.closed?.reason, code, JSON.stringify(msgs));
       t.hub.detach(m);
     }
     assert.equal(t.hub.size, 0);
+    assert.equal(t.hub.registry.find("alice"), undefined, "nothing was registered");
   }));
 
-Deno.test("hub nicks are unique case-insensitively, at hello and on nick change, and freed on detach", () =>
+Deno.test("hub refuses a login signature made for another connection, another server, another nick, or a bad kx_sig", () =>
   withHub(async (t) => {
-    const alice = await t.hello("alice");
-    const peer = new FakePeer();
-    const m = t.hub.attach(peer, "127.0.0.1:2");
-    await t.hub.handle(m, { type: "hello", version: 1, nick: "ALICE" });
-    assert.equal((peer.only() as Msg<"error">).code, "nick_in_use");
-    assert.equal(peer.closed?.reason, "nick_in_use");
-    t.hub.detach(m);
-
-    const bob = await t.hello("bob");
-    await t.handle(bob, { type: "nick", new: "Alice" });
-    assert.equal((bob.peer.only() as Msg<"error">).code, "nick_in_use");
-    await t.handle(bob, { type: "nick", new: "bad nick" });
-    assert.equal((bob.peer.only() as Msg<"error">).code, "nick_invalid");
-    assert.equal(bob.peer.closed, undefined, "a refused nick change keeps the connection");
-    // Changing the case of one's own nick is allowed.
-    await t.handle(bob, { type: "nick", new: "Bob" });
-    assert.deepEqual(bob.peer.only(), { type: "nick", old: "bob", new: "Bob" });
-    // The old nick is free again; the new one is taken.
-    const other = await t.hello("BOB2");
-    await t.handle(other, { type: "nick", new: "bOB" });
-    assert.equal((other.peer.only() as Msg<"error">).code, "nick_in_use");
-
-    t.hub.detach(alice.member);
-    const again = await t.hello("Alice");
-    assert.equal(again.nick, "Alice");
+    const alice = await testIdentity("alice");
+    const other = await importIdentity(generateIdentitySecrets());
+    // Each case signs something else than this connection's login input.
+    const wrong: [string, (input: Uint8Array, server: Msg<"server">) => Promise<Uint8Array>][] = [
+      ["stale nonces", async (input) => {
+        const stale = input.slice();
+        stale.fill(7, 17 + 32, 17 + 64); // the server nonce of another connection
+        return await signEd25519(alice.signKey, stale);
+      }],
+      ["another server key", async (input) => {
+        const forged = input.slice();
+        forged.set(other.publicKey, 17);
+        return await signEd25519(alice.signKey, forged);
+      }],
+      [
+        "another nick",
+        (input) =>
+          signEd25519(alice.signKey, new Uint8Array([...input.slice(0, -5), ...new TextEncoder().encode("bobby")])),
+      ],
+      ["another identity key", (input) => signEd25519(other.signKey, input)],
+      ["a good signature, but the kx key signed by another identity", (input) => signEd25519(alice.signKey, input)],
+    ];
+    for (const [label, sign] of wrong) {
+      const peer = new FakePeer();
+      const m = t.hub.attach(peer, "127.0.0.1:3");
+      const identity = label.startsWith("a good") ? { ...alice, kxSignature: other.kxSignature } : alice;
+      const nonce = crypto.getRandomValues(new Uint8Array(32));
+      await t.hub.handle(m, helloMessage(nonce));
+      const server = peer.take("server");
+      const input = loginInput({
+        serverPub: decodeBase64(server.key),
+        serverNonce: decodeBase64(server.nonce),
+        clientNonce: nonce,
+        identityPub: identity.publicKey,
+        nick: "alice",
+      });
+      await deliver(t.hub, m, {
+        type: "login",
+        nick: "alice",
+        key: identity.publicKey.toBase64(),
+        kx: identity.kxPublic.toBase64(),
+        kx_sig: identity.kxSignature.toBase64(),
+        signature: (await sign(input, server)).toBase64(),
+      });
+      assert.equal(errorCode({ peer } as Client), "bad_signature", label);
+      assert.equal(peer.closedReason(), "bad_signature", label);
+      t.hub.detach(m);
+    }
+    assert.equal(t.hub.registry.find("alice"), undefined, "no refused login registered anything");
+    // The right signature on a fresh connection is welcome.
+    assert.equal((await t.hello("alice")).nick, "alice");
   }));
+
+Deno.test("hub binds a nick to the first key, by fold: another key is refused in any spelling or lookalike", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("Alice");
+    const mallory = await testIdentity("mallory");
+    for (const nick of ["Alice", "alice", "ALICE", "a1ice", "аӏісе", /* all Cyrillic */ "ａｌｉｃｅ"]) {
+      const { client, reply } = await openHubClient(t.hub, nick, { identity: mallory });
+      assert.deepEqual([reply.type, reply.type === "error" && reply.code], ["error", "nick_registered"], nick);
+      assert.match((reply as Msg<"error">).message, /registered to another identity key/);
+      assert.equal(client.peer.closedReason(), "nick_registered", nick);
+    }
+    // The same key, from a second connection and in another spelling: welcome, under the canonical spelling.
+    const { client: second, reply } = await openHubClient(t.hub, "ALICE", { identity: alice.identity });
+    assert.deepEqual(reply, { type: "welcome", nick: "Alice", registered: false, limits: LIMITS, direct_seq: 0 });
+    assert.equal(second.nick, "Alice");
+    // After both leave, the nick stays registered to the key.
+    t.hub.detach(alice.member);
+    t.hub.detach(second.member);
+    const later = await openHubClient(t.hub, "alice", { identity: mallory });
+    assert.equal(later.reply.type === "error" && later.reply.code, "nick_registered");
+    assert.deepEqual(t.hub.registry.find("aLiCe")?.key, alice.identity.publicKey);
+    assert.ok(t.logs.some((l) => /login_refused .*code=nick_registered/.test(l)));
+  }));
+
+Deno.test("hub: a nick change is a registration: another key's nick is refused, a new one is registered", () =>
+  withHub(async (t) => {
+    await t.hello("alice");
+    const bob = await t.hello("bob");
+    for (const nick of ["Alice", "аlice" /* Cyrillic а */]) {
+      await t.handle(bob, { type: "nick", new: nick });
+      assert.equal(errorCode(bob), nick === "Alice" ? "nick_registered" : "nick_invalid", nick);
+    }
+    await t.handle(bob, { type: "nick", new: "bad nick" });
+    assert.equal(errorCode(bob), "nick_invalid");
+    assert.equal(bob.peer.closed, undefined, "a refused nick change keeps the connection");
+    // A new nick is registered to bob's key; his old one stays his.
+    await t.handle(bob, { type: "nick", new: "Bobby" });
+    assert.deepEqual(bob.peer.only(), { type: "nick", old: "bob", new: "Bobby" });
+    assert.deepEqual(t.hub.registry.find("bobby")?.key, bob.identity.publicKey);
+    assert.deepEqual(t.hub.registry.find("bob")?.key, bob.identity.publicKey);
+    // Back to the old nick in another spelling: the canonical one is used.
+    await t.handle(bob, { type: "nick", new: "BOB" });
+    assert.deepEqual(bob.peer.only(), { type: "nick", old: "Bobby", new: "bob" });
+    const carol = await t.hello("carol");
+    await t.handle(carol, { type: "nick", new: "BOBBY" });
+    assert.equal(errorCode(carol), "nick_registered");
+  }));
+
+Deno.test("hub: two logins of different keys racing for one nick: exactly one is welcome", () =>
+  withHub(async (t) => {
+    const keys = await Promise.all(Array.from({ length: 6 }, () => importIdentity(generateIdentitySecrets())));
+    const replies = await Promise.all(
+      keys.map((identity, i) => openHubClient(t.hub, i % 2 === 0 ? "race" : "RACE", { identity })),
+    );
+    const welcomed = replies.filter((r) => r.reply.type === "welcome");
+    assert.equal(welcomed.length, 1, JSON.stringify(replies.map((r) => r.reply.type)));
+    assert.deepEqual(
+      replies.filter((r) => r.reply.type === "error").map((r) => (r.reply as Msg<"error">).code),
+      Array(5).fill("nick_registered"),
+    );
+    assert.deepEqual(t.hub.registry.find("race")?.key, welcomed[0].client.identity.publicKey);
+  }));
+
+Deno.test("hub: a rotation signed by the old key moves its nicks to the new key; a bad one changes nothing", () =>
+  withHub(async (t) => {
+    const old = await importIdentity(generateIdentitySecrets());
+    const next = await importIdentity(generateIdentitySecrets());
+    const first = await openHubClient(t.hub, "rose", { identity: old });
+    assert.equal(first.reply.type, "welcome");
+    await t.handle(first.client, { type: "nick", new: "rosa" });
+    t.hub.detach(first.client.member);
+    // A statement not signed by the old key (here: by the new one) is refused, and the nick stays the old key's.
+    const forged = { ...(await signRotation(next, { newKey: next.publicKey, ts: 5 })), oldKey: old.publicKey };
+    const bad = await openHubClient(t.hub, "rose", { identity: next, rotation: forged });
+    assert.equal(bad.reply.type === "error" && bad.reply.code, "bad_rotation");
+    assert.equal(bad.client.peer.closedReason(), "bad_rotation");
+    assert.deepEqual(t.hub.registry.find("rose")?.key, old.publicKey);
+    // The real statement moves both nicks.
+    const rotation = await signRotation(old, { newKey: next.publicKey, ts: 1_700_000_002_000 });
+    const good = await openHubClient(t.hub, "rose", { identity: next, rotation });
+    assert.deepEqual(good.reply, { type: "welcome", nick: "rose", registered: false, limits: LIMITS, direct_seq: 0 });
+    assert.deepEqual(t.hub.registry.find("rosa")?.key, next.publicKey);
+    // The old key can no longer use them; lookup shows the new key and the statement that leads to it.
+    const stale = await openHubClient(t.hub, "rosa", { identity: old });
+    assert.equal(stale.reply.type === "error" && stale.reply.code, "nick_registered");
+    await t.handle(good.client, { type: "lookup", nick: "ROSA" });
+    assert.deepEqual(good.client.peer.take("identity"), {
+      type: "identity",
+      nick: "rosa",
+      key: next.publicKey.toBase64(),
+      kx: next.kxPublic.toBase64(),
+      kx_sig: next.kxSignature.toBase64(),
+      rotations: [{
+        old: old.publicKey.toBase64(),
+        new: next.publicKey.toBase64(),
+        ts: 1_700_000_002_000,
+        signature: rotation.signature.toBase64(),
+      }],
+    });
+    await t.handle(good.client, { type: "lookup", nick: "nobody" });
+    assert.equal(errorCode(good.client), "unknown_nick");
+  }));
+
+// ---------------------------------------------------------------------------------------------------------------
+// Rooms.
 
 Deno.test("hub acks a message only after it is committed, then fans it out to the others but not the sender", () =>
   withHub(async (t) => {
@@ -305,7 +440,7 @@ Deno.test("hub acks a message only after it is committed, then fans it out to th
     for (const c of [bob, carol]) {
       const msg = c.peer.only() as Msg<"message">;
       assert.deepEqual(msg, { type: "message", seq: 1, sent_at: CLOCK, envelope });
-      const opened = await openEnvelope(c.keys!, { envelope: msg.envelope, room: "general", from: "alice" });
+      const opened = await openEnvelope(c.rooms.get("general")!, { envelope: msg.envelope, room: "general" });
       assert.equal(opened.plaintext.body, "hello, room");
     }
 
@@ -357,30 +492,30 @@ Deno.test("hub denies a wrong proof and the peer gets no history, messages, memb
     await t.handle(mallory, { type: "join", room: "general" });
     mallory.peer.take("challenge");
     await t.handle(mallory, { type: "prove", room: "general", proof: "not base64!" });
-    assert.equal((mallory.peer.only() as Msg<"error">).code, "access_denied");
+    assert.equal(errorCode(mallory), "access_denied");
 
     const bob = await member(t, "bob");
     await say(t, alice, "after mallory");
     await say(t, bob, "bob too");
-    for (
-      const msg of [{ type: "who" }, { type: "history", before_seq: 100, limit: 500 }, { type: "since", after_seq: 0 }]
-    ) {
-      await t.handle(mallory, msg as ClientMessage);
-      assert.equal((mallory.peer.only() as Msg<"error">).code, "not_ready", msg.type);
+    const probes: ClientMessage[] = [
+      { type: "who", room: "general" },
+      { type: "history", room: "general", before_seq: 100, limit: 500 },
+      { type: "since", room: "general", after_seq: 0 },
+      { type: "part", room: "general" },
+    ];
+    for (const msg of probes) {
+      await t.handle(mallory, msg);
+      assert.equal(errorCode(mallory), "not_in_room", msg.type);
     }
     const forged = { ...(await seal(alice, "forged")), from: "mallory" };
     await t.handle(mallory, { type: "send", envelope: forged });
     await tick();
-    assert.deepEqual(mallory.peer.only(), {
-      type: "error",
-      code: "not_ready",
-      message: "join a room before sending",
-      id: forged.id,
-    });
+    const refused = mallory.peer.only() as Msg<"error">;
+    assert.deepEqual([refused.code, refused.id], ["not_in_room", forged.id]);
     assert.equal(storedIds(t.store, "general").includes(forged.id), false);
     assert.deepEqual(
       mallory.peer.all.map((m) => m.type).filter((type) => type !== "error" && type !== "challenge"),
-      ["welcome"],
+      ["server", "welcome"],
       "mallory received nothing of the room",
     );
     // The fifth denial closes the connection.
@@ -392,17 +527,44 @@ Deno.test("hub denies a wrong proof and the peer gets no history, messages, memb
     assert.equal(mallory.peer.closedReason(), "access_denied", `closed after ${MAX_DENIED} denials`);
   }));
 
+Deno.test("hub denies a join proof bound to another identity, another nick or another server key", () =>
+  withHub(async (t) => {
+    await member(t, "alice");
+    const bob = await t.hello("bob");
+    const other = await importIdentity(generateIdentitySecrets());
+    const wrongBindings = [
+      { label: "another identity", nick: "bob", serverPub: bob.serverPub, identityPub: other.publicKey },
+      { label: "another nick", nick: "alice", serverPub: bob.serverPub, identityPub: bob.identity.publicKey },
+      { label: "another server", nick: "bob", serverPub: other.publicKey, identityPub: bob.identity.publicKey },
+    ];
+    for (const w of wrongBindings) {
+      await t.handle(bob, { type: "join", room: "general" });
+      const challenge = bob.peer.take("challenge");
+      const keys = await keysFor(PASSPHRASE, decodeBase64(challenge.salt!), challenge.iterations!);
+      const proof = await signJoinProof(keys, {
+        nonce: decodeBase64(challenge.nonce),
+        room: "general",
+        nick: w.nick,
+        bind: { serverPub: w.serverPub, identityPub: w.identityPub },
+      });
+      await t.handle(bob, proveMessage("general", proof));
+      assert.equal(errorCode(bob), "access_denied", w.label);
+    }
+    assert.equal((await join(t, bob, "general")).type, "joined", "bound to this connection, it is accepted");
+  }));
+
 Deno.test("hub creates a room only with valid parameters and a proof, once, and a challenge serves one prove", () =>
   withHub(async (t) => {
     const alice = await t.hello("alice");
     const salt = makeSalt();
     const keys = await keysFor(PASSPHRASE, salt, ITERATIONS);
+    const bind = { serverPub: alice.serverPub, identityPub: alice.identity.publicKey };
     const fresh = async (room: string) => {
       await t.handle(alice, { type: "join", room });
       const challenge = alice.peer.take("challenge");
-      assert.equal(challenge.salt, undefined, "a new room's challenge has no salt");
-      const proof = await signJoinProof(keys, { nonce: Uint8Array.fromBase64(challenge.nonce), room, nick: "alice" });
-      return proof.toBase64();
+      assert.deepEqual(Object.keys(challenge).sort(), ["nonce", "room", "type"], "a new room's challenge has no salt");
+      const nonce = decodeBase64(challenge.nonce);
+      return (await signJoinProof(keys, { nonce, room, nick: "alice", bind })).toBase64();
     };
     const good = { salt: salt.toBase64(), iterations: ITERATIONS, access_pub: keys.accessPub.toBase64() };
     const bad: [Record<string, unknown>, RegExp][] = [
@@ -430,66 +592,77 @@ Deno.test("hub creates a room only with valid parameters and a proof, once, and 
       ...good,
       access_pub: otherKeys.accessPub.toBase64(),
     });
-    assert.equal((alice.peer.only() as Msg<"error">).code, "access_denied");
+    assert.equal(errorCode(alice), "access_denied");
     assert.equal(t.store.getRoom("newroom"), undefined);
     // Prove without a challenge, or for another room than the challenge.
     await t.handle(alice, { type: "prove", room: "newroom", proof: "x" });
-    assert.equal((alice.peer.only() as Msg<"error">).code, "no_challenge");
+    assert.equal(errorCode(alice), "no_challenge");
     const proof = await fresh("newroom");
     await t.handle(alice, { type: "prove", room: "otherroom", proof, ...good });
-    assert.equal((alice.peer.only() as Msg<"error">).code, "no_challenge");
+    assert.equal(errorCode(alice), "no_challenge");
     // The good creation, then the same proof again: the challenge was used up.
-    const proof2 = await fresh("newroom");
-    await t.handle(alice, { type: "prove", room: "newroom", proof: proof2, ...good });
+    const proof2 = await fresh("NewRoom");
+    await t.handle(alice, { type: "prove", room: "NewRoom", proof: proof2, ...good });
     const joined = alice.peer.only() as Msg<"joined">;
-    assert.deepEqual(joined, { type: "joined", room: "newroom", members: ["alice"], history: [], latest_seq: 0 });
+    assert.deepEqual(joined, {
+      type: "joined",
+      room: "NewRoom",
+      epoch: 0,
+      members: [{ nick: "alice", key: keyOf(alice) }],
+      history: [],
+      latest_seq: 0,
+    });
     assert.deepEqual(t.store.getRoom("newroom"), {
-      name: "newroom",
+      name: "NewRoom",
       salt,
       iterations: ITERATIONS,
       accessPub: keys.accessPub,
+      epoch: 0,
       createdAt: CLOCK,
     });
-    await t.handle(alice, { type: "prove", room: "newroom", proof: proof2 });
-    assert.equal((alice.peer.only() as Msg<"error">).code, "no_challenge");
-    // Sending creation parameters for a room that exists is refused.
-    await t.handle(alice, { type: "join", room: "newroom" });
+    await t.handle(alice, { type: "prove", room: "NewRoom", proof: proof2 });
+    assert.equal(errorCode(alice), "no_challenge");
+    // The challenge of an existing room carries its parameters and its canonical name, whatever the spelling asked.
+    await t.handle(alice, { type: "join", room: "NEWROOM" });
     const challenge = alice.peer.take("challenge");
-    assert.deepEqual([challenge.salt, challenge.iterations], [salt.toBase64(), ITERATIONS]);
-    await t.handle(alice, { type: "prove", room: "newroom", proof: proof2, ...good });
+    assert.deepEqual(
+      [challenge.room, challenge.salt, challenge.iterations, challenge.access_pub, challenge.epoch],
+      ["NewRoom", salt.toBase64(), ITERATIONS, keys.accessPub.toBase64(), 0],
+    );
+    // Sending creation parameters for a room that exists is refused.
+    await t.handle(alice, { type: "prove", room: "NewRoom", proof: proof2, ...good });
     assert.match((alice.peer.only() as Msg<"error">).message, /already exists/);
     // An invalid room name.
     await t.handle(alice, { type: "join", room: "two words" });
-    assert.equal((alice.peer.only() as Msg<"error">).code, "room_invalid");
+    assert.equal(errorCode(alice), "room_invalid");
     assert.equal(alice.peer.closed, undefined);
   }));
 
-Deno.test("hub answers room_changed when a room was created by someone else between challenge and prove", () =>
+Deno.test("hub answers room_changed when a room, in any spelling, was created by someone else between challenge and prove", () =>
   withHub(async (t) => {
     const alice = await t.hello("alice");
     const bob = await t.hello("bob");
     await t.handle(alice, { type: "join", room: "race" });
-    await t.handle(bob, { type: "join", room: "race" });
+    await t.handle(bob, { type: "join", room: "Race" });
     const create = async (client: Client, passphrase: string) => {
       const challenge = client.peer.take("challenge");
       const salt = makeSalt();
       const keys = await keysFor(passphrase, salt, ITERATIONS);
-      const nonce = Uint8Array.fromBase64(challenge.nonce);
-      await t.handle(client, {
-        type: "prove",
-        room: "race",
-        proof: (await signJoinProof(keys, { nonce, room: "race", nick: client.nick })).toBase64(),
-        salt: salt.toBase64(),
-        iterations: ITERATIONS,
-        access_pub: keys.accessPub.toBase64(),
-      });
+      const nonce = decodeBase64(challenge.nonce);
+      const bind = { serverPub: client.serverPub, identityPub: client.identity.publicKey };
+      const proof = await signJoinProof(keys, { nonce, room: challenge.room, nick: client.nick, bind });
+      await t.handle(
+        client,
+        proveMessage(challenge.room, proof, { salt, iterations: ITERATIONS, accessPub: keys.accessPub }),
+      );
       return keys;
     };
     const aliceKeys = await create(alice, "alice's passphrase");
     assert.equal(alice.peer.take("joined").room, "race");
     await create(bob, "bob's passphrase");
-    assert.equal((bob.peer.only() as Msg<"error">).code, "room_changed");
-    assert.deepEqual(t.store.getRoom("race")?.accessPub, aliceKeys.accessPub, "the first creation stands");
+    assert.equal(errorCode(bob), "room_changed");
+    assert.deepEqual(t.store.getRoom("RACE")?.accessPub, aliceKeys.accessPub, "the first creation stands");
+    assert.equal(t.store.roomCount, 1);
   }));
 
 Deno.test("hub gives a new member the last --history messages oldest first, with members and latest_seq", () =>
@@ -502,7 +675,7 @@ Deno.test("hub gives a new member the last --history messages oldest first, with
     const bob = await t.hello("bob");
     const joined = await join(t, bob, "general") as Msg<"joined">;
     assert.equal(joined.type, "joined");
-    assert.deepEqual(joined.members, ["alice", "bob"]);
+    assert.deepEqual(joined.members, [{ nick: "alice", key: keyOf(alice) }, { nick: "bob", key: keyOf(bob) }]);
     assert.equal(joined.latest_seq, 6, "latest_seq is the server's highest seq, of any room");
     assert.deepEqual(
       joined.history,
@@ -511,7 +684,7 @@ Deno.test("hub gives a new member the last --history messages oldest first, with
     const bodies = [];
     for (const item of joined.history) {
       bodies.push(
-        (await openEnvelope(bob.keys!, { envelope: item.envelope, room: "general", from: "alice" }))
+        (await openEnvelope(bob.rooms.get("general")!, { envelope: item.envelope, room: "general", from: "alice" }))
           .plaintext.body,
       );
     }
@@ -527,20 +700,25 @@ Deno.test("hub with --history 0 replays nothing on join", () =>
     assert.deepEqual([joined.history, joined.latest_seq], [[], 1]);
   }, { history: 0 }));
 
-Deno.test("hub refuses an envelope whose room or from does not match, or whose id repeats, and stores none", () =>
+Deno.test("hub refuses an envelope for a room it is not in (or misspelt), from another nick, or repeated; stores none", () =>
   withHub(async (t) => {
     const alice = await member(t, "alice");
     const bob = await member(t, "bob");
-    await member(t, "dave", "dev");
+    const dave = await member(t, "dave", "dev");
     alice.peer.takeAll("presence");
     const first = await say(t, alice, "the original");
     bob.peer.take("message");
+    const devKeys = dave.rooms.get("dev")!;
     const cases: [Envelope, string][] = [
-      [await seal(alice, "for dev", { room: "dev" }), "room_mismatch"],
+      [
+        await sealEnvelope(devKeys, { room: "dev", from: "alice", plaintext: { type: "text", body: "x" }, v: 2 }),
+        "not_in_room",
+      ],
+      [await seal(alice, "misspelt", { room: "General" }), "not_in_room"],
       [await seal(alice, "as bob", { from: "bob" }), "sender_mismatch"],
       [await seal(alice, "as nobody", { from: "nobody" }), "sender_mismatch"],
       [first.envelope, "duplicate_id"],
-      [await seal(alice, "same id, new text", { id: Uint8Array.fromBase64(first.envelope.id) }), "duplicate_id"],
+      [await seal(alice, "same id, new text", { id: decodeBase64(first.envelope.id) }), "duplicate_id"],
     ];
     for (const [envelope, code] of cases) {
       await t.handle(alice, { type: "send", envelope });
@@ -559,6 +737,7 @@ Deno.test("hub refuses an envelope whose room or from does not match, or whose i
     assert.deepEqual(bob.peer.takeAll("message").map((m) => m.envelope.id), [twin.id]);
     assert.deepEqual(storedIds(t.store, "general"), [first.envelope.id, twin.id]);
     assert.deepEqual(storedIds(t.store, "dev"), []);
+    assert.deepEqual(dave.peer.inbox, []);
     assert.equal(
       t.store.recent("general", 10)[0].envelope,
       serializeEnvelope(first.envelope),
@@ -613,24 +792,32 @@ Deno.test("hub answers storage_failed, never duplicate_id, for a message whose i
   }
 });
 
-Deno.test("hub sends presence for join, leave and nick to the others in the room only", () =>
+Deno.test("hub sends presence with the key for join, part, leave and nick to the others in the room only", () =>
   withHub(async (t) => {
     const alice = await member(t, "alice");
     const dave = await member(t, "dave", "dev");
     const bob = await member(t, "bob");
-    assert.deepEqual(alice.peer.only(), { type: "presence", event: "join", room: "general", nick: "bob" });
+    const key = keyOf(bob);
+    assert.deepEqual(alice.peer.only(), { type: "presence", event: "join", room: "general", nick: "bob", key });
     assert.deepEqual(bob.peer.inbox, [], "no presence about oneself");
     await t.handle(bob, { type: "nick", new: "bobby" });
     assert.deepEqual(bob.peer.only(), { type: "nick", old: "bob", new: "bobby" });
+    bob.nick = "bobby";
     assert.deepEqual(alice.peer.only(), {
       type: "presence",
       event: "nick",
       room: "general",
       nick: "bobby",
+      key,
       old: "bob",
     });
+    await t.handle(bob, { type: "part", room: "GENERAL" });
+    assert.deepEqual(bob.peer.only(), { type: "parted", room: "general" });
+    assert.deepEqual(alice.peer.only(), { type: "presence", event: "leave", room: "general", nick: "bobby", key });
+    assert.equal((await join(t, bob, "general")).type, "joined");
+    alice.peer.take("presence");
     t.hub.detach(bob.member);
-    assert.deepEqual(alice.peer.only(), { type: "presence", event: "leave", room: "general", nick: "bobby" });
+    assert.deepEqual(alice.peer.only(), { type: "presence", event: "leave", room: "general", nick: "bobby", key });
     assert.deepEqual(dave.peer.inbox, [], "another room hears nothing");
     // A nick change outside any room is answered but announced nowhere.
     const eve = await t.hello("eve");
@@ -639,65 +826,141 @@ Deno.test("hub sends presence for join, leave and nick to the others in the room
     assert.deepEqual([alice.peer.inbox, dave.peer.inbox], [[], []]);
   }));
 
-Deno.test("hub answers who with the current room's members, and rooms with the occupied rooms this connection proved", () =>
+Deno.test("hub answers who for a room this connection is in, and rooms with this connection's rooms and counts", () =>
   withHub(async (t) => {
     const eve = await t.hello("eve");
-    await t.handle(eve, { type: "who" });
-    assert.equal((eve.peer.only() as Msg<"error">).code, "not_ready");
+    await t.handle(eve, { type: "who", room: "general" });
+    assert.equal(errorCode(eve), "not_in_room");
     assert.equal(eve.peer.closed, undefined);
     await t.handle(eve, { type: "rooms" });
     assert.deepEqual(eve.peer.only(), { type: "rooms", rooms: [] });
 
     const alice = await member(t, "alice");
-    await member(t, "bob");
+    const bob = await member(t, "bob");
     const dave = await member(t, "dave", "dev");
     await member(t, "olga", "secret");
     alice.peer.takeAll("presence");
-    await t.handle(alice, { type: "who" });
-    assert.deepEqual(alice.peer.only(), { type: "who", room: "general", members: ["alice", "bob"] });
+    await t.handle(alice, { type: "who", room: "GENERAL" });
+    assert.deepEqual(alice.peer.only(), {
+      type: "who",
+      room: "general",
+      members: [{ nick: "alice", key: keyOf(alice) }, { nick: "bob", key: keyOf(bob) }],
+    });
     // A stranger learns nothing of the rooms, even after a failed proof.
     assert.equal((await join(t, eve, "general", "a guess")).type, "error");
     await t.handle(eve, { type: "rooms" });
     assert.deepEqual(eve.peer.only(), { type: "rooms", rooms: [] });
     await t.handle(alice, { type: "rooms" });
-    assert.deepEqual(alice.peer.only(), { type: "rooms", rooms: [{ name: "general", members: 2 }] });
-    // Proved rooms stay listed after leaving them (while they have people in them).
-    await member(t, "dora", "dev");
+    assert.deepEqual(alice.peer.only(), { type: "rooms", rooms: [{ name: "general", count: 2 }] });
     await join(t, dave, "general");
     await t.handle(dave, { type: "rooms" });
-    const rooms = (dave.peer.take("rooms") as Msg<"rooms">).rooms;
-    assert.deepEqual(rooms.sort((a, b) => a.name.localeCompare(b.name)), [
-      { name: "dev", members: 1 },
-      { name: "general", members: 3 },
-    ]);
+    assert.deepEqual(dave.peer.take("rooms").rooms, [{ name: "dev", count: 1 }, { name: "general", count: 3 }]);
+    await t.handle(dave, { type: "part", room: "dev" });
+    await t.handle(dave, { type: "rooms" });
+    assert.deepEqual(dave.peer.take("rooms").rooms, [{ name: "general", count: 3 }], "a room left is not listed");
     assert.equal(t.hub.unproven, 1, "eve is the only member that proved no room");
   }));
 
-Deno.test("hub: joining another room leaves the first", () =>
+Deno.test("hub: a connection is in several rooms at once; join adds, part leaves, each room's messages stay in it", () =>
   withHub(async (t) => {
     const alice = await member(t, "alice");
     const bob = await member(t, "bob");
     const dave = await member(t, "dave", "dev");
     alice.peer.takeAll("presence");
     const joined = await join(t, alice, "dev") as Msg<"joined">;
-    assert.deepEqual(joined.members, ["dave", "alice"]);
-    assert.deepEqual(bob.peer.only(), { type: "presence", event: "leave", room: "general", nick: "alice" });
-    assert.deepEqual(dave.peer.only(), { type: "presence", event: "join", room: "dev", nick: "alice" });
-    await say(t, bob, "general after alice left");
-    assert.deepEqual(alice.peer.inbox, []);
-    await say(t, alice, "hello dev");
-    assert.equal(dave.peer.take("message").envelope.from, "alice");
+    assert.deepEqual(joined.members.map((m) => m.nick), ["dave", "alice"]);
+    assert.deepEqual(bob.peer.inbox, [], "joining dev does not leave general");
+    assert.deepEqual(dave.peer.only(), {
+      type: "presence",
+      event: "join",
+      room: "dev",
+      nick: "alice",
+      key: keyOf(alice),
+    });
+    await say(t, alice, "hello dev", { room: "dev" });
+    assert.equal(dave.peer.take("message").envelope.room, "dev");
     assert.deepEqual(bob.peer.inbox, []);
-    // An envelope for the old room is now a mismatch.
-    const stale = await seal(alice, "old room", { room: "general" });
+    await say(t, alice, "hello general", { room: "general" });
+    assert.equal(bob.peer.take("message").envelope.room, "general");
+    assert.deepEqual(dave.peer.inbox, []);
+    await say(t, bob, "to general");
+    await say(t, dave, "to dev");
+    assert.deepEqual(alice.peer.takeAll("message").map((m) => m.envelope.room), ["general", "dev"]);
+    // Parting one room leaves the other; an envelope for the parted room is refused.
+    await t.handle(alice, { type: "part", room: "dev" });
+    assert.deepEqual(alice.peer.only(), { type: "parted", room: "dev" });
+    assert.equal(dave.peer.take("presence").event, "leave");
+    const stale = await seal(alice, "old room", { room: "dev" });
     await t.handle(alice, { type: "send", envelope: stale });
-    assert.equal((alice.peer.only() as Msg<"error">).code, "room_mismatch");
-    await t.handle(bob, { type: "who" });
-    assert.deepEqual(bob.peer.only(), { type: "who", room: "general", members: ["bob"] });
-    // The last member leaving a room removes it from the room list.
-    await join(t, bob, "dev");
+    assert.equal(errorCode(alice), "not_in_room");
+    await t.handle(alice, { type: "part", room: "dev" });
+    assert.equal(errorCode(alice), "not_in_room");
+    await say(t, dave, "dev after alice left");
+    assert.deepEqual(alice.peer.inbox, []);
+    await say(t, alice, "still in general", { room: "general" });
+    assert.equal(bob.peer.take("message").envelope.from, "alice");
+  }));
+
+Deno.test("hub caps the rooms of one connection at max_rooms (too_many_rooms at join and prove), and part frees one", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    for (const room of ["r1", "r2", "r3", "r4"]) assert.equal((await join(t, alice, room)).type, "joined", room);
+    await t.handle(alice, { type: "join", room: "r5" });
+    const refused = alice.peer.only() as Msg<"error">;
+    assert.equal(refused.code, "too_many_rooms");
+    assert.match(refused.message, /4 rooms already/);
+    assert.equal(t.store.getRoom("r5"), undefined, "no room was created");
+    assert.equal((await join(t, alice, "R2")).type, "joined", "a room it is in may be joined again");
+    await t.handle(alice, { type: "part", room: "r1" });
+    alice.peer.take("parted");
+    assert.equal((await join(t, alice, "r5")).type, "joined");
+    assert.equal(alice.peer.closed, undefined);
+  }));
+
+Deno.test("hub: two connections of one identity hold one nick: listed once, announced once, each sees the other's messages", () =>
+  withHub(async (t) => {
+    const bob = await member(t, "bob");
+    const alice = await member(t, "alice");
+    bob.peer.take("presence");
+    const { client: phone, reply } = await openHubClient(t.hub, "alice", { identity: alice.identity });
+    assert.equal(reply.type, "welcome");
+    const joined = await join(t, phone, "general") as Msg<"joined">;
+    assert.deepEqual(joined.members.map((m) => m.nick), ["bob", "alice"], "alice is listed once");
+    assert.deepEqual([bob.peer.inbox, alice.peer.inbox], [[], []], "no second join presence");
     await t.handle(bob, { type: "rooms" });
-    assert.deepEqual(bob.peer.take("rooms").rooms, [{ name: "dev", members: 3 }]);
+    assert.deepEqual(bob.peer.take("rooms").rooms, [{ name: "general", count: 2 }]);
+    // A message from one device reaches the other device (not the sending one) and bob.
+    const sent = await say(t, alice, "from the laptop");
+    assert.equal(phone.peer.take("message").envelope.id, sent.envelope.id);
+    assert.equal(bob.peer.take("message").envelope.id, sent.envelope.id);
+    assert.deepEqual(alice.peer.inbox, []);
+    // The first device leaving announces nothing; the last one does.
+    t.hub.detach(alice.member);
+    assert.deepEqual(bob.peer.inbox, []);
+    t.hub.detach(phone.member);
+    assert.deepEqual(bob.peer.only(), {
+      type: "presence",
+      event: "leave",
+      room: "general",
+      nick: "alice",
+      key: keyOf(alice),
+    });
+  }));
+
+Deno.test("hub: a nick change by one of two devices shows as a join of the new nick, not a change", () =>
+  withHub(async (t) => {
+    const bob = await member(t, "bob");
+    const alice = await member(t, "alice");
+    const { client: phone } = await openHubClient(t.hub, "alice", { identity: alice.identity });
+    await join(t, phone, "general");
+    bob.peer.drain();
+    const key = keyOf(alice);
+    await t.handle(phone, { type: "nick", new: "ali" });
+    assert.deepEqual(bob.peer.only(), { type: "presence", event: "join", room: "general", nick: "ali", key });
+    await t.handle(alice, { type: "nick", new: "ali" });
+    assert.deepEqual(bob.peer.only(), { type: "presence", event: "leave", room: "general", nick: "alice", key });
+    await t.handle(bob, { type: "who", room: "general" });
+    assert.deepEqual(bob.peer.take("who").members.map((m) => m.nick), ["bob", "ali"]);
   }));
 
 function fakeRows(count: number, options: { room?: string; ctBytes?: number; firstSeq?: number } = {}): MessageRow[] {
@@ -708,7 +971,7 @@ function fakeRows(count: number, options: { room?: string; ctBytes?: number; fir
     const id = new Uint8Array(16);
     new DataView(id.buffer).setUint32(12, seq);
     const envelope: Envelope = {
-      v: 1,
+      v: 2,
       room,
       from: "alice",
       id: id.toBase64(),
@@ -729,7 +992,7 @@ Deno.test("hub pages history back with before_seq and limit (clamped to 1..500),
   await withHub(async (t) => {
     const alice = await member(t, "alice");
     const page = async (before_seq: number, limit: number) => {
-      await t.handle(alice, { type: "history", before_seq, limit });
+      await t.handle(alice, { type: "history", room: "general", before_seq, limit });
       const reply = alice.peer.only() as Msg<"history">;
       assert.deepEqual([reply.type, reply.room, reply.before_seq], ["history", "general", before_seq]);
       return { seqs: reply.messages.map((m) => m.seq), more: reply.more };
@@ -745,11 +1008,11 @@ Deno.test("hub pages history back with before_seq and limit (clamped to 1..500),
     assert.deepEqual([clamped.seqs[0], clamped.seqs[499], clamped.more], [121, 620, true]);
     assert.deepEqual(await page(100, 0), { seqs: [99], more: true });
     // Without a limit, a page is as long as it can be.
-    await t.handle(alice, { type: "history", before_seq: 2 ** 53 - 1 });
+    await t.handle(alice, { type: "history", room: "General", before_seq: 2 ** 53 - 1 });
     const full = (alice.peer.only() as Msg<"history">).messages.map((m) => m.seq);
     assert.deepEqual([full.length, full[0], full[499]], [500, 121, 620]);
     // Items carry the stored envelope.
-    await t.handle(alice, { type: "history", before_seq: 2, limit: 1 });
+    await t.handle(alice, { type: "history", room: "general", before_seq: 2, limit: 1 });
     const item = (alice.peer.only() as Msg<"history">).messages[0];
     assert.deepEqual(item, { seq: 1, sent_at: 1, envelope: JSON.parse(store.recent("general", 620)[0].envelope) });
   }, { store, history: 0 });
@@ -763,9 +1026,13 @@ Deno.test("hub catches up with since after_seq, oldest first, including messages
     const bob = await member(t, "bob");
     const since = async (after_seq: number, limit?: number) => {
       bob.peer.takeAll("message");
-      await t.handle(bob, limit === undefined ? { type: "since", after_seq } : { type: "since", after_seq, limit });
+      const room = "general";
+      await t.handle(
+        bob,
+        limit === undefined ? { type: "since", room, after_seq } : { type: "since", room, after_seq, limit },
+      );
       const reply = bob.peer.take("since");
-      assert.deepEqual([reply.room, reply.after_seq], ["general", after_seq]);
+      assert.deepEqual([reply.room, reply.after_seq, reply.pruned_through], ["general", after_seq, 0]);
       return { seqs: reply.messages.map((m) => m.seq), more: reply.more };
     };
     assert.deepEqual(await since(595), { seqs: [596, 597, 598, 599, 600], more: false });
@@ -794,12 +1061,12 @@ Deno.test("hub keeps a joined, history or since reply within its byte budget and
     const alice = await t.hello("alice");
     const joined = await join(t, alice, "general") as Msg<"joined">;
     assert.deepEqual(joined.history.map((m) => m.seq), Array.from({ length: fit }, (_, k) => 8 - fit + 1 + k));
-    await t.handle(alice, { type: "history", before_seq: 100, limit: 500 });
+    await t.handle(alice, { type: "history", room: "general", before_seq: 100, limit: 500 });
     const history = alice.peer.only() as Msg<"history">;
     assert.equal(history.messages.length, fit);
     assert.equal(history.messages.at(-1)!.seq, 8);
     assert.equal(history.more, true);
-    await t.handle(alice, { type: "since", after_seq: 0 });
+    await t.handle(alice, { type: "since", room: "general", after_seq: 0 });
     const since = alice.peer.only() as Msg<"since">;
     assert.deepEqual(since.messages.map((m) => m.seq), Array.from({ length: fit }, (_, k) => k + 1));
     assert.equal(since.more, true);
@@ -844,6 +1111,7 @@ Deno.test("hub sends nothing to a member that left while its proof was being che
       nonce: Uint8Array.fromBase64(challenge.nonce),
       room: "general",
       nick: "bob",
+      bind: { serverPub: bob.serverPub, identityPub: bob.identity.publicKey },
     });
     const pending = t.hub.handle(bob.member, { type: "prove", room: "general", proof: proof.toBase64() });
     t.hub.detach(bob.member);
@@ -884,7 +1152,7 @@ Deno.test("hub limits how many rooms one connection and one address create, and 
     // Another address, and an exempt one, are not affected; joining existing rooms never is.
     const bob = await t.hello("bob", "198.51.100.7");
     assert.equal((await join(t, bob, "b1")).type, "joined");
-    assert.equal((await join(t, again, "m1")).type, "joined");
+    assert.equal((await join(t, again, "M1")).type, "joined");
     const local = await t.hello("local", "127.0.0.1");
     const trusted = await t.hello("trusted", "127.0.0.1");
     for (const room of ["l1", "l2", "l3"]) assert.equal((await join(t, local, room)).type, "joined");
@@ -920,3 +1188,14 @@ Deno.test("hub refuses a message that would take a room past --room-quota with r
     await tick();
     assert.ok(t.store.roomBytes("general") <= 4000);
   }, { rooms: { ...UNLIMITED_ROOMS, quotaBytes: 4000 } }));
+
+Deno.test("hub says in since how far retention removed a room's messages (pruned_through)", async () => {
+  const store = Store.open(":memory:", { retention: { kind: "count", count: 3 } });
+  await withHub(async (t) => {
+    const alice = await member(t, "alice");
+    store.appendBatch(fakeRows(10));
+    await t.handle(alice, { type: "since", room: "general", after_seq: 0 });
+    const since = alice.peer.take("since");
+    assert.deepEqual([since.messages.map((m) => m.seq), since.pruned_through], [[8, 9, 10], 7]);
+  }, { store, history: 0 });
+});

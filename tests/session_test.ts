@@ -1,9 +1,9 @@
 /**
- * The client session's ordering and reconnect guarantees (issue 11) on protocol v2, against the v2 server double
- * playing an honest server (tests/support/evil_server.ts): ordering under concurrent sends, a nick change in the
- * middle of a burst, reconnect with resend, duplicate suppression, storage failures, and never giving up, each
- * checked against what the server stores and what a second member sees. The lying-server tests are in
- * session_lies_test.ts and session_attacks_test.ts.
+ * The client session's ordering and reconnect guarantees (issue 11) on protocol v2, against the real chat core
+ * in-process (the Hub over a Store on a temporary file) and against the v2 server double playing an honest server:
+ * ordering under concurrent sends, a nick change in the middle of a burst, reconnect with resend, duplicate
+ * suppression, storage failures, and never giving up, each checked against what the server stores and what a second
+ * member sees. The lying-server tests are in session_lies_test.ts and session_attacks_test.ts.
  *
  * @module
  */
@@ -11,19 +11,25 @@
 import assert from "node:assert/strict";
 import { openRoomMessage } from "../lib/message.ts";
 import { JoinError, type SessionOptions } from "../lib/client/session.ts";
-import { EvilServer } from "./support/evil_server.ts";
 import { passphraseHooks, poll, roomKeysOf, type TestClient, TestHomes } from "./support/session_clients.ts";
+import { startTestServer, type TestServer } from "./support/test_servers.ts";
 
 const PASSPHRASE = "session test passphrase 91c2";
 const hooks = passphraseHooks(PASSPHRASE);
+const KINDS = ["hub", "double"] as const;
 
-/** A server double, and homes for its clients. */
-async function start(): Promise<{ server: EvilServer; homes: TestHomes }> {
-  return { server: await EvilServer.start(), homes: new TestHomes() };
+/** Registers a test to run against the real hub and against the double. */
+function both(name: string, fn: (kind: "hub" | "double") => Promise<void>): void {
+  for (const kind of KINDS) Deno.test(`${name} (${kind})`, () => fn(kind));
+}
+
+/** A server, and homes for its clients. */
+async function start(kind: "hub" | "double"): Promise<{ server: TestServer; homes: TestHomes }> {
+  return { server: await startTestServer(kind), homes: new TestHomes() };
 }
 
 async function member(
-  env: { server: EvilServer; homes: TestHomes },
+  env: { server: TestServer; homes: TestHomes },
   nick: string,
   options: Partial<SessionOptions> = {},
 ): Promise<TestClient> {
@@ -33,18 +39,13 @@ async function member(
 }
 
 /** What the server stored in #general, opened: "from: text" (actions as "* from text"). */
-async function storedLines(server: EvilServer): Promise<string[]> {
-  const room = server.rooms.get("general")!;
-  const keys = await roomKeysOf(PASSPHRASE, { salt: Uint8Array.fromBase64(room.salt), iterations: room.iterations });
-  const context = {
-    serverPub: server.key,
-    room: "general",
-    accessPub: Uint8Array.fromBase64(room.access_pub),
-    epoch: 0,
-  };
+async function storedLines(server: TestServer): Promise<string[]> {
+  const room = server.room("general")!;
+  const keys = await roomKeysOf(PASSPHRASE, { salt: room.salt, iterations: room.iterations });
+  const context = { serverPub: server.serverKey(), room: room.name, accessPub: room.accessPub, epoch: 0 };
   const out: string[] = [];
-  for (const row of server.stored()) {
-    const m = await openRoomMessage(keys, { envelope: row.envelope, context });
+  for (const envelope of server.stored("general")) {
+    const m = await openRoomMessage(keys, { envelope, context });
     out.push(m.type === "action" ? `* ${m.from} ${m.body}` : `${m.from}: ${m.body}`);
   }
   return out;
@@ -55,13 +56,14 @@ function lines(client: TestClient): string[] {
   return client.messages().map((m) => m.type === "action" ? `* ${m.from} ${m.text}` : `${m.from}: ${m.text}`);
 }
 
-async function closeAll(env: { homes: TestHomes }, ...clients: TestClient[]): Promise<void> {
+async function closeAll(env: { server: TestServer; homes: TestHomes }, ...clients: TestClient[]): Promise<void> {
   for (const c of clients) await c.close();
+  await env.server.close();
   await env.homes.cleanup();
 }
 
-Deno.test("say() called many times at once is stored, and seen by others, in the order it was called", async () => {
-  const env = await start();
+both("say() called many times at once is stored, and seen by others, in the order it was called", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice");
   const bob = await member(env, "bob");
@@ -92,8 +94,8 @@ Deno.test("say() called many times at once is stored, and seen by others, in the
   }
 });
 
-Deno.test("a nick change in the middle of a burst loses nothing and keeps the order", async () => {
-  const env = await start();
+both("a nick change in the middle of a burst loses nothing and keeps the order", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice");
   const carol = await member(env, "carol");
@@ -123,8 +125,8 @@ Deno.test("a nick change in the middle of a burst loses nothing and keeps the or
   }
 });
 
-Deno.test("after a dropped connection the session reconnects, catches up, and resends in order once", async () => {
-  const env = await start();
+both("after a dropped connection the session reconnects, catches up, and resends in order once", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice");
   const bob = await member(env, "bob");
@@ -153,21 +155,21 @@ Deno.test("after a dropped connection the session reconnects, catches up, and re
   }
 });
 
-Deno.test("a lost ack: the resend is answered duplicate_id, counts as stored, and is stored once", async () => {
-  const env = await start();
+both("a lost ack: the resend is answered duplicate_id, counts as stored, and is stored once", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice");
   try {
     let lost = 0;
     // Withhold the acks of the first three messages, then drop the connection: their resends are duplicates.
-    server.outgoing = (msg) => {
+    server.rewrite((msg) => {
       if (msg.type !== "ack" || lost >= 3) return undefined;
       lost++;
       return [];
-    };
+    });
     for (let i = 0; i < 5; i++) alice.session.say(`m${i}`);
     await poll(() => lost === 3 && alice.outbox("acked").length === 2, "two acks, three lost");
-    server.outgoing = undefined;
+    server.rewrite(undefined);
     server.dropAll();
     await alice.session.drain({ timeoutMs: 20_000 });
     assert.deepEqual(await storedLines(server), [0, 1, 2, 3, 4].map((i) => `alice: m${i}`));
@@ -177,8 +179,8 @@ Deno.test("a lost ack: the resend is answered duplicate_id, counts as stored, an
   }
 });
 
-Deno.test("a server restart in the middle of a burst: nothing lost, nothing shown twice", async () => {
-  const env = await start();
+both("a server restart in the middle of a burst: nothing lost, nothing shown twice", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice");
   const bob = await member(env, "bob");
@@ -190,7 +192,7 @@ Deno.test("a server restart in the middle of a burst: nothing lost, nothing show
         expected.push(`alice: r${round} ${i}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 5));
-      server.dropAll();
+      server.restart();
     }
     await alice.session.drain({ timeoutMs: 20_000 });
     assert.deepEqual(await storedLines(server), expected);
@@ -202,16 +204,16 @@ Deno.test("a server restart in the middle of a burst: nothing lost, nothing show
   }
 });
 
-Deno.test("storage_failed: while the store fails, messages are written again in order until it recovers", async () => {
-  const env = await start();
+both("storage_failed: while the store fails, messages are written again in order until it recovers", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice", { retry: { delayMs: 10, retries: 50 } });
   try {
-    server.failSends(1_000_000);
+    server.failStores(1_000_000);
     for (let i = 0; i < 10; i++) alice.session.say(`kept ${i}`);
-    await poll(() => server.failedSends >= 12, "a few failed rounds");
-    assert.equal(server.stored().length, 0);
-    server.failSends(0);
+    await poll(() => server.failedStores >= 12, "a few failed rounds");
+    assert.equal(server.stored("general").length, 0);
+    server.failStores(0);
     await alice.session.drain({ timeoutMs: 20_000 });
     assert.deepEqual(await storedLines(server), Array.from({ length: 10 }, (_, i) => `alice: kept ${i}`));
     assert.equal(alice.outbox("failed").length, 0);
@@ -220,32 +222,35 @@ Deno.test("storage_failed: while the store fails, messages are written again in 
   }
 });
 
-Deno.test("storage_failed once: the refused message is written again and every message is stored exactly once", async () => {
-  const env = await start();
-  const { server } = env;
-  const alice = await member(env, "alice", { retry: { delayMs: 10, retries: 3 } });
-  try {
-    server.failSends(1);
-    for (let i = 0; i < 10; i++) alice.session.say(`once ${i}`);
-    await alice.session.drain({ timeoutMs: 20_000 });
-    // Messages written behind the refused one before its refusal came back may be stored ahead of it (the server
-    // acknowledged them); none is lost or stored twice.
-    assert.deepEqual(
-      (await storedLines(server)).sort(),
-      Array.from({ length: 10 }, (_, i) => `alice: once ${i}`).sort(),
-    );
-    assert.equal(alice.outbox("acked").length, 10);
-  } finally {
-    await closeAll(env, alice);
-  }
-});
+both(
+  "storage_failed once: the refused message is written again and every message is stored exactly once",
+  async (kind) => {
+    const env = await start(kind);
+    const { server } = env;
+    const alice = await member(env, "alice", { retry: { delayMs: 10, retries: 3 } });
+    try {
+      server.failStores(1);
+      for (let i = 0; i < 10; i++) alice.session.say(`once ${i}`);
+      await alice.session.drain({ timeoutMs: 20_000 });
+      // Messages written behind the refused one before its refusal came back may be stored ahead of it (the server
+      // acknowledged them); none is lost or stored twice.
+      assert.deepEqual(
+        (await storedLines(server)).sort(),
+        Array.from({ length: 10 }, (_, i) => `alice: once ${i}`).sort(),
+      );
+      assert.equal(alice.outbox("acked").length, 10);
+    } finally {
+      await closeAll(env, alice);
+    }
+  },
+);
 
-Deno.test("storage_failed every time: after the last retry the message is marked failed with the reason", async () => {
-  const env = await start();
+both("storage_failed every time: after the last retry the message is marked failed with the reason", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice", { retry: { delayMs: 10, retries: 3 } });
   try {
-    server.failSends(4);
+    server.failStores(4);
     const doomed = alice.session.say("never stored");
     await poll(() => alice.outbox("failed").length === 1, "the failure");
     const failed = alice.outbox("failed")[0];
@@ -260,34 +265,37 @@ Deno.test("storage_failed every time: after the last retry the message is marked
   }
 });
 
-Deno.test("with no give-up time the session retries for as long as it lives, with capped delays, and sends when back", async () => {
-  const env = await start();
-  const { server } = env;
-  const alice = await member(env, "alice", { reconnect: { firstDelayMs: 5, maxDelayMs: 40 } });
-  try {
-    alice.session.say("before");
-    await alice.session.drain({ timeoutMs: 20_000 });
-    server.down = true;
-    server.dropAll();
-    alice.session.say("offline 1");
-    alice.session.say("offline 2");
-    await poll(() => alice.events.filter((e) => e.kind === "offline").length >= 30, "30 attempts");
-    const offline = alice.events.flatMap((e) => e.kind === "offline" ? [e] : []);
-    assert.ok(offline.every((e) => e.retryInMs <= 40 * 1.5), "delays capped (with jitter)");
-    assert.ok(offline.slice(10).every((e) => e.retryInMs >= 40 * 0.5), "and grown to the cap");
-    assert.equal(alice.session.unsent, 2);
-    assert.ok(!alice.events.some((e) => e.kind === "closed"), "never gave up");
-    await assert.rejects(alice.session.changeNick("ally"), JoinError, "commands say offline at once");
-    server.down = false;
-    await alice.session.drain({ timeoutMs: 20_000 });
-    assert.deepEqual(await storedLines(server), ["alice: before", "alice: offline 1", "alice: offline 2"]);
-  } finally {
-    await closeAll(env, alice);
-  }
-});
+both(
+  "with no give-up time the session retries for as long as it lives, with capped delays, and sends when back",
+  async (kind) => {
+    const env = await start(kind);
+    const { server } = env;
+    const alice = await member(env, "alice", { reconnect: { firstDelayMs: 5, maxDelayMs: 40 } });
+    try {
+      alice.session.say("before");
+      await alice.session.drain({ timeoutMs: 20_000 });
+      server.down = true;
+      server.dropAll();
+      alice.session.say("offline 1");
+      alice.session.say("offline 2");
+      await poll(() => alice.events.filter((e) => e.kind === "offline").length >= 30, "30 attempts");
+      const offline = alice.events.flatMap((e) => e.kind === "offline" ? [e] : []);
+      assert.ok(offline.every((e) => e.retryInMs <= 40 * 1.5), "delays capped (with jitter)");
+      assert.ok(offline.slice(10).every((e) => e.retryInMs >= 40 * 0.5), "and grown to the cap");
+      assert.equal(alice.session.unsent, 2);
+      assert.ok(!alice.events.some((e) => e.kind === "closed"), "never gave up");
+      await assert.rejects(alice.session.changeNick("ally"), JoinError, "commands say offline at once");
+      server.down = false;
+      await alice.session.drain({ timeoutMs: 20_000 });
+      assert.deepEqual(await storedLines(server), ["alice: before", "alice: offline 1", "alice: offline 2"]);
+    } finally {
+      await closeAll(env, alice);
+    }
+  },
+);
 
-Deno.test("with a give-up time (script mode) the session closes, and says which messages were not stored", async () => {
-  const env = await start();
+both("with a give-up time (script mode) the session closes, and says which messages were not stored", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice", { reconnect: { firstDelayMs: 5, maxDelayMs: 20, giveUpAfterMs: 200 } });
   try {
@@ -306,8 +314,8 @@ Deno.test("with a give-up time (script mode) the session closes, and says which 
   }
 });
 
-Deno.test("a room re-created with another passphrase stops the reconnect: its parameters changed (exit 7)", async () => {
-  const env = await start();
+both("a room re-created with another passphrase stops the reconnect: its parameters changed (exit 7)", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice");
   try {
@@ -316,7 +324,7 @@ Deno.test("a room re-created with another passphrase stops the reconnect: its pa
     // The server loses its database; someone else creates #general again with another passphrase.
     server.dropAll();
     server.down = true;
-    server.rooms.delete("general");
+    server.deleteRoom("general");
     server.down = false;
     const mallory = await env.homes.connect(server.dial, "mallory");
     await mallory.session.join("general", passphraseHooks("another passphrase entirely"));
@@ -331,8 +339,8 @@ Deno.test("a room re-created with another passphrase stops the reconnect: its pa
   }
 });
 
-Deno.test("history on join, live messages, and an id delivered twice is shown once", async () => {
-  const env = await start();
+both("history on join, live messages, and an id delivered twice is shown once", async (kind) => {
+  const env = await start(kind);
   const { server } = env;
   const alice = await member(env, "alice");
   try {
@@ -342,7 +350,7 @@ Deno.test("history on join, live messages, and an id delivered twice is shown on
     // The server relays every message twice to bob.
     const bob = await member(env, "bob");
     try {
-      server.outgoing = (msg) => msg.type === "message" ? [msg, msg] : undefined;
+      server.rewrite((msg) => msg.type === "message" ? [msg, msg] : undefined);
       alice.session.say("live one");
       await alice.session.drain({ timeoutMs: 20_000 });
       alice.session.say("live two");
@@ -357,7 +365,7 @@ Deno.test("history on join, live messages, and an id delivered twice is shown on
         "live two false",
       ]);
     } finally {
-      server.outgoing = undefined;
+      server.rewrite(undefined);
       await bob.close();
     }
   } finally {

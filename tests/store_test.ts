@@ -50,6 +50,7 @@ const ROOM = {
   salt: new Uint8Array(16).fill(7),
   iterations: 123_456,
   accessPub: new Uint8Array(32).fill(9),
+  epoch: 0,
   createdAt: 1_700_000_000_000,
 };
 
@@ -83,15 +84,47 @@ Deno.test("a new database has exactly the documented tables, columns, unique key
           notnull: number;
           pk: number;
         }[]).map((c) => [c.name, c.type, Number(c.notnull), Number(c.pk)]);
+      assert.deepEqual(columns("meta"), [["key", "TEXT", 0, 1], ["value", "BLOB", 1, 0]]);
       assert.deepEqual(columns("rooms"), [
         ["name", "TEXT", 0, 1],
+        ["fold", "TEXT", 1, 0],
         ["salt", "BLOB", 1, 0],
         ["iterations", "INTEGER", 1, 0],
         ["access_pub", "BLOB", 1, 0],
+        ["epoch", "INTEGER", 1, 0],
         ["created_at", "INTEGER", 1, 0],
+        ["pruned_through", "INTEGER", 1, 0],
         ["messages", "INTEGER", 1, 0],
         ["bytes", "INTEGER", 1, 0],
         ["last_at", "INTEGER", 0, 0],
+      ]);
+      assert.deepEqual(columns("nicks"), [
+        ["fold", "TEXT", 0, 1],
+        ["nick", "TEXT", 1, 0],
+        ["identity", "BLOB", 1, 0],
+        ["registered_at", "INTEGER", 1, 0],
+        ["used_at", "INTEGER", 1, 0],
+        ["reserved", "INTEGER", 1, 0],
+      ]);
+      assert.deepEqual(columns("identities"), [
+        ["identity", "BLOB", 0, 1],
+        ["kx", "BLOB", 1, 0],
+        ["kx_sig", "BLOB", 1, 0],
+        ["updated_at", "INTEGER", 1, 0],
+      ]);
+      assert.deepEqual(columns("rotations"), [
+        ["old", "BLOB", 0, 1],
+        ["new", "BLOB", 1, 0],
+        ["ts", "INTEGER", 1, 0],
+        ["signature", "BLOB", 1, 0],
+      ]);
+      assert.deepEqual(columns("direct"), [
+        ["seq", "INTEGER", 0, 1],
+        ["recipient", "BLOB", 1, 0],
+        ["msg_id", "BLOB", 1, 0],
+        ["sent_at", "INTEGER", 1, 0],
+        ["envelope", "TEXT", 1, 0],
+        ["delivered_at", "INTEGER", 0, 0],
       ]);
       assert.deepEqual(columns("messages"), [
         ["seq", "INTEGER", 0, 1],
@@ -103,16 +136,22 @@ Deno.test("a new database has exactly the documented tables, columns, unique key
       ]);
       const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all()
         .map((r) => (r as { name: string }).name);
-      assert.deepEqual(tables, ["messages", "rooms"]);
-      const indexes = (db.prepare("PRAGMA index_list(messages)").all() as { name: string; unique: number }[])
-        .map((i) => {
+      assert.deepEqual(tables, ["direct", "identities", "messages", "meta", "nicks", "rooms", "rotations"]);
+      const indexes = (table: string) =>
+        (db.prepare(`PRAGMA index_list(${table})`).all() as { name: string; unique: number }[]).map((i) => {
           const cols = (db.prepare(`PRAGMA index_info(${JSON.stringify(i.name)})`).all() as { name: string }[])
             .map((c) => c.name);
           return [Number(i.unique), cols.join(",")];
         }).sort();
-      assert.deepEqual(indexes, [[0, "room,seq"], [1, "room,msg_id"]]);
-      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 2);
-      assert.equal(SCHEMA_VERSION, 2);
+      assert.deepEqual(indexes("messages"), [[0, "room,seq"], [1, "room,msg_id"]]);
+      assert.deepEqual(indexes("rooms"), [[1, "fold"], [1, "name"]]);
+      assert.deepEqual(indexes("nicks"), [[0, "identity"], [1, "fold"]]);
+      assert.deepEqual(indexes("rotations"), [[0, "new"], [1, "old"]]);
+      assert.deepEqual(indexes("direct"), [[0, "recipient,seq"], [1, "recipient,msg_id"]]);
+      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 3);
+      assert.equal(SCHEMA_VERSION, 3);
+      const seed = db.prepare("SELECT value FROM meta WHERE key = 'server_seed'").get() as { value: Uint8Array };
+      assert.equal(seed.value.length, 32, "the server key's seed is made with the database");
     });
   }));
 
@@ -189,7 +228,7 @@ Deno.test("an empty SQLite file at user_version 0 is migrated on start", () =>
       store.close();
     }
     withDb(path, (db) => {
-      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 2);
+      assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 3);
       assert.equal(Number((db.prepare("SELECT count(*) AS n FROM messages").get() as { n: number }).n), 1);
     });
   }));
@@ -218,11 +257,11 @@ Deno.test("reopening a database keeps its rooms, messages and last seq", () =>
 Deno.test("a newer schema version is refused with kind newer and the file is left unchanged", () =>
   withTempDir(async (dir) => {
     const path = `${dir}/newer.db`;
-    withDb(path, (db) => db.exec("CREATE TABLE messages (seq INTEGER PRIMARY KEY); PRAGMA user_version = 3"), {
+    withDb(path, (db) => db.exec("CREATE TABLE messages (seq INTEGER PRIMARY KEY); PRAGMA user_version = 4"), {
       readOnly: false,
     });
     const before = await Deno.readFile(path);
-    assertStoreError(() => Store.open(path), "newer", /schema version 3; this aeschat understands up to 2/);
+    assertStoreError(() => Store.open(path), "newer", /schema version 4; this aeschat understands up to 3/);
     await assertUnchanged(path, before);
   }));
 
@@ -251,18 +290,39 @@ Deno.test("a database in a missing directory is refused with kind open, naming t
     assertStoreError(() => Store.open(`${dir}/missing/a.db`), "open", /missing\/a\.db/);
   }));
 
-Deno.test("createRoom stores a room once and getRoom returns its bytes", () => {
+Deno.test("createRoom stores a room once under any spelling that folds the same, and getRoom finds it by any", () => {
   const store = Store.open(":memory:");
   try {
     assert.equal(store.getRoom("general"), undefined);
-    assert.equal(store.createRoom(ROOM), true);
-    assert.equal(store.createRoom({ ...ROOM, salt: new Uint8Array(16) }), false, "a second creation is refused");
-    assert.deepEqual(store.getRoom("general"), ROOM, "the first creation wins");
-    assert.equal(store.getRoom("General"), undefined, "room names are case-sensitive");
+    assert.equal(store.createRoom({ ...ROOM, name: "General" }), true);
+    for (const other of ["General", "general", "GENERAL", "Gеneral", /* Cyrillic е */ "ｇｅｎｅｒａｌ"]) {
+      assert.equal(store.createRoom({ ...ROOM, name: other, salt: new Uint8Array(16) }), false, other);
+      assert.deepEqual(store.getRoom(other), { ...ROOM, name: "General" }, `${other} finds the first creation`);
+    }
+    assert.equal(store.roomCount, 1);
+    assert.deepEqual(store.rooms().map((r) => r.name), ["General"]);
+    assert.equal(store.getRoom("genera1x"), undefined);
   } finally {
     store.close();
   }
 });
+
+Deno.test("the server key's seed is made once with the database and kept; another database has another", () =>
+  withTempDir((dir) => {
+    const first = Store.open(`${dir}/a.db`);
+    const seed = first.serverSeed;
+    first.close();
+    const again = Store.open(`${dir}/a.db`);
+    const other = Store.open(`${dir}/b.db`);
+    try {
+      assert.equal(seed.length, 32);
+      assert.deepEqual(again.serverSeed, seed);
+      assert.notDeepEqual(other.serverSeed, seed);
+    } finally {
+      again.close();
+      other.close();
+    }
+  }));
 
 Deno.test("appendBatch skips an id already stored in that room, but not the same id in another room", () => {
   const store = Store.open(":memory:");
@@ -361,7 +421,7 @@ Deno.test("recent, before and after page one room's messages oldest first", () =
   }
 });
 
-Deno.test("a version 1 database is migrated to 2 with each room's totals counted from its messages", () =>
+Deno.test("a version 1 database is migrated with each room's totals counted from its messages", () =>
   withTempDir((dir) => {
     const path = `${dir}/v1.db`;
     withDb(path, (db) => {
@@ -384,10 +444,25 @@ Deno.test("a version 1 database is migrated to 2 with each room's totals counted
     const store = Store.open(path);
     try {
       const bytes = (r: MessageRow) => new TextEncoder().encode(r.envelope).length;
+      const more = { prunedThrough: 0 };
       assert.deepEqual(store.rooms(), [
-        { name: "café", messages: 1, bytes: bytes(row(3, { room: "café" })), lastAt: row(3).sentAt, createdAt: 6 },
-        { name: "empty", messages: 0, bytes: 0, lastAt: undefined, createdAt: 7 },
-        { name: "general", messages: 2, bytes: bytes(row(1)) + bytes(row(2)), lastAt: row(2).sentAt, createdAt: 5 },
+        {
+          name: "café",
+          messages: 1,
+          bytes: bytes(row(3, { room: "café" })),
+          lastAt: row(3).sentAt,
+          createdAt: 6,
+          ...more,
+        },
+        { name: "empty", messages: 0, bytes: 0, lastAt: undefined, createdAt: 7, ...more },
+        {
+          name: "general",
+          messages: 2,
+          bytes: bytes(row(1)) + bytes(row(2)),
+          lastAt: row(2).sentAt,
+          createdAt: 5,
+          ...more,
+        },
       ]);
       assert.equal(store.roomCount, 3);
     } finally {
@@ -409,6 +484,7 @@ Deno.test("room totals follow appends, duplicates, deletions and a reopen", () =
         bytes: 0,
         lastAt: undefined,
         createdAt: ROOM.createdAt,
+        prunedThrough: 0,
       });
       store.appendBatch([row(1), row(2), row(3, { id: 1 }), row(4, { room: "other" })]);
       assert.deepEqual(store.roomStats("general"), {
@@ -417,6 +493,7 @@ Deno.test("room totals follow appends, duplicates, deletions and a reopen", () =
         bytes: bytes(row(1)) + bytes(row(2)),
         lastAt: row(2).sentAt,
         createdAt: ROOM.createdAt,
+        prunedThrough: 0,
       });
       assert.equal(store.roomBytes("other"), bytes(row(4, { room: "other" })));
       assert.equal(store.roomBytes("nowhere"), 0);
@@ -449,8 +526,10 @@ Deno.test("a count retention keeps each room's newest N as messages come, and pr
     try {
       assert.equal(store.prune(Date.now()), 5);
       assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [6, 7, 8]);
+      assert.equal(store.roomStats("general")?.prunedThrough, 5, "what was removed is said");
       store.appendBatch([row(9), row(10)]);
       assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [8, 9, 10]);
+      assert.equal(store.roomStats("general")?.prunedThrough, 7);
       assert.equal(store.roomStats("general")?.messages, 3);
       const bytes = [8, 9, 10].reduce((n, seq) => n + new TextEncoder().encode(row(seq).envelope).length, 0);
       assert.equal(store.roomBytes("general"), bytes);
@@ -474,9 +553,62 @@ Deno.test("an age retention deletes messages stored before the age, oldest first
       assert.equal(store.prune(now), 3);
       assert.deepEqual(store.recent("general", 10).map((m) => m.seq), [4]);
       assert.deepEqual(store.recent("other", 10).map((m) => m.seq), [5]);
-      assert.deepEqual(store.rooms().map((r) => [r.name, r.messages]), [["general", 1], ["other", 1]]);
+      assert.deepEqual(store.rooms().map((r) => [r.name, r.messages, r.prunedThrough]), [
+        ["general", 1, 3],
+        ["other", 1, 2],
+      ]);
       assert.equal(store.prune(now), 0);
     } finally {
       store.close();
+    }
+  }));
+
+Deno.test("a v1 database's rooms whose names fold together: the oldest keeps the name, the others are shadowed", () =>
+  withTempDir((dir) => {
+    const path = `${dir}/v1.db`;
+    withDb(path, (db) => {
+      db.exec(`CREATE TABLE rooms (name TEXT PRIMARY KEY, salt BLOB NOT NULL, iterations INTEGER NOT NULL,
+                                   access_pub BLOB NOT NULL, created_at INTEGER NOT NULL);
+               CREATE TABLE messages (seq INTEGER PRIMARY KEY, room TEXT NOT NULL, sender TEXT NOT NULL,
+                                      msg_id BLOB NOT NULL, sent_at INTEGER NOT NULL, envelope TEXT NOT NULL,
+                                      UNIQUE (room, msg_id));
+               CREATE INDEX messages_room_seq ON messages (room, seq);
+               PRAGMA user_version = 1;`);
+      const room = db.prepare("INSERT INTO rooms VALUES (?, ?, ?, ?, ?)");
+      room.run("ops", ROOM.salt, ROOM.iterations, ROOM.accessPub, 20);
+      room.run("Ops", new Uint8Array(16).fill(1), ROOM.iterations, ROOM.accessPub, 10);
+      room.run("0PS", ROOM.salt, ROOM.iterations, ROOM.accessPub, 30);
+      room.run("dev", ROOM.salt, ROOM.iterations, ROOM.accessPub, 40);
+      const msg = db.prepare("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)");
+      for (const r of [row(1, { room: "ops" }), row(2, { room: "Ops" }), row(3, { room: "dev" })]) {
+        msg.run(r.seq, r.room, r.sender, r.msgId, r.sentAt, r.envelope);
+      }
+    }, { readOnly: false });
+    const store = Store.open(path);
+    try {
+      assert.deepEqual(store.shadowed, [{ name: "ops", by: "Ops" }, { name: "0PS", by: "Ops" }]);
+      assert.equal(store.getRoom("OPS")?.name, "Ops", "the oldest keeps the folded name");
+      assert.deepEqual(store.getRoom("ops")?.salt, new Uint8Array(16).fill(1));
+      assert.equal(store.getRoom("dev")?.name, "dev");
+      assert.deepEqual(
+        store.rooms().map((r) => [r.name, r.messages, r.shadowedBy]),
+        [["0PS", 0, "Ops"], ["Ops", 1, undefined], ["dev", 1, undefined], ["ops", 1, "Ops"]],
+        "every room and message is kept; the shadowed ones say by which room",
+      );
+      assert.deepEqual(store.recent("ops", 10).map((m) => m.seq), [1], "a shadowed room's messages are kept");
+      assert.equal(store.deleteRoom("ops")?.name, "ops", "the exact name deletes a shadowed room");
+      assert.equal(store.getRoom("ops")?.name, "Ops");
+    } finally {
+      store.close();
+    }
+    const again = Store.open(path);
+    try {
+      assert.deepEqual(again.shadowed, [], "migrated once");
+      assert.deepEqual(again.rooms().map((r) => [r.name, r.shadowedBy]), [["0PS", "Ops"], ["Ops", undefined], [
+        "dev",
+        undefined,
+      ]]);
+    } finally {
+      again.close();
     }
   }));

@@ -390,7 +390,9 @@ export class Session {
     try {
       greeting = await handshake({
         write: (message) => link.write(encodeMessage(message)),
-        expect: (test) => this.#replies.expect(test),
+        // A link lost before the waiter is in place would leave it waiting for the reply timeout: refuse at once.
+        expect: (test) =>
+          link.closed ? Promise.reject(new Error("the connection was lost")) : this.#replies.expect(test),
         meetServer: (key) => this.#home.meetServer(this.#address, key),
         pinnedKey: () => this.#home.serverPin(this.#address)?.key,
       }, {

@@ -45,6 +45,8 @@ export interface ServerConfig {
   minReadRate: number;
   /** Most rooms the database may hold. */
   maxRooms: number;
+  /** Most rooms one connection may be in at once. */
+  maxRoomsPerConnection: number;
   /** Rooms per hour one connection, or one address, may create after its burst (0: no limit). */
   roomCreateRate: number;
   /** Rooms one connection, or one address, may create at once. */
@@ -53,7 +55,7 @@ export interface ServerConfig {
   roomQuota: number;
   /** What to keep: "all", a number of messages per room, or an age such as "30d" or "12h". */
   retention: string;
-  /** Seconds allowed before hello. */
+  /** Seconds allowed from connecting to a successful login. */
   handshakeTimeout: number;
   /** Seconds without a complete frame before disconnecting. */
   idleTimeout: number;
@@ -179,6 +181,15 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     help: "most rooms the database may hold; creating more is refused (room_limit)",
   },
   {
+    name: "max-rooms-per-connection",
+    key: "maxRoomsPerConnection",
+    kind: "int",
+    default: 20,
+    min: 1,
+    max: 10_000,
+    help: "most rooms one connection may be in at once (too_many_rooms)",
+  },
+  {
     name: "room-create-rate",
     key: "roomCreateRate",
     kind: "number",
@@ -220,7 +231,7 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 10,
     min: 0.05,
     max: 3600,
-    help: "seconds a new connection has to send hello",
+    help: "seconds a new connection has to log in (hello, then login)",
   },
   {
     name: "idle-timeout",

@@ -38,15 +38,21 @@ const QUEUE_COMPACT_AFTER = 4096;
 const CLOSE_GRACE_MS = 2000;
 /** Messages whose handling makes work for others (fan-out, replies): reading them waits while readers catch up. */
 const MAKES_WORK: Record<string, boolean> = {
-  hello: false, // a welcome is small, and a new client must not miss its --handshake-timeout waiting
+  // The opening's answers are small, and a new client must not miss its --handshake-timeout waiting.
+  hello: false,
+  login: false,
   join: true,
   prove: true,
+  part: true,
   send: true,
   who: true,
   rooms: true,
   nick: true,
   history: true,
   since: true,
+  lookup: true,
+  direct: true,
+  direct_since: true,
   ping: false,
   pong: false,
   bye: false,
@@ -58,7 +64,7 @@ export interface ConnectionOptions {
   maxFrame: number;
   /** The server's outbound budget: this connection's queue is counted there, and its reads wait on it. */
   backpressure: Backpressure;
-  /** Milliseconds allowed before hello. */
+  /** Milliseconds allowed from accept to a successful login. */
   handshakeTimeoutMs: number;
   /** Milliseconds without a complete frame before the connection is closed. */
   idleTimeoutMs: number;
@@ -148,7 +154,7 @@ export class Connection implements Peer, Reader {
   /** Connections with frames queued in the current task, whose writers start once it is over. */
   static #starting: Connection[] = [];
 
-  /** performance.now() when the socket was accepted: the hello deadline counts from there. */
+  /** performance.now() when the socket was accepted: the login deadline counts from there. */
   #acceptedAt: number;
 
   /**
@@ -188,7 +194,7 @@ export class Connection implements Peer, Reader {
     log.info("connect", { remote: this.#remote });
     this.#handshakeTimer = setTimeout(() => {
       if (this.#member.nick !== undefined) return;
-      this.#refuse("handshake_timeout", `no hello within ${this.#options.handshakeTimeoutMs} ms`);
+      this.#refuse("handshake_timeout", `no successful login within ${this.#options.handshakeTimeoutMs} ms`);
     }, Math.max(0, this.#acceptedAt + this.#options.handshakeTimeoutMs - performance.now()));
     const reader = new FrameReader({ maxFrame: this.#options.maxFrame });
     let buf = new Uint8Array(READ_BUFFER_MIN);

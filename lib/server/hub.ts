@@ -1,20 +1,31 @@
 /**
- * The chat core: members, rooms behind join proofs, fan-out, the batched ciphertext log, history and presence.
- * It knows nothing about sockets: a connection hands it parsed messages and a {@link Peer} to send frames to.
+ * The chat core: the opening of each connection (server key, login, nick registry), rooms behind join proofs with
+ * several rooms per connection, fan-out, the batched ciphertext log, history and presence. It knows nothing about
+ * sockets: a connection hands it parsed messages and a {@link Peer} to send frames to.
  *
  * @module
  */
 
 import { canonicalBase64Length, decodeBase64 } from "../base64.ts";
-import { checkIterations, NONCE_BYTES, verifyJoinProof } from "../crypto.ts";
+import { checkIterations, importEd25519Seed, NONCE_BYTES, verifyJoinProof } from "../crypto.ts";
 import { type Envelope, serializeEnvelope } from "../envelope.ts";
 import { encodeFrame, encodeMessage } from "../frame.ts";
-import { NameError, nickKey, validateNick, validateRoom } from "../names.ts";
-import { type ClientMessage, type ErrorCode, HISTORY_PAGE, PROTOCOL_VERSION, type ServerLimits } from "../protocol.ts";
+import { foldName, NameError, validateNick, validateRoom } from "../names.ts";
+import {
+  type ClientMessage,
+  type ClientMessageOf,
+  type ErrorCode,
+  HISTORY_PAGE,
+  type MemberInfo,
+  ProtocolError,
+  type ServerLimits,
+} from "../protocol.ts";
 import type { Backpressure } from "./backpressure.ts";
 import { hostOf } from "./addresses.ts";
+import { answerHello, type Nonces, type ServerKey, verifyLogin } from "./handshake.ts";
 import type { Logger } from "./log.ts";
 import { TokenBucket } from "./rate_limit.ts";
+import { RegistrationError, Registry, type RegistryOptions } from "./registry.ts";
 import {
   type AppendResult,
   type MessageRow,
@@ -24,8 +35,8 @@ import {
   StoreError,
 } from "./store.ts";
 
-/** Server software name sent in the welcome. */
-export const SERVER_NAME = "aeschat";
+export { SERVER_NAME } from "./handshake.ts";
+
 /** Failed join proofs after which a connection is closed. */
 export const MAX_DENIED = 5;
 /**
@@ -44,9 +55,9 @@ export interface Peer {
 
 /** Hub settings. */
 export interface HubOptions {
-  /** Limits announced in the welcome and enforced here (history). */
+  /** Limits announced in the welcome and enforced here (history, rooms per connection). */
   limits: ServerLimits;
-  /** Server version, for the welcome. */
+  /** Server version, for the `server` message. */
   version: string;
   /** Event log. */
   log: Logger;
@@ -56,6 +67,8 @@ export interface HubOptions {
   backpressure?: Pick<Backpressure, "pending">;
   /** Limits on rooms (server flags); none when left out. */
   rooms?: RoomLimits;
+  /** The nick registry's rules (server flags); the defaults when left out. */
+  registry?: RegistryOptions;
 }
 
 /** Limits on creating rooms and on what one room may store. */
@@ -79,10 +92,14 @@ const ADDRESS_BUCKETS_KEPT = 10_000;
 const MESSAGE_FRAME_OVERHEAD = 80;
 
 interface PendingJoin {
+  /** The canonical name (the stored one, or the one asked for when the room is new). */
   room: string;
   nonce: Uint8Array;
   record: RoomRecord | undefined;
 }
+
+/** Where a connection is in its opening. */
+type Stage = "new" | "greeting" | "greeted" | "checking" | "ready";
 
 /** One connected client, as the hub sees it. */
 export class Member {
@@ -90,10 +107,18 @@ export class Member {
   readonly remote: string;
   /** Where frames go. */
   readonly peer: Peer;
-  /** Nick, once hello succeeded. */
+  /** Where the opening stands: hello, then login. */
+  stage: Stage = "new";
+  /** The nonces of the opening, between hello and login. */
+  nonces: Nonces | undefined;
+  /** Canonical nick, once the login succeeded. */
   nick: string | undefined;
-  /** Current room, once a join proof succeeded. */
-  room: string | undefined;
+  /** The identity key the connection logged in with. */
+  key: Uint8Array | undefined;
+  /** The identity key in base64, as member lists and presence show it. */
+  keyText = "";
+  /** The rooms this connection is in, by canonical name. */
+  readonly rooms: Set<string> = new Set();
   /** An outstanding challenge. */
   pending: PendingJoin | undefined;
   /** Failed join proofs so far. */
@@ -140,6 +165,19 @@ function errorFrame(code: ErrorCode, message: string, id?: string): Uint8Array {
   return encodeMessage(id === undefined ? { type: "error", code, message } : { type: "error", code, message, id });
 }
 
+/** The members of a room as lists show them: each nick once (two devices of one identity are one entry). */
+function memberList(members: Iterable<Member>): MemberInfo[] {
+  const seen = new Map<string, MemberInfo>();
+  for (const m of members) seen.set(`${m.nick}\u0000${m.keyText}`, { nick: m.nick!, key: m.keyText });
+  return [...seen.values()];
+}
+
+/** Whether any of `members` other than `except` uses this nick. */
+function holds(members: Iterable<Member>, nick: string, except: Member): boolean {
+  for (const m of members) if (m !== except && m.nick === nick) return true;
+  return false;
+}
+
 /**
  * The chat core. Feed it members and their messages; it answers through each member's {@link Peer}.
  *
@@ -147,14 +185,17 @@ function errorFrame(code: ErrorCode, message: string, id?: string): Uint8Array {
  * ```ts
  * const hub = new Hub(Store.open(":memory:"), { limits, version: "0.1.0", log: new Logger() });
  * const alice = hub.attach(peer, "127.0.0.1:50000");
- * await hub.handle(alice, { type: "hello", version: 1, nick: "alice" });
+ * await hub.handle(alice, { type: "hello", version: 2, nonce });
  * ```
  */
 export class Hub {
   #store: Store;
   #options: HubOptions;
   #now: () => number;
-  #nicks = new Map<string, Member>();
+  #serverKey: Promise<ServerKey>;
+  #registry: Registry;
+  /** Connections that logged in, by folded nick. */
+  #nicks = new Map<string, Set<Member>>();
   #rooms = new Map<string, Set<Member>>();
   #members = new Set<Member>();
   /** Attached members that have not proved any room yet. */
@@ -170,13 +211,15 @@ export class Hub {
   #stopping = false;
 
   /**
-   * @param store the message log
+   * @param store the message log (its database also holds the server key and the registry)
    * @param options limits, version and log
    */
   constructor(store: Store, options: HubOptions) {
     this.#store = store;
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#serverKey = importEd25519Seed(store.serverSeed);
+    this.#registry = new Registry(store, { now: this.#now, ...options.registry });
   }
 
   /** Number of attached members (connections). */
@@ -187,6 +230,11 @@ export class Hub {
   /** Number of attached members that have not proved any room yet (strangers, and members still joining). */
   get unproven(): number {
     return this.#unproven;
+  }
+
+  /** The nick registry (for tests and the admin side). */
+  get registry(): Registry {
+    return this.#registry;
   }
 
   /**
@@ -208,7 +256,7 @@ export class Hub {
   }
 
   /**
-   * Removes a member whose connection is gone: leaves its room and frees its nick.
+   * Removes a member whose connection is gone: leaves its rooms and frees its nick.
    *
    * @param member the member
    */
@@ -216,45 +264,51 @@ export class Hub {
     if (member.gone) return;
     member.gone = true;
     if (member.proved.size === 0) this.#unproven--;
-    this.#leaveRoom(member);
-    if (member.nick !== undefined && this.#nicks.get(nickKey(member.nick)) === member) {
-      this.#nicks.delete(nickKey(member.nick));
-    }
+    for (const room of [...member.rooms]) this.#leaveRoom(member, room);
+    if (member.nick !== undefined) this.#forgetNick(member, member.nick);
     this.#members.delete(member);
   }
 
   /**
-   * Handles one parsed message. Returns a promise only for the steps that await crypto (prove); the connection
-   * awaits it so that a member's messages are handled in order.
+   * Handles one parsed message. Returns a promise for the steps that await crypto (hello, login, prove); the
+   * connection awaits it so that a member's messages are handled in order.
    *
    * @param member who sent it
    * @param msg the message
    */
   handle(member: Member, msg: ClientMessage): void | Promise<void> {
     if (member.gone) return;
-    if (member.nick === undefined) {
-      if (msg.type !== "hello") return this.#fail(member, "not_ready", "say hello first", { fatal: true });
-      return this.#hello(member, msg.version, msg.nick);
-    }
+    if (member.stage !== "ready") return this.#opening(member, msg);
     switch (msg.type) {
       case "hello":
-        return this.#fail(member, "bad_message", "hello was already accepted", { fatal: true });
+      case "login":
+        return this.#fail(member, "bad_message", `${msg.type} was already accepted`, { fatal: true });
       case "send":
         return this.#send(member, msg.envelope);
       case "join":
         return this.#join(member, msg.room);
       case "prove":
         return this.#prove(member, msg);
+      case "part":
+        return this.#part(member, msg.room);
       case "who":
-        return this.#who(member);
+        return this.#who(member, msg.room);
       case "rooms":
         return this.#roomList(member);
       case "nick":
         return this.#nick(member, msg.new);
       case "history":
-        return this.#history(member, msg.before_seq, msg.limit ?? HISTORY_PAGE);
+        return this.#history(member, msg);
       case "since":
-        return this.#since(member, msg.after_seq, msg.limit ?? HISTORY_PAGE);
+        return this.#since(member, msg);
+      case "lookup":
+        return this.#lookup(member, msg.nick);
+      case "direct":
+        return this.#fail(member, "bad_direct", "direct messages are not served by this server yet");
+      case "direct_since":
+        return member.peer.send(
+          encodeMessage({ type: "direct_since", after_seq: msg.after_seq, messages: [], more: false }),
+        );
       case "ping":
         return member.peer.send(
           encodeMessage(msg.data === undefined ? { type: "pong" } : { type: "pong", data: msg.data }),
@@ -313,6 +367,7 @@ export class Hub {
       if (!o.member.gone) o.member.peer.send(encodeFrame(`{"type":"ack","id":"${o.envelope.id}","seq":${seq}}`));
       const members = this.#rooms.get(o.envelope.room);
       if (!members) continue;
+      // Every connection in the room but the sending one: the sender's other devices see it too.
       const frame = encodeFrame(`{"type":"message","seq":${seq},"sent_at":${sentAt},"envelope":${o.text}}`);
       for (const m of members) if (m !== o.member) m.peer.send(frame);
     }
@@ -337,44 +392,108 @@ export class Hub {
     if (options.fatal) member.peer.close(code, message);
   }
 
-  #hello(member: Member, version: number, nick: string): void {
-    if (version !== PROTOCOL_VERSION) {
-      return this.#fail(member, "version_unsupported", `protocol version ${version} is not supported; use 1`, {
-        fatal: true,
-      });
+  /** hello, then login: anything else, or either out of turn, closes the connection. */
+  async #opening(member: Member, msg: ClientMessage): Promise<void> {
+    const expected = member.stage === "new" ? "hello" : member.stage === "greeted" ? "login" : undefined;
+    if (msg.type !== expected) {
+      const [code, why] = msg.type === "hello" || msg.type === "login"
+        ? ["bad_message" as const, `${msg.type} out of order: hello, then login`]
+        : ["not_ready" as const, "log in first: hello, then login"];
+      return this.#fail(member, code, why, { fatal: true });
     }
+    member.stage = msg.type === "hello" ? "greeting" : "checking";
     try {
-      validateNick(nick);
+      if (msg.type === "hello") await this.#hello(member, msg);
+      else await this.#login(member, msg);
     } catch (err) {
-      if (!(err instanceof NameError)) throw err;
-      this.#options.log.warn("hello_refused", { remote: member.remote, code: "nick_invalid" });
-      return this.#fail(member, "nick_invalid", err.message, { fatal: true });
+      if (!(err instanceof ProtocolError || err instanceof RegistrationError || err instanceof StoreError)) throw err;
+      if (member.gone) return;
+      const code = err instanceof StoreError ? "storage_failed" : err.code;
+      this.#options.log.warn("login_refused", { remote: member.remote, code });
+      this.#fail(member, code, err.message, { fatal: true });
     }
-    if (this.#nicks.has(nickKey(nick))) {
-      this.#options.log.warn("hello_refused", { remote: member.remote, nick, code: "nick_in_use" });
-      return this.#fail(member, "nick_in_use", `the nick ${nick} is in use`, { fatal: true });
-    }
-    member.nick = nick;
-    this.#nicks.set(nickKey(nick), member);
-    this.#options.log.info("hello", { remote: member.remote, nick });
+  }
+
+  async #hello(member: Member, msg: ClientMessageOf<"hello">): Promise<void> {
+    const { reply, nonces } = await answerHello(msg, { key: await this.#serverKey, version: this.#options.version });
+    if (member.gone) return;
+    member.nonces = nonces;
+    member.stage = "greeted";
+    member.peer.send(encodeMessage(reply));
+  }
+
+  async #login(member: Member, msg: ClientMessageOf<"login">): Promise<void> {
+    const serverPub = (await this.#serverKey).publicKey;
+    const login = await verifyLogin(msg, { serverPub, nonces: member.nonces! });
+    if (member.gone) return;
+    const claim = await this.#registry.login(login.nick, login, {
+      host: hostOf(member.remote),
+      inUse: (fold) => (this.#nicks.get(fold)?.size ?? 0) > 0,
+    });
+    if (member.gone || this.#stopping) return;
+    member.nonces = undefined;
+    member.key = login.key;
+    member.keyText = login.key.toBase64();
+    member.nick = claim.nick;
+    member.stage = "ready";
+    this.#holdNick(member, claim.nick);
+    this.#options.log.info("login", { remote: member.remote, nick: claim.nick, registered: claim.registered });
     member.peer.send(encodeMessage({
       type: "welcome",
-      server: SERVER_NAME,
-      version: PROTOCOL_VERSION,
-      server_version: this.#options.version,
-      nick,
+      nick: claim.nick,
+      registered: claim.registered,
       limits: this.#options.limits,
+      direct_seq: 0,
     }));
   }
 
-  #join(member: Member, room: string): void {
+  #holdNick(member: Member, nick: string): void {
+    const fold = foldName(nick);
+    let holders = this.#nicks.get(fold);
+    if (holders === undefined) this.#nicks.set(fold, holders = new Set());
+    holders.add(member);
+  }
+
+  #forgetNick(member: Member, nick: string): void {
+    const fold = foldName(nick);
+    const holders = this.#nicks.get(fold);
+    holders?.delete(member);
+    if (holders?.size === 0) this.#nicks.delete(fold);
+  }
+
+  /** The canonical name of the room this connection is in that `name` stands for (any spelling), if any. */
+  #roomOf(member: Member, name: string): string | undefined {
+    if (member.rooms.has(name)) return name;
+    const fold = foldName(name);
+    for (const room of member.rooms) if (foldName(room) === fold) return room;
+    return undefined;
+  }
+
+  /** Answers not_in_room and returns undefined, or returns the canonical name of a room the member is in. */
+  #inRoom(member: Member, name: string, what: string): string | undefined {
+    const room = this.#roomOf(member, name);
+    if (room === undefined) this.#fail(member, "not_in_room", `${what}: you are not in room ${name}; join it first`);
+    return room;
+  }
+
+  /** Refuses (and answers) a join that would take the member past --max-rooms-per-connection. */
+  #tooManyRooms(member: Member, room: string): boolean {
+    const max = this.#options.limits.max_rooms;
+    if (member.rooms.has(room) || member.rooms.size < max) return false;
+    this.#fail(member, "too_many_rooms", `you are in ${max} rooms already (the most per connection): part one first`);
+    return true;
+  }
+
+  #join(member: Member, name: string): void {
     try {
-      validateRoom(room);
+      validateRoom(name);
     } catch (err) {
       if (!(err instanceof NameError)) throw err;
       return this.#fail(member, "room_invalid", err.message);
     }
-    const record = this.#store.getRoom(room);
+    const record = this.#store.getRoom(name);
+    const room = record?.name ?? name;
+    if (this.#tooManyRooms(member, room)) return;
     // A room that would be created: say now if it cannot be, before the client derives its keys for nothing.
     if (!record && this.#refuseCreation(member, room)) return;
     const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
@@ -383,22 +502,25 @@ export class Hub {
     if (record) {
       challenge.salt = record.salt.toBase64();
       challenge.iterations = record.iterations;
+      challenge.access_pub = record.accessPub.toBase64();
+      challenge.epoch = record.epoch;
     }
     member.peer.send(encodeMessage(challenge));
   }
 
-  async #prove(member: Member, msg: Extract<ClientMessage, { type: "prove" }>): Promise<void> {
+  async #prove(member: Member, msg: ClientMessageOf<"prove">): Promise<void> {
     const pending = member.pending;
     if (!pending || pending.room !== msg.room) {
       return this.#fail(member, "no_challenge", `no outstanding challenge for room ${msg.room}; send join first`);
     }
     member.pending = undefined;
+    if (this.#tooManyRooms(member, msg.room)) return;
     const creating = msg.salt !== undefined || msg.iterations !== undefined || msg.access_pub !== undefined;
-    let accessPub: Uint8Array;
-    let created: RoomRecord | undefined;
+    let record: RoomRecord;
+    let created = false;
     if (pending.record) {
       if (creating) return this.#fail(member, "bad_create", `room ${msg.room} already exists; send only the proof`);
-      accessPub = pending.record.accessPub;
+      record = pending.record;
     } else {
       if (!creating) {
         return this.#fail(member, "bad_create", `room ${msg.room} is new: send salt, iterations and access_pub`);
@@ -406,12 +528,13 @@ export class Hub {
       const problem = this.#createProblem(msg);
       if (problem) return this.#fail(member, "bad_create", problem);
       if (this.#refuseCreation(member, msg.room)) return;
-      accessPub = decodeBase64(msg.access_pub!);
-      created = {
+      created = true;
+      record = {
         name: msg.room,
         salt: decodeBase64(msg.salt!),
         iterations: msg.iterations!,
-        accessPub,
+        accessPub: decodeBase64(msg.access_pub!),
+        epoch: 0,
         createdAt: this.#now(),
       };
     }
@@ -421,8 +544,15 @@ export class Hub {
     } catch {
       proof = undefined;
     }
+    const bind = { serverPub: (await this.#serverKey).publicKey, identityPub: member.key! };
     const ok = proof !== undefined &&
-      await verifyJoinProof(accessPub, { proof, nonce: pending.nonce, room: msg.room, nick: member.nick! });
+      await verifyJoinProof(record.accessPub, {
+        proof,
+        nonce: pending.nonce,
+        room: msg.room,
+        nick: member.nick!,
+        bind,
+      });
     if (member.gone || this.#stopping) return;
     if (!ok) {
       member.denied++;
@@ -433,14 +563,15 @@ export class Hub {
     }
     if (created) {
       if (this.#refuseCreation(member, msg.room)) return;
-      if (!this.#store.createRoom(created)) {
+      if (!this.#store.createRoom(record)) {
         return this.#fail(member, "room_changed", `room ${msg.room} was just created by someone else; join again`);
       }
       member.creations?.take();
       this.#addressBucket(member)?.take();
       this.#options.log.info("room_created", { remote: member.remote, nick: member.nick, room: msg.room });
     }
-    this.#enterRoom(member, msg.room);
+    if (this.#tooManyRooms(member, msg.room)) return;
+    this.#enterRoom(member, record);
   }
 
   /** Refuses (and answers) the creation of a room over --max-rooms or the creation budgets; returns whether it did. */
@@ -490,7 +621,7 @@ export class Hub {
     return bucket;
   }
 
-  #createProblem(msg: Extract<ClientMessage, { type: "prove" }>): string | undefined {
+  #createProblem(msg: ClientMessageOf<"prove">): string | undefined {
     if (msg.salt === undefined || canonicalBase64Length(msg.salt) !== 16) return "salt must be 16 bytes of base64";
     try {
       checkIterations(msg.iterations);
@@ -503,8 +634,8 @@ export class Hub {
     return undefined;
   }
 
-  #enterRoom(member: Member, room: string): void {
-    this.#leaveRoom(member);
+  #enterRoom(member: Member, record: RoomRecord): void {
+    const room = record.name;
     // Pending messages are stored first, so the history read below and later fan-out never overlap or miss.
     this.flush();
     let members = this.#rooms.get(room);
@@ -512,44 +643,73 @@ export class Hub {
       members = new Set();
       this.#rooms.set(room, members);
     }
-    const presence = encodeMessage({ type: "presence", event: "join", room, nick: member.nick });
-    for (const m of members) m.peer.send(presence);
-    members.add(member);
-    member.room = room;
+    if (!member.rooms.has(room)) {
+      // A nick already present through another connection of the same identity is not announced again.
+      if (!holds(members, member.nick!, member)) {
+        const presence = encodeMessage({
+          type: "presence",
+          event: "join",
+          room,
+          nick: member.nick,
+          key: member.keyText,
+        });
+        for (const m of members) m.peer.send(presence);
+      }
+      members.add(member);
+      member.rooms.add(room);
+    }
     if (member.proved.size === 0) this.#unproven--;
     member.proved.add(room);
     const recent = this.#store.recent(room, this.#options.limits.history);
     const history = recent.slice(recent.length - fitting(recent, { fromEnd: true }));
-    const names = [...members].map((m) => m.nick!);
     member.peer.send(encodeFrame(
-      `{"type":"joined","room":${JSON.stringify(room)},"members":${JSON.stringify(names)},"history":[${
-        history.map(relayedJson).join(",")
-      }],"latest_seq":${this.#store.lastSeq}}`,
+      `{"type":"joined","room":${JSON.stringify(room)},"epoch":${record.epoch},"members":${
+        JSON.stringify(memberList(members))
+      },"history":[${history.map(relayedJson).join(",")}],"latest_seq":${this.#store.lastSeq}}`,
     ));
     this.#options.log.info("join", { remote: member.remote, nick: member.nick, room });
   }
 
-  #leaveRoom(member: Member): void {
-    const room = member.room;
-    if (room === undefined) return;
-    member.room = undefined;
+  #leaveRoom(member: Member, room: string): void {
+    if (!member.rooms.delete(room)) return;
     const members = this.#rooms.get(room);
     if (!members) return;
     members.delete(member);
     if (members.size === 0) {
       this.#rooms.delete(room);
-    } else {
-      const presence = encodeMessage({ type: "presence", event: "leave", room, nick: member.nick });
+    } else if (!holds(members, member.nick!, member)) {
+      const presence = encodeMessage({
+        type: "presence",
+        event: "leave",
+        room,
+        nick: member.nick,
+        key: member.keyText,
+      });
       for (const m of members) m.peer.send(presence);
     }
     this.#options.log.info("leave", { remote: member.remote, nick: member.nick, room });
   }
 
+  #part(member: Member, name: string): void {
+    const room = this.#inRoom(member, name, "part");
+    if (room === undefined) return;
+    this.#leaveRoom(member, room);
+    member.peer.send(encodeMessage({ type: "parted", room }));
+  }
+
   #send(member: Member, envelope: Envelope): void {
     const id = envelope.id;
-    if (member.room === undefined) return this.#fail(member, "not_ready", "join a room before sending", { id });
-    if (envelope.room !== member.room) {
-      return this.#fail(member, "room_mismatch", `envelope.room must be your current room ${member.room}`, { id });
+    const room = envelope.room;
+    if (!member.rooms.has(room)) {
+      const hint = this.#roomOf(member, room);
+      return this.#fail(
+        member,
+        "not_in_room",
+        hint === undefined
+          ? `envelope.room: you are not in room ${room}`
+          : `envelope.room must be the room's canonical name ${hint}, not ${room}`,
+        { id },
+      );
     }
     if (envelope.from !== member.nick) {
       return this.#fail(member, "sender_mismatch", `envelope.from must be your nick ${member.nick}`, { id });
@@ -557,24 +717,23 @@ export class Hub {
     const text = serializeEnvelope(envelope);
     const quota = this.#options.rooms?.quotaBytes;
     if (quota !== undefined) {
-      const batched = this.#batchRoomBytes.get(member.room) ?? 0;
-      if (this.#store.roomBytes(member.room) + batched + text.length > quota) {
+      const batched = this.#batchRoomBytes.get(room) ?? 0;
+      if (this.#store.roomBytes(room) + batched + text.length > quota) {
         this.#options.log.warn("limit", { remote: member.remote, nick: member.nick, limit: "room_quota" });
         return this.#fail(
           member,
           "room_full",
-          `room ${member.room} holds its ${quota} bytes (--room-quota): the message was not stored; an operator ` +
+          `room ${room} holds its ${quota} bytes (--room-quota): the message was not stored; an operator ` +
             `can raise the cap, set --retention, or delete the room`,
           { id },
         );
       }
-      this.#batchRoomBytes.set(member.room, batched + text.length);
+      this.#batchRoomBytes.set(room, batched + text.length);
     }
     this.#batch.push({ member, envelope, text, msgId: Uint8Array.fromBase64(id) });
     const backpressure = this.#options.backpressure;
     if (backpressure !== undefined) {
-      const fanout = (text.length + MESSAGE_FRAME_OVERHEAD) *
-        Math.max(0, (this.#rooms.get(member.room)?.size ?? 1) - 1);
+      const fanout = (text.length + MESSAGE_FRAME_OVERHEAD) * Math.max(0, (this.#rooms.get(room)?.size ?? 1) - 1);
       this.#batchFanout += fanout;
       backpressure.pending(fanout);
     }
@@ -585,19 +744,15 @@ export class Hub {
     }
   }
 
-  #who(member: Member): void {
-    if (member.room === undefined) return this.#fail(member, "not_ready", "join a room first");
-    const names = [...this.#rooms.get(member.room) ?? []].map((m) => m.nick!);
-    member.peer.send(encodeMessage({ type: "who", room: member.room, members: names }));
+  #who(member: Member, name: string): void {
+    const room = this.#inRoom(member, name, "who");
+    if (room === undefined) return;
+    member.peer.send(encodeMessage({ type: "who", room, members: memberList(this.#rooms.get(room) ?? []) }));
   }
 
   #roomList(member: Member): void {
-    // Only rooms this connection has proved: a stranger learns nothing of which rooms exist or who is in them.
-    const rooms = [];
-    for (const name of member.proved) {
-      const members = this.#rooms.get(name)?.size ?? 0;
-      if (members > 0) rooms.push({ name, members });
-    }
+    // Only this connection's rooms: a stranger learns nothing of which rooms exist or who is in them.
+    const rooms = [...member.rooms].map((name) => ({ name, count: memberList(this.#rooms.get(name) ?? []).length }));
     member.peer.send(encodeMessage({ type: "rooms", rooms }));
   }
 
@@ -609,45 +764,96 @@ export class Hub {
       if (!(err instanceof NameError)) throw err;
       return this.#fail(member, "nick_invalid", err.message);
     }
-    const holder = this.#nicks.get(nickKey(nick));
-    if (holder && holder !== member) return this.#fail(member, "nick_in_use", `the nick ${nick} is in use`);
-    this.#nicks.delete(nickKey(old));
-    this.#nicks.set(nickKey(nick), member);
-    member.nick = nick;
-    member.peer.send(encodeMessage({ type: "nick", old, new: nick }));
-    this.#options.log.info("nick", { remote: member.remote, nick, old });
-    if (member.room === undefined) return;
-    const presence = encodeMessage({ type: "presence", event: "nick", room: member.room, nick, old });
-    for (const m of this.#rooms.get(member.room) ?? []) if (m !== member) m.peer.send(presence);
+    let canonical: string;
+    try {
+      canonical = this.#registry.claim(member.key!, nick, {
+        host: hostOf(member.remote),
+        inUse: (fold) => (this.#nicks.get(fold)?.size ?? 0) > 0,
+      }).nick;
+    } catch (err) {
+      if (err instanceof RegistrationError) return this.#fail(member, err.code, err.message);
+      if (err instanceof StoreError) return this.#fail(member, "storage_failed", err.message);
+      throw err;
+    }
+    this.#forgetNick(member, old);
+    this.#holdNick(member, canonical);
+    member.nick = canonical;
+    member.peer.send(encodeMessage({ type: "nick", old, new: canonical }));
+    this.#options.log.info("nick", { remote: member.remote, nick: canonical, old });
+    if (canonical === old) return;
+    for (const room of member.rooms) this.#announceNick(member, room, old);
   }
 
-  #history(member: Member, beforeSeq: number, limit: number): void {
-    if (member.room === undefined) return this.#fail(member, "not_ready", "join a room first");
+  /**
+   * Tells a room's other connections what a nick change did to its member list: the old nick became the new one,
+   * or (when another connection of the same identity keeps the old one, or already had the new one) one joined or
+   * left.
+   */
+  #announceNick(member: Member, room: string, old: string): void {
+    const members = this.#rooms.get(room) ?? new Set<Member>();
+    const nick = member.nick!;
+    const oldStays = holds(members, old, member);
+    const newWasThere = holds(members, nick, member);
+    const key = member.keyText;
+    let presence: Record<string, unknown> | undefined;
+    if (!oldStays && !newWasThere) presence = { type: "presence", event: "nick", room, nick, key, old };
+    else if (!oldStays) presence = { type: "presence", event: "leave", room, nick: old, key };
+    else if (!newWasThere) presence = { type: "presence", event: "join", room, nick, key };
+    if (presence === undefined) return;
+    const frame = encodeMessage(presence);
+    for (const m of members) if (m !== member) m.peer.send(frame);
+  }
+
+  #history(member: Member, msg: ClientMessageOf<"history">): void {
+    const room = this.#inRoom(member, msg.room, "history");
+    if (room === undefined) return;
     // Like since: messages of this turn are stored first, so a page never misses one that was already acked.
     this.flush();
-    const n = Math.min(Math.max(limit, 1), HISTORY_PAGE);
-    const rows = this.#store.before(member.room, { beforeSeq, limit: n + 1 });
+    const n = Math.min(Math.max(msg.limit ?? HISTORY_PAGE, 1), HISTORY_PAGE);
+    const rows = this.#store.before(room, { beforeSeq: msg.before_seq, limit: n + 1 });
     const all = rows.length > n ? rows.slice(1) : rows;
     const page = all.slice(all.length - fitting(all, { fromEnd: true }));
     const more = rows.length > page.length;
     member.peer.send(encodeFrame(
-      `{"type":"history","room":${JSON.stringify(member.room)},"before_seq":${beforeSeq},"messages":[${
+      `{"type":"history","room":${JSON.stringify(room)},"before_seq":${msg.before_seq},"messages":[${
         page.map(relayedJson).join(",")
       }],"more":${more}}`,
     ));
   }
 
-  #since(member: Member, afterSeq: number, limit: number): void {
-    if (member.room === undefined) return this.#fail(member, "not_ready", "join a room first");
+  #since(member: Member, msg: ClientMessageOf<"since">): void {
+    const room = this.#inRoom(member, msg.room, "since");
+    if (room === undefined) return;
     this.flush();
-    const n = Math.min(Math.max(limit, 1), HISTORY_PAGE);
-    const rows = this.#store.after(member.room, { afterSeq, limit: n + 1 });
+    const n = Math.min(Math.max(msg.limit ?? HISTORY_PAGE, 1), HISTORY_PAGE);
+    const rows = this.#store.after(room, { afterSeq: msg.after_seq, limit: n + 1 });
     const page = rows.slice(0, Math.min(n, fitting(rows, { fromEnd: false })));
     const more = rows.length > page.length;
+    const prunedThrough = this.#store.roomStats(room)?.prunedThrough ?? 0;
     member.peer.send(encodeFrame(
-      `{"type":"since","room":${JSON.stringify(member.room)},"after_seq":${afterSeq},"messages":[${
+      `{"type":"since","room":${JSON.stringify(room)},"after_seq":${msg.after_seq},"messages":[${
         page.map(relayedJson).join(",")
-      }],"more":${more}}`,
+      }],"more":${more},"pruned_through":${prunedThrough}}`,
     ));
+  }
+
+  #lookup(member: Member, nick: string): void {
+    const found = this.#registry.lookup(nick);
+    if (found === undefined) {
+      return this.#fail(member, "unknown_nick", `nobody has registered the nick ${nick}`);
+    }
+    member.peer.send(encodeMessage({
+      type: "identity",
+      nick: found.nick,
+      key: found.key.toBase64(),
+      kx: found.kx.toBase64(),
+      kx_sig: found.kxSig.toBase64(),
+      rotations: found.rotations.map((r) => ({
+        old: r.oldKey.toBase64(),
+        new: r.newKey.toBase64(),
+        ts: r.ts,
+        signature: r.signature.toBase64(),
+      })),
+    }));
   }
 }

@@ -138,6 +138,7 @@ function limitsOf(config: ServerConfig): ServerLimits {
     burst: config.burst,
     send_queue: config.sendQueue,
     idle_timeout_ms: Math.round(config.idleTimeout * 1000),
+    max_rooms: config.maxRoomsPerConnection,
   };
 }
 
@@ -251,6 +252,14 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
     throw err;
   }
   for (const warning of store.warnings) log.warn("database_mode", { reason: warning });
+  for (const room of store.shadowed) {
+    log.warn("room_shadowed", {
+      room: room.name,
+      by: room.by,
+      reason: "migrated from a v1 database: its name folds like an older room's, so no client can reach it " +
+        "(admin rooms lists it; admin delete-room removes it)",
+    });
+  }
   hub = new Hub(store, {
     version: context.version,
     log,

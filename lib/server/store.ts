@@ -1,15 +1,19 @@
 /**
- * The server's ciphertext-only log in SQLite (node:sqlite): schema and migrations, room verifiers, and the
- * append-only message table with per-room history queries. Nothing here ever sees a key or a plaintext.
+ * The server's ciphertext-only log in SQLite (node:sqlite): schema and migrations, the server's own key seed, room
+ * verifiers, and the append-only message table with per-room history queries. The nick registry and the direct
+ * message inboxes keep their tables in the same file (registry.ts, inbox.ts). Nothing here ever sees a user's key or
+ * a plaintext.
  *
  * @module
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { utf8Length } from "../names.ts";
+import { foldName, utf8Length } from "../names.ts";
 
-/** Schema version this code writes (PRAGMA user_version). */
-export const SCHEMA_VERSION = 2;
+/** Schema version this code writes (PRAGMA user_version). Versions 1 and 2 were written by protocol v1 servers. */
+export const SCHEMA_VERSION = 3;
+/** Bytes of the server key's Ed25519 seed. */
+export const SERVER_SEED_BYTES = 32;
 
 /**
  * Why the store failed: lets the server's edge pick an exit code and a clear line. "locked": another process (another
@@ -34,7 +38,7 @@ export class StoreError extends Error {
 
 /** A room's public parameters and verifier. */
 export interface RoomRecord {
-  /** Room name. */
+  /** The room's canonical name (the spelling it was created with). */
   name: string;
   /** 16-byte PBKDF2 salt. */
   salt: Uint8Array;
@@ -42,6 +46,8 @@ export interface RoomRecord {
   iterations: number;
   /** 32-byte Ed25519 public key that join proofs must verify against. */
   accessPub: Uint8Array;
+  /** Key epoch: 0 until rooms can be re-keyed. */
+  epoch: number;
   /** When it was created, ms since the epoch. */
   createdAt: number;
 }
@@ -58,6 +64,13 @@ export interface RoomStats {
   lastAt: number | undefined;
   /** When it was created. */
   createdAt: number;
+  /** The highest seq removed from this room by the retention (0 if none). */
+  prunedThrough: number;
+  /**
+   * For a room migrated from a v1 database whose name folds to the same key as an older room's: that room's name.
+   * Such a room is kept but no client can reach it (see PROTOCOL.md, Storage contract).
+   */
+  shadowedBy?: string;
 }
 
 /** What to keep: everything, the last `count` messages of each room, or messages younger than `ageMs`. */
@@ -95,7 +108,28 @@ export interface StoredMessage {
   envelope: string;
 }
 
-const MIGRATIONS: string[] = [
+/** A room that a migration from a v1 database made unreachable, because an older room's name folds the same. */
+export interface ShadowedRoom {
+  /** The room kept but unreachable. */
+  name: string;
+  /** The older room that keeps the folded name. */
+  by: string;
+}
+
+const SHADOW_MARK = "\u0001";
+
+/**
+ * The fold given to a shadowed room: the name's fold, U+0001 (a control character, which no name contains, so no
+ * name ever folds to this), and the name. (Not NUL: node:sqlite reads a TEXT value only up to its first NUL.)
+ */
+function shadowFold(name: string): string {
+  return `${foldName(name)}${SHADOW_MARK}${name}`;
+}
+
+/** One schema step: SQL, or a function for a step that needs code (folding names); it reports shadowed rooms. */
+type Migration = string | ((db: DatabaseSync, shadowed: ShadowedRoom[]) => void);
+
+const MIGRATIONS: Migration[] = [
   // 0 -> 1
   `CREATE TABLE rooms (
      name TEXT PRIMARY KEY,
@@ -122,7 +156,96 @@ const MIGRATIONS: string[] = [
      messages = (SELECT count(*) FROM messages m WHERE m.room = rooms.name),
      bytes = (SELECT coalesce(sum(length(CAST(m.envelope AS BLOB))), 0) FROM messages m WHERE m.room = rooms.name),
      last_at = (SELECT max(m.sent_at) FROM messages m WHERE m.room = rooms.name);`,
+  // 2 -> 3 (protocol v2): the server key, rooms by folded name with an epoch and what retention removed, the nick
+  // registry, and direct messages.
+  migrateToV2,
 ];
+
+function migrateToV2(db: DatabaseSync, shadowed: ShadowedRoom[]): void {
+  db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE rooms_v3 (
+      name TEXT PRIMARY KEY,
+      fold TEXT NOT NULL UNIQUE,
+      salt BLOB NOT NULL,
+      iterations INTEGER NOT NULL,
+      access_pub BLOB NOT NULL,
+      epoch INTEGER NOT NULL DEFAULT 0,
+      created_at INTEGER NOT NULL,
+      pruned_through INTEGER NOT NULL DEFAULT 0,
+      messages INTEGER NOT NULL DEFAULT 0,
+      bytes INTEGER NOT NULL DEFAULT 0,
+      last_at INTEGER
+    );
+    CREATE TABLE nicks (
+      fold TEXT PRIMARY KEY,
+      nick TEXT NOT NULL,
+      identity BLOB NOT NULL,
+      registered_at INTEGER NOT NULL,
+      used_at INTEGER NOT NULL,
+      reserved INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX nicks_identity ON nicks (identity);
+    CREATE TABLE identities (
+      identity BLOB PRIMARY KEY,
+      kx BLOB NOT NULL,
+      kx_sig BLOB NOT NULL,
+      updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE rotations (
+      old BLOB PRIMARY KEY,
+      new BLOB NOT NULL,
+      ts INTEGER NOT NULL,
+      signature BLOB NOT NULL
+    );
+    CREATE INDEX rotations_new ON rotations (new);
+    CREATE TABLE direct (
+      seq INTEGER PRIMARY KEY,
+      recipient BLOB NOT NULL,
+      msg_id BLOB NOT NULL,
+      sent_at INTEGER NOT NULL,
+      envelope TEXT NOT NULL,
+      delivered_at INTEGER,
+      UNIQUE (recipient, msg_id)
+    );
+    CREATE INDEX direct_recipient_seq ON direct (recipient, seq);`);
+  // The oldest room keeps a folded name; a younger one that folds the same is kept under a fold no name can match.
+  const rooms = db.prepare("SELECT * FROM rooms ORDER BY created_at, name").all() as Record<string, unknown>[];
+  const insert = db.prepare(
+    `INSERT INTO rooms_v3 (name, fold, salt, iterations, access_pub, epoch, created_at, pruned_through, messages,
+       bytes, last_at) VALUES (?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?)`,
+  );
+  const holders = new Map<string, string>();
+  for (const r of rooms) {
+    const name = r.name as string;
+    const fold = foldName(name);
+    const holder = holders.get(fold);
+    if (holder !== undefined) shadowed.push({ name, by: holder });
+    else holders.set(fold, name);
+    insert.run(
+      name,
+      holder === undefined ? fold : shadowFold(name),
+      r.salt as Uint8Array,
+      r.iterations as number,
+      r.access_pub as Uint8Array,
+      r.created_at as number,
+      r.messages as number,
+      r.bytes as number,
+      r.last_at as number | null,
+    );
+  }
+  db.exec("DROP TABLE rooms; ALTER TABLE rooms_v3 RENAME TO rooms;");
+  db.prepare("INSERT INTO meta (key, value) VALUES ('server_seed', ?)").run(
+    crypto.getRandomValues(new Uint8Array(SERVER_SEED_BYTES)),
+  );
+}
+
+/** What a retention pass removed from one room: messages, bytes, and the highest seq removed. */
+interface Trim {
+  room: string;
+  messages: number;
+  bytes: number;
+  through: number;
+}
 
 /**
  * Pages the WAL may hold before SQLite copies them back into the database (its default is 1000). Each message
@@ -153,6 +276,12 @@ function exists(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Whether node:sqlite raised this (a database that failed), rather than code of ours. */
+function isDatabaseError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("ERR_SQLITE") || code === "ERR_INVALID_STATE");
 }
 
 function isLocked(err: unknown): boolean {
@@ -222,17 +351,28 @@ export class Store {
   #recent: StatementSync;
   #before: StatementSync;
   #after: StatementSync;
+  #serverSeed: Uint8Array;
 
   /** Things an operator should know about the files, found while opening (for example loose permissions). */
   readonly warnings: readonly string[];
+  /** Rooms that the migration of a v1 database made unreachable while opening it now (logged by the server). */
+  readonly shadowed: readonly ShadowedRoom[];
 
-  private constructor(db: DatabaseSync, options: { warnings: string[]; retention: Retention }) {
+  private constructor(
+    db: DatabaseSync,
+    options: { warnings: string[]; retention: Retention; shadowed: ShadowedRoom[] },
+  ) {
     this.#db = db;
     this.warnings = options.warnings;
+    this.shadowed = options.shadowed;
     this.#retention = options.retention;
-    this.#getRoom = db.prepare("SELECT name, salt, iterations, access_pub, created_at FROM rooms WHERE name = ?");
+    this.#getRoom = db.prepare(
+      "SELECT name, salt, iterations, access_pub, epoch, created_at FROM rooms WHERE fold = ?",
+    );
+    // A name or a fold already taken is passed over (and reported as not created).
     this.#insertRoom = db.prepare(
-      "INSERT OR IGNORE INTO rooms (name, salt, iterations, access_pub, created_at) VALUES (?, ?, ?, ?, ?)",
+      "INSERT OR IGNORE INTO rooms (name, fold, salt, iterations, access_pub, epoch, created_at) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
     // Only a repeated (room, msg_id) is passed over; any other conflict (a seq already used) fails the batch.
     this.#insertMessage = db.prepare(
@@ -253,32 +393,51 @@ export class Store {
     this.#addStats = db.prepare(
       "UPDATE rooms SET messages = messages + ?, bytes = bytes + ?, last_at = max(coalesce(last_at, 0), ?) WHERE name = ?",
     );
-    this.#trimStats = db.prepare("UPDATE rooms SET messages = messages - ?, bytes = bytes - ? WHERE name = ?");
+    this.#trimStats = db.prepare(
+      "UPDATE rooms SET messages = messages - ?, bytes = bytes - ?, pruned_through = max(pruned_through, ?) " +
+        "WHERE name = ?",
+    );
     this.#nthNewest = db.prepare("SELECT seq FROM messages WHERE room = ? ORDER BY seq DESC LIMIT 1 OFFSET ?");
     this.#deleteUpTo = db.prepare(
-      "DELETE FROM messages WHERE room = ? AND seq <= ? RETURNING length(CAST(envelope AS BLOB)) AS bytes",
+      "DELETE FROM messages WHERE room = ? AND seq <= ? RETURNING seq, length(CAST(envelope AS BLOB)) AS bytes",
     );
     this.#oldest = db.prepare("SELECT seq, sent_at FROM messages ORDER BY seq LIMIT ?");
     this.#deleteOldUpTo = db.prepare(
-      "DELETE FROM messages WHERE seq <= ? RETURNING room, length(CAST(envelope AS BLOB)) AS bytes",
+      "DELETE FROM messages WHERE seq <= ? RETURNING room, seq, length(CAST(envelope AS BLOB)) AS bytes",
     );
     this.#lastSeq = Number((this.#maxSeq.get() as { last: number }).last);
-    const rooms = db.prepare("SELECT name, messages, bytes, last_at, created_at FROM rooms").all() as {
+    const rooms = db.prepare(
+      "SELECT name, fold, messages, bytes, last_at, created_at, pruned_through FROM rooms",
+    ).all() as {
       name: string;
+      fold: string;
       messages: number;
       bytes: number;
       last_at: number | null;
       created_at: number;
+      pruned_through: number;
     }[];
+    const byFold = new Map(rooms.map((r) => [r.fold, r.name]));
     for (const r of rooms) {
-      this.#stats.set(r.name, {
+      const stats: RoomStats = {
         name: r.name,
         messages: Number(r.messages),
         bytes: Number(r.bytes),
         lastAt: r.last_at === null ? undefined : Number(r.last_at),
         createdAt: Number(r.created_at),
-      });
+        prunedThrough: Number(r.pruned_through),
+      };
+      const cut = r.fold.indexOf(SHADOW_MARK);
+      if (cut >= 0) stats.shadowedBy = byFold.get(r.fold.slice(0, cut)) ?? "?";
+      this.#stats.set(r.name, stats);
     }
+    const seed = db.prepare("SELECT value FROM meta WHERE key = 'server_seed'").get() as
+      | { value: Uint8Array }
+      | undefined;
+    if (seed === undefined || seed.value.length !== SERVER_SEED_BYTES) {
+      throw new StoreError("corrupt", "the database has no valid server key (meta server_seed)");
+    }
+    this.#serverSeed = new Uint8Array(seed.value);
   }
 
   /**
@@ -346,11 +505,11 @@ export class Store {
       if (!memory && mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}, not wal`);
       db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
       db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
-      Store.#migrate(db);
+      const shadowed = Store.#migrate(db);
       // A write transaction takes the exclusive lock even when nothing above had to write.
       db.exec("BEGIN IMMEDIATE");
       db.exec("COMMIT");
-      return new Store(db, { warnings, retention: options.retention ?? { kind: "all" } });
+      return new Store(db, { warnings, retention: options.retention ?? { kind: "all" }, shadowed });
     } catch (err) {
       return fail(err, "prepare");
     }
@@ -372,12 +531,15 @@ export class Store {
     }
   }
 
-  static #migrate(db: DatabaseSync): void {
+  static #migrate(db: DatabaseSync): ShadowedRoom[] {
     const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
+    const shadowed: ShadowedRoom[] = [];
     for (let v = version; v < SCHEMA_VERSION; v++) {
       db.exec("BEGIN IMMEDIATE");
       try {
-        db.exec(MIGRATIONS[v]);
+        const step = MIGRATIONS[v];
+        if (typeof step === "string") db.exec(step);
+        else step(db, shadowed);
         db.exec(`PRAGMA user_version = ${v + 1}`);
         db.exec("COMMIT");
       } catch (err) {
@@ -385,6 +547,7 @@ export class Store {
         throw err;
       }
     }
+    return shadowed;
   }
 
   /** The highest seq stored so far (0 when empty). */
@@ -392,15 +555,35 @@ export class Store {
     return this.#lastSeq;
   }
 
+  /** The server key's 32-byte Ed25519 seed (made when the database was created or migrated; never logged). */
+  get serverSeed(): Uint8Array {
+    return this.#serverSeed.slice();
+  }
+
   /**
-   * Looks up a room.
+   * The database, for the modules that keep their own tables in this file (registry.ts, inbox.ts): they prepare
+   * their statements once and write through {@link Store.transaction}.
+   */
+  get database(): DatabaseSync {
+    return this.#db;
+  }
+
+  /**
+   * Looks up the room a name stands for: the one whose name folds to the same key (`Ops` finds `ops`).
    *
-   * @param name the room name
-   * @returns the room, or undefined when it does not exist
+   * @param name any spelling of the room name
+   * @returns the room under its canonical name, or undefined when it does not exist
    */
   getRoom(name: string): RoomRecord | undefined {
-    const row = this.#read(() => this.#getRoom.get(name), "reading a room") as
-      | { name: string; salt: Uint8Array; iterations: number; access_pub: Uint8Array; created_at: number }
+    const row = this.#read(() => this.#getRoom.get(foldName(name)), "reading a room") as
+      | {
+        name: string;
+        salt: Uint8Array;
+        iterations: number;
+        access_pub: Uint8Array;
+        epoch: number;
+        created_at: number;
+      }
       | undefined;
     if (!row) return undefined;
     return {
@@ -408,20 +591,29 @@ export class Store {
       salt: new Uint8Array(row.salt),
       iterations: Number(row.iterations),
       accessPub: new Uint8Array(row.access_pub),
+      epoch: Number(row.epoch),
       createdAt: Number(row.created_at),
     };
   }
 
   /**
-   * Creates a room unless one of that name exists.
+   * Creates a room unless one whose name folds to the same key exists; its name as given becomes canonical.
    *
    * @param room the room to create
-   * @returns true when created, false when the name was already taken
+   * @returns true when created, false when the name (in any spelling that folds the same) was already taken
    * @throws {StoreError} "write" when the database refuses
    */
   createRoom(room: RoomRecord): boolean {
     try {
-      const result = this.#insertRoom.run(room.name, room.salt, room.iterations, room.accessPub, room.createdAt);
+      const result = this.#insertRoom.run(
+        room.name,
+        foldName(room.name),
+        room.salt,
+        room.iterations,
+        room.accessPub,
+        room.epoch,
+        room.createdAt,
+      );
       if (Number(result.changes) !== 1) return false;
     } catch (err) {
       throw new StoreError("write", `cannot create room: ${reason(err)}`);
@@ -432,6 +624,7 @@ export class Store {
       bytes: 0,
       lastAt: undefined,
       createdAt: room.createdAt,
+      prunedThrough: 0,
     });
     return true;
   }
@@ -481,8 +674,10 @@ export class Store {
    * @throws {StoreError} "write" when the database refuses
    */
   deleteRoom(name: string): RoomStats | undefined {
-    const stats = this.#stats.get(name);
+    // The exact name first (a shadowed room can be named only so), else the room the name folds to.
+    const stats = this.#stats.get(name) ?? this.#stats.get(this.getRoom(name)?.name ?? "");
     if (stats === undefined) return undefined;
+    name = stats.name;
     this.#transaction(() => {
       this.#db.prepare("DELETE FROM messages WHERE room = ?").run(name);
       this.#db.prepare("DELETE FROM rooms WHERE name = ?").run(name);
@@ -522,15 +717,16 @@ export class Store {
       }
       if (upTo < 0) return deleted;
       const trims = this.#transaction(() => {
-        const byRoom = new Map<string, { room: string; messages: number; bytes: number }>();
-        for (const r of this.#deleteOldUpTo.all(upTo) as { room: string; bytes: number }[]) {
-          const t = byRoom.get(r.room) ?? { room: r.room, messages: 0, bytes: 0 };
+        const byRoom = new Map<string, Trim>();
+        for (const r of this.#deleteOldUpTo.all(upTo) as { room: string; seq: number; bytes: number }[]) {
+          const t = byRoom.get(r.room) ?? { room: r.room, messages: 0, bytes: 0, through: 0 };
           t.messages++;
           t.bytes += Number(r.bytes);
+          t.through = Math.max(t.through, Number(r.seq));
           byRoom.set(r.room, t);
         }
         const trims = [...byRoom.values()];
-        for (const t of trims) this.#trimStats.run(t.messages, t.bytes, t.room);
+        for (const t of trims) this.#trimStats.run(t.messages, t.bytes, t.through, t.room);
         return trims;
       }, "cannot apply the retention");
       this.#applyTrims(trims);
@@ -539,21 +735,48 @@ export class Store {
   }
 
   /** Deletes a room's messages beyond the newest `keep` (inside a transaction); returns what was deleted. */
-  #trim(room: string, keep: number): { room: string; messages: number; bytes: number }[] {
+  #trim(room: string, keep: number): Trim[] {
     const cutoff = this.#nthNewest.get(room, keep) as { seq: number } | undefined;
     if (cutoff === undefined) return [];
-    const rows = this.#deleteUpTo.all(room, cutoff.seq) as { bytes: number }[];
+    const rows = this.#deleteUpTo.all(room, cutoff.seq) as { seq: number; bytes: number }[];
     const bytes = rows.reduce((n, r) => n + Number(r.bytes), 0);
-    this.#trimStats.run(rows.length, bytes, room);
-    return [{ room, messages: rows.length, bytes }];
+    const through = Number(cutoff.seq);
+    this.#trimStats.run(rows.length, bytes, through, room);
+    return [{ room, messages: rows.length, bytes, through }];
   }
 
-  #applyTrims(trims: { room: string; messages: number; bytes: number }[]): void {
+  #applyTrims(trims: Trim[]): void {
     for (const t of trims) {
       const stats = this.#stats.get(t.room);
       if (stats === undefined) continue;
       stats.messages -= t.messages;
       stats.bytes -= t.bytes;
+      stats.prunedThrough = Math.max(stats.prunedThrough, t.through);
+    }
+  }
+
+  /**
+   * Runs `fn` in one write transaction: all of it is committed, or none of it. An error `fn` throws on purpose (a
+   * rule it enforces) is rolled back and rethrown as it is; a database error becomes a StoreError.
+   *
+   * @param fn the writes
+   * @param what what is being done, for the error
+   * @returns what `fn` returned
+   * @throws {StoreError} "write" when the database fails (the transaction is rolled back)
+   */
+  transaction<T>(fn: () => T, what: string): T {
+    let thrown: unknown;
+    try {
+      return this.#transaction(() => {
+        try {
+          return fn();
+        } catch (err) {
+          if (!isDatabaseError(err)) thrown = err;
+          throw err;
+        }
+      }, what);
+    } catch (err) {
+      throw thrown ?? err;
     }
   }
 
@@ -585,7 +808,7 @@ export class Store {
   appendBatch(rows: MessageRow[]): AppendResult[] {
     const results: AppendResult[] = new Array(rows.length);
     const added = new Map<string, { messages: number; bytes: number; lastAt: number }>();
-    let trims: { room: string; messages: number; bytes: number }[] = [];
+    let trims: Trim[] = [];
     try {
       this.#db.exec("BEGIN");
       try {

@@ -226,23 +226,30 @@ const TRICKY_NUMBERS = [
 
 const MESSAGE_TYPES = [
   "hello",
+  "login",
   "join",
   "prove",
+  "part",
   "send",
   "who",
   "rooms",
   "nick",
   "history",
   "since",
+  "lookup",
+  "direct",
+  "direct_since",
   "ping",
   "pong",
   "bye",
 ];
 
 const SERVER_TYPES = [
+  "server",
   "welcome",
   "challenge",
   "joined",
+  "parted",
   "ack",
   "message",
   "presence",
@@ -251,6 +258,10 @@ const SERVER_TYPES = [
   "nick",
   "history",
   "since",
+  "identity",
+  "direct",
+  "direct_since",
+  "delivered",
   "ping",
   "pong",
   "bye",
@@ -336,7 +347,7 @@ function b64(rng: Rng, n: number): string {
 /** A well-formed envelope object (random bytes in its fields; the shape is right, the crypto is not). */
 export function validEnvelope(rng: Rng, options: { room?: string; from?: string } = {}): Record<string, unknown> {
   return {
-    v: 1,
+    v: 2,
     room: options.room ?? "general",
     from: options.from ?? "alice",
     id: b64(rng, 16),
@@ -344,6 +355,23 @@ export function validEnvelope(rng: Rng, options: { room?: string; from?: string 
     iv: b64(rng, 16),
     ct: b64(rng, 16 * rng.range(1, 8)),
     tag: b64(rng, 32),
+  };
+}
+
+/** A well-formed direct envelope object (random bytes in its fields). */
+export function validDirectEnvelope(rng: Rng): Record<string, unknown> {
+  return {
+    v: 2,
+    from: "alice",
+    to: "bob",
+    id: b64(rng, 16),
+    ts: rng.int(2 ** 40),
+    key: b64(rng, 32),
+    tokey: b64(rng, 32),
+    kx: b64(rng, 32),
+    epk: b64(rng, 32),
+    nonce: b64(rng, 12),
+    ct: b64(rng, 17 + rng.int(100)),
   };
 }
 
@@ -396,7 +424,7 @@ export function hostileEnvelope(rng: Rng): unknown {
   const field = rng.pick(["v", "room", "from", "id", "ts", "iv", "ct", "tag", "extra", "missing", "ok"]);
   switch (field) {
     case "v":
-      e.v = rng.pick([0, 3, "1", 1.5, -1, null, true, 2 ** 53]);
+      e.v = rng.pick([0, 1, 3, "2", 1.5, -1, null, true, 2 ** 53]);
       break;
     case "room":
     case "from":
@@ -433,6 +461,44 @@ export function hostileEnvelope(rng: Rng): unknown {
   return e;
 }
 
+/**
+ * A direct envelope broken in one way (or, rarely, not at all): a field of the wrong kind or length, non-canonical
+ * base64, a version other than 2, bad names, a missing or extra field.
+ *
+ * @param rng the generator
+ * @returns the envelope object (possibly not an object at all)
+ */
+export function hostileDirectEnvelope(rng: Rng): unknown {
+  if (rng.chance(0.03)) return JSON.parse(randomJsonText(rng, 2, { deep: false }));
+  const e = validDirectEnvelope(rng);
+  const field = rng.pick(["v", "from", "to", "ts", "id", "key", "nonce", "ct", "extra", "missing", "ok"]);
+  switch (field) {
+    case "v":
+      e.v = rng.pick([1, 3, "2", null]);
+      break;
+    case "from":
+    case "to":
+      e[field] = rng.chance(0.8) ? randomString(rng) : JSON.parse(randomJsonText(rng, 1, { deep: false }));
+      break;
+    case "ts":
+      e.ts = rng.pick([-1, 0.5, 2 ** 53, "1", null, 2 ** 53 - 1]);
+      break;
+    case "id":
+    case "key":
+    case "nonce":
+    case "ct":
+      e[field] = rng.chance(0.5) ? nonCanonicalBase64(rng, field === "nonce" ? 12 : 16) : b64(rng, rng.int(40));
+      break;
+    case "extra":
+      e[rng.pick(["extra", "seq", "room"])] = 1;
+      break;
+    case "missing":
+      delete e[rng.pick(Object.keys(e))];
+      break;
+  }
+  return e;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Whole message bodies.
 
@@ -440,9 +506,31 @@ function validClientMessage(rng: Rng): Record<string, unknown> {
   const type = rng.pick(MESSAGE_TYPES);
   switch (type) {
     case "hello":
-      return { type, version: 1, nick: rng.pick(["alice", "bob", "Zoë", "x"]) };
+      return { type, version: 2, nonce: b64(rng, 32) };
+    case "login": {
+      const m: Record<string, unknown> = {
+        type,
+        nick: rng.pick(["alice", "bob", "Zoë", "x"]),
+        key: b64(rng, 32),
+        kx: b64(rng, 32),
+        kx_sig: b64(rng, 64),
+        signature: b64(rng, 64),
+      };
+      if (rng.chance(0.3)) m.rotation = { old: b64(rng, 32), ts: rng.int(2 ** 40), signature: b64(rng, 64) };
+      return m;
+    }
     case "join":
+    case "part":
+    case "who":
       return { type, room: rng.pick(["general", "ops", "café"]) };
+    case "lookup":
+      return { type, nick: rng.pick(["alice", "bob"]) };
+    case "direct": {
+      const envelope = validDirectEnvelope(rng);
+      return { type, to: "bob", envelope, copy: { ...envelope, epk: b64(rng, 32), ct: b64(rng, 40) } };
+    }
+    case "direct_since":
+      return rng.chance(0.5) ? { type, after_seq: rng.int(1000) } : { type, after_seq: 0, limit: 10 };
     case "prove": {
       const m: Record<string, unknown> = { type, room: "general", proof: b64(rng, 64) };
       if (rng.chance(0.5)) Object.assign(m, { salt: b64(rng, 16), iterations: 100000, access_pub: b64(rng, 32) });
@@ -454,10 +542,12 @@ function validClientMessage(rng: Rng): Record<string, unknown> {
       return { type, new: "carol" };
     case "history":
       return rng.chance(0.5)
-        ? { type, before_seq: rng.int(1000) }
-        : { type, before_seq: rng.int(1000), limit: rng.int(501) };
+        ? { type, room: "general", before_seq: rng.int(1000) }
+        : { type, room: "general", before_seq: rng.int(1000), limit: rng.int(501) };
     case "since":
-      return rng.chance(0.5) ? { type, after_seq: rng.int(1000) } : { type, after_seq: 0, limit: 10 };
+      return rng.chance(0.5)
+        ? { type, room: "general", after_seq: rng.int(1000) }
+        : { type, room: "general", after_seq: 0, limit: 10 };
     case "ping":
     case "pong":
       return rng.chance(0.5) ? { type } : { type, data: randomString(rng) };
@@ -471,34 +561,51 @@ function validClientMessage(rng: Rng): Record<string, unknown> {
 function validServerMessage(rng: Rng): Record<string, unknown> {
   const type = rng.pick(SERVER_TYPES);
   const relayed = () => ({ seq: rng.int(1000), sent_at: Date.now(), envelope: validEnvelope(rng) });
+  const member = () => ({ nick: "alice", key: b64(rng, 32) });
+  const item = () => ({ seq: rng.int(1000), sent_at: Date.now(), envelope: validDirectEnvelope(rng), delivered: true });
   switch (type) {
+    case "server":
+      return {
+        type,
+        server: "aeschat",
+        server_version: "0.1.0",
+        version: 2,
+        key: b64(rng, 32),
+        nonce: b64(rng, 32),
+        signature: b64(rng, 64),
+      };
     case "welcome":
-      return { type, server: "aeschat", version: 1, nick: "alice", limits: {} };
+      return { type, nick: "alice", registered: rng.chance(0.5), limits: {}, direct_seq: rng.int(9) };
     case "challenge":
       return { type, room: "general", nonce: b64(rng, 32) };
     case "joined":
-      return { type, room: "general", members: ["alice"], history: [relayed()], latest_seq: 3 };
+      return { type, room: "general", epoch: 0, members: [member()], history: [relayed()], latest_seq: 3 };
+    case "parted":
+      return { type, room: "general" };
     case "ack":
       return { type, id: b64(rng, 16), seq: 1 };
     case "message":
       return { type, ...relayed() };
     case "presence":
-      return { type, event: "join", room: "general", nick: "bob" };
+      return { type, event: "join", room: "general", nick: "bob", key: b64(rng, 32) };
     case "who":
-      return { type, room: "general", members: [] };
+      return { type, room: "general", members: [member()] };
     case "rooms":
-      return { type, rooms: [{ name: "general", members: 1 }] };
+      return { type, rooms: [{ name: "general", count: 1 }] };
+    case "identity":
+      return { type, nick: "bob", key: b64(rng, 32), kx: b64(rng, 32), kx_sig: b64(rng, 64), rotations: [] };
+    case "direct":
+      return { type, ...item() };
+    case "direct_since":
+      return { type, after_seq: 0, messages: [item()], more: false };
+    case "delivered":
+      return { type, id: b64(rng, 16) };
     case "nick":
       return { type, old: "a", new: "b" };
     case "history":
+      return { type, room: "general", before_seq: 5, messages: [relayed()], more: false };
     case "since":
-      return {
-        type,
-        room: "general",
-        [type === "history" ? "before_seq" : "after_seq"]: 5,
-        messages: [relayed()],
-        more: false,
-      };
+      return { type, room: "general", after_seq: 5, messages: [relayed()], more: false, pruned_through: 0 };
     case "bye":
       return { type, reason: "quit" };
     case "error":
@@ -592,7 +699,7 @@ function memberLookalikes(rng: Rng, side: "client" | "server"): string {
   ]);
   if (side === "server") {
     return rng.pick([
-      `{"type":"rooms","rooms":[{"name":"a","members":1},{"name":"b","members":2}]}`,
+      `{"type":"rooms","rooms":[{"name":"a","count":1},{"name":"b","count":2}]}`,
       `{"type":"error","code":"x","message":"${tricky}"}`,
     ]);
   }
@@ -691,6 +798,15 @@ export function hostileBody(rng: Rng, options: { side: "client" | "server" }): {
       : { kind: "member lookalikes", body: encoderFor(memberLookalikes(rng, options.side)) };
   }
   if (r < 90) {
+    if (options.side === "client" && rng.chance(0.25)) {
+      const [envelope, copy] = rng.chance(0.5)
+        ? [hostileDirectEnvelope(rng), validDirectEnvelope(rng)]
+        : [validDirectEnvelope(rng), hostileDirectEnvelope(rng)];
+      return {
+        kind: "hostile direct",
+        body: encoderFor(JSON.stringify({ type: "direct", to: "bob", envelope, copy })),
+      };
+    }
     const envelope = hostileEnvelope(rng);
     const msg = options.side === "client"
       ? { type: "send", envelope }

@@ -4,8 +4,8 @@
  * order, on later turns of the event loop (as over a network). It drives the hub only through its public surface
  * (attach, handle, detach, flush, shutdown, the Peer interface), so server changes do not break it.
  *
- * Faults a test can cause: the server down (dials fail), every connection dropped at once, acks withheld, and
- * storage failures.
+ * Faults a test can cause: the server down (dials fail), every connection dropped at once, acks withheld or messages
+ * rewritten, and storage failures.
  *
  * @module
  */
@@ -27,6 +27,7 @@ export const HUB_LIMITS: ServerLimits = {
   burst: 40,
   send_queue: 1048576,
   idle_timeout_ms: 120000,
+  max_rooms: 20,
 };
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
@@ -83,6 +84,19 @@ class HubLink implements Link, Peer {
   send(frame: Uint8Array): void {
     if (this.#closed) return;
     if (this.#server.withhold?.(frame) === true) return;
+    const rewrite = this.#server.rewrite;
+    if (rewrite) {
+      const msg = JSON.parse(new TextDecoder().decode(frame.subarray(4)));
+      const out = rewrite(msg);
+      if (out !== undefined) {
+        for (const m of out) this.#deliver(encodeMessage(m));
+        return;
+      }
+    }
+    this.#deliver(frame);
+  }
+
+  #deliver(frame: Uint8Array): void {
     this.#toClient.push(frame);
     if (this.#delivering) return;
     this.#delivering = true;
@@ -139,6 +153,8 @@ export class HubServer {
   intercept?: (msg: ClientMessage, link: Link) => boolean | void;
   /** Sees every frame to a client; returning true withholds it (a lost ack, say). */
   withhold?: (frame: Uint8Array) => boolean;
+  /** Rewrites every message to a client: the messages to deliver instead (undefined: as it is). */
+  rewrite?: (msg: Record<string, unknown>) => Record<string, unknown>[] | undefined;
   #failingBatches = 0;
   /** Batches refused so far by {@link HubServer.failBatches}. */
   failedBatches = 0;

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { decodeBase64 } from "../../lib/base64.ts";
 import {
   deriveRoomKeys,
   makeSalt,
@@ -12,13 +13,25 @@ import {
   NONCE_BYTES,
   type RoomKeys,
   SALT_BYTES,
-  sealEnvelope,
+  signEd25519,
   signJoinProof,
+  verifyEd25519,
 } from "../../lib/crypto.ts";
-import { decodeBase64 } from "../../lib/base64.ts";
 import { type Envelope, serializeEnvelope } from "../../lib/envelope.ts";
 import { encodeFrame, encodeMessage, FrameReader } from "../../lib/frame.ts";
 import {
+  CONNECTION_NONCE_BYTES,
+  type Identity,
+  importIdentity,
+  KEY_BYTES,
+  loginInput,
+  type Rotation,
+  serverInput,
+} from "../../lib/identity.ts";
+import { DEVICE_BYTES, type RoomContext, sealRoomMessage } from "../../lib/message.ts";
+import {
+  helloMessage,
+  loginMessage,
   parseServerMessage,
   proveMessage,
   type ServerMessage,
@@ -27,6 +40,96 @@ import {
 
 /** A server message of one type (protocol.ts `ServerMessageOf`). */
 export type { Msg };
+
+const identityCache = new Map<string, Promise<Identity>>();
+
+/**
+ * The test identity of a label (by default a client's nick): the same label gives the same keys in every process
+ * and run, so a nick keeps its registered key across reconnects and restarts, and another label is another person.
+ *
+ * @param label any text
+ * @returns the identity
+ */
+export function testIdentity(label: string): Promise<Identity> {
+  let identity = identityCache.get(label);
+  if (!identity) {
+    const seed = async (purpose: string) =>
+      new Uint8Array(
+        await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`aeschat test identity ${purpose}\0${label}`)),
+      );
+    identity = (async () => importIdentity({ signSeed: await seed("sign"), kxSecret: await seed("kx") }))();
+    identityCache.set(label, identity);
+  }
+  return identity;
+}
+
+/** The two directions of a raw connection the opening needs: write a message, wait for one of some types. */
+export interface OpeningIo {
+  write(message: object): Promise<void>;
+  until(types: ServerMessage["type"][]): Promise<ServerMessage>;
+}
+
+/** What the opening learned: the server's key, and the welcome or the error that refused the login. */
+export interface Opened {
+  serverPub: Uint8Array;
+  reply: Msg<"welcome"> | Msg<"error">;
+}
+
+/**
+ * hello, server (whose signature is checked), login: the protocol v2 opening, over any raw connection.
+ *
+ * @param io the connection
+ * @param login.nick the nick to log in with
+ * @param login.identity the identity
+ * @param login.rotation a rotation statement to present
+ * @param login.sign the login signature to send instead of the right one (attack tests)
+ * @param login.clientNonce the hello's nonce (default: fresh; a replay test repeats an old one)
+ */
+export async function openConnection(
+  io: OpeningIo,
+  login: {
+    nick: string;
+    identity: Identity;
+    rotation?: Rotation;
+    sign?: (input: Uint8Array, server: Msg<"server">) => Promise<Uint8Array>;
+    clientNonce?: Uint8Array;
+  },
+): Promise<Opened> {
+  const clientNonce = login.clientNonce ?? crypto.getRandomValues(new Uint8Array(CONNECTION_NONCE_BYTES));
+  await io.write(helloMessage(clientNonce));
+  const server = await io.until(["server", "error"]);
+  if (server.type === "error") return { serverPub: new Uint8Array(0), reply: server };
+  if (server.type !== "server") throw new Error(`expected server, got ${server.type}`);
+  const serverPub = decodeBase64(server.key, { length: KEY_BYTES });
+  const serverNonce = decodeBase64(server.nonce, { length: CONNECTION_NONCE_BYTES });
+  const signed = await verifyEd25519(serverPub, {
+    input: serverInput({ clientNonce, serverNonce }),
+    signature: decodeBase64(server.signature),
+  });
+  if (!signed) throw new Error("the server's signature does not verify");
+  const { identity, nick } = login;
+  const input = loginInput({ serverPub, serverNonce, clientNonce, identityPub: identity.publicKey, nick });
+  const signature = login.sign ? await login.sign(input, server) : await signEd25519(identity.signKey, input);
+  await io.write(loginMessage({
+    nick,
+    key: identity.publicKey,
+    kx: identity.kxPublic,
+    kxSig: identity.kxSignature,
+    signature,
+  }, login.rotation && { oldKey: login.rotation.oldKey, ts: login.rotation.ts, signature: login.rotation.signature }));
+  const reply = await io.until(["welcome", "error"]) as Msg<"welcome"> | Msg<"error">;
+  return { serverPub, reply };
+}
+
+/** A room a client is in: its keys, what its messages sign, and the client's sequence number there. */
+export interface JoinedRoom {
+  /** The room keys. */
+  keys: RoomKeys;
+  /** The room instance messages are signed for. */
+  context: RoomContext;
+  /** The number of the last message sealed for it. */
+  n: number;
+}
 
 const keyCache = new Map<string, Promise<RoomKeys>>();
 
@@ -57,12 +160,20 @@ export class WireClient {
   closed = false;
   /** Resolves when the connection is closed. */
   readonly ended: Promise<void>;
-  /** The nick after hello. */
+  /** The canonical nick after the login. */
   nick = "";
-  /** Keys of the joined room. */
+  /** The identity it logged in with. */
+  identity: Identity | undefined;
+  /** The server's key, from its `server` message. */
+  serverPub: Uint8Array = new Uint8Array(0);
+  /** Keys of the room joined last. */
   keys: RoomKeys | undefined;
-  /** The joined room. */
+  /** The room joined last (canonical): where {@link WireClient.seal} seals by default. */
   room = "";
+  /** Every room joined, by canonical name. */
+  readonly rooms = new Map<string, JoinedRoom>();
+  /** This client's device id, in every message it signs. */
+  readonly device: Uint8Array<ArrayBuffer> = crypto.getRandomValues(new Uint8Array(DEVICE_BYTES));
   #waiters = new Set<() => void>();
 
   /** @param conn a connected socket */
@@ -176,15 +287,48 @@ export class WireClient {
   }
 
   /**
-   * Says hello and waits for the welcome.
+   * Opens the session (hello, server, login) and waits for the welcome.
    *
    * @param nick the nick
+   * @param options.identity the identity (default: {@link testIdentity} of the nick)
+   * @param options.rotation a rotation statement to present
+   * @throws {Error} when the login is refused (the error names the code)
    */
-  async hello(nick: string): Promise<Msg<"welcome">> {
-    await this.send({ type: "hello", version: 1, nick });
-    const welcome = await this.next("welcome");
-    this.nick = nick;
-    return welcome;
+  async hello(nick: string, options: { identity?: Identity; rotation?: Rotation } = {}): Promise<Msg<"welcome">> {
+    const reply = await this.login(nick, options);
+    if (reply.type !== "welcome") throw new Error(`${nick}: login refused: ${reply.code}: ${reply.message}`);
+    return reply;
+  }
+
+  /**
+   * Opens the session (hello, server, login) and returns the welcome, or the error that refused the login.
+   *
+   * @param nick the nick
+   * @param options.identity the identity (default: {@link testIdentity} of the nick)
+   * @param options.rotation a rotation statement to present
+   * @param options.sign makes the login signature instead (to send a wrong one)
+   * @param options.clientNonce the hello's nonce (default: fresh)
+   */
+  async login(
+    nick: string,
+    options: {
+      identity?: Identity;
+      rotation?: Rotation;
+      sign?: (input: Uint8Array, server: Msg<"server">) => Promise<Uint8Array>;
+      clientNonce?: Uint8Array;
+    } = {},
+  ): Promise<Msg<"welcome"> | Msg<"error">> {
+    const identity = options.identity ?? await testIdentity(nick);
+    const opened = await openConnection({
+      write: (message) => this.send(message),
+      until: (types) => this.nextOf(types),
+    }, { nick, identity, ...options });
+    this.serverPub = opened.serverPub;
+    if (opened.reply.type === "welcome") {
+      this.nick = opened.reply.nick;
+      this.identity = identity;
+    }
+    return opened.reply;
   }
 
   /**
@@ -213,9 +357,10 @@ export class WireClient {
   }
 
   /**
-   * Joins (or creates) a room with a passphrase and waits for the answer.
+   * Joins (or creates) a room with a passphrase and waits for the answer. The proof is made for the room the
+   * challenge names (the canonical spelling) and sent whatever the passphrase: a raw client, it checks nothing.
    *
-   * @param room the room
+   * @param room the room, any spelling
    * @param passphrase its passphrase
    * @param options.iterations the PBKDF2 count when creating (default 100000)
    * @returns the joined message, or the error the server sent
@@ -226,30 +371,29 @@ export class WireClient {
     options: { iterations?: number } = {},
   ): Promise<Msg<"joined"> | Msg<"error">> {
     await this.send({ type: "join", room });
-    // A join may be refused at once (room_invalid, create_limited, room_limit): no challenge then.
+    // A join may be refused at once (room_invalid, create_limited, room_limit, too_many_rooms): no challenge then.
     const challenge = await this.nextOf(["challenge", "error"]) as Msg<"challenge"> | Msg<"error">;
     if (challenge.type === "error") return challenge;
-    const nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
-    let keys: RoomKeys;
-    let create: Parameters<typeof proveMessage>[2];
-    if (challenge.salt !== undefined) {
-      const salt = decodeBase64(challenge.salt, { length: SALT_BYTES });
-      keys = await cachedKeys(passphrase, { salt, iterations: challenge.iterations! });
-    } else {
-      const salt = makeSalt();
-      const iterations = options.iterations ?? MIN_ITERATIONS;
-      keys = await cachedKeys(passphrase, { salt, iterations });
-      create = { salt, iterations, accessPub: keys.accessPub };
+    const { prove, keys } = await proveFor(challenge, {
+      passphrase,
+      nick: this.nick,
+      serverPub: this.serverPub,
+      identity: this.identity!,
+      iterations: options.iterations,
+    });
+    await this.send(prove);
+    const reply = await this.nextOf(["joined", "error"]) as Msg<"joined"> | Msg<"error">;
+    if (reply.type === "joined") {
+      this.keys = keys;
+      this.room = reply.room;
+      const accessPub = prove.access_pub === undefined ? decodeBase64(challenge.access_pub!) : keys.accessPub;
+      this.rooms.set(reply.room, {
+        keys,
+        context: { serverPub: this.serverPub, room: reply.room, accessPub, epoch: reply.epoch },
+        n: 0,
+      });
     }
-    await this.send(proveMessage(room, await signJoinProof(keys, { nonce, room, nick: this.nick }), create));
-    while (true) {
-      const reply = await this.nextOf(["joined", "error"]);
-      if (reply.type === "joined") {
-        this.keys = keys;
-        this.room = room;
-      }
-      return reply as Msg<"joined"> | Msg<"error">;
-    }
+    return reply;
   }
 
   /**
@@ -263,17 +407,24 @@ export class WireClient {
   }
 
   /**
-   * Seals a text for the joined room.
+   * Signs and seals a text (a v2 room message) for the room joined last, or another joined room.
    *
    * @param body the text
    * @param options.type "text" (default) or "action"
+   * @param options.id the message id (default random)
    * @param options.ts the sender's clock to claim (default now)
+   * @param options.room a joined room (canonical name) other than the last
    */
-  seal(body: string, options: { type?: string; id?: Uint8Array; ts?: number } = {}): Promise<Envelope> {
-    return sealEnvelope(this.keys!, {
-      room: this.room,
+  seal(body: string, options: { type?: string; id?: Uint8Array; ts?: number; room?: string } = {}): Promise<Envelope> {
+    const joined = this.rooms.get(options.room ?? this.room);
+    if (joined === undefined) throw new Error(`${this.nick} is not in room ${options.room ?? this.room}`);
+    joined.n++;
+    return sealRoomMessage(joined.keys, {
+      context: joined.context,
       from: this.nick,
-      plaintext: { type: options.type ?? "text", body },
+      identity: this.identity!,
+      content: { type: options.type ?? "text", body },
+      sequence: { device: this.device, n: joined.n, acked: 0, void: [] },
       id: options.id,
       ts: options.ts,
     });
@@ -314,6 +465,39 @@ export class WireClient {
   }
 }
 
+/**
+ * The `prove` answering a challenge with a passphrase: the v2 join proof bound to the server key and the identity,
+ * for the room the challenge names; with the new room's parameters when the challenge carried none.
+ *
+ * @param challenge the server's challenge
+ * @param who.passphrase the passphrase
+ * @param who.nick the connection's canonical nick
+ * @param who.serverPub the server's key
+ * @param who.identity the connection's identity
+ * @param who.iterations the PBKDF2 count when creating (default 100000)
+ * @returns the message, and the room keys
+ */
+export async function proveFor(
+  challenge: Msg<"challenge">,
+  who: { passphrase: string; nick: string; serverPub: Uint8Array; identity: Identity; iterations?: number },
+): Promise<{ prove: ReturnType<typeof proveMessage>; keys: RoomKeys }> {
+  const nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
+  let keys: RoomKeys;
+  let create: Parameters<typeof proveMessage>[2];
+  if (challenge.salt !== undefined) {
+    const salt = decodeBase64(challenge.salt, { length: SALT_BYTES });
+    keys = await cachedKeys(who.passphrase, { salt, iterations: challenge.iterations! });
+  } else {
+    const salt = makeSalt();
+    const iterations = who.iterations ?? MIN_ITERATIONS;
+    keys = await cachedKeys(who.passphrase, { salt, iterations });
+    create = { salt, iterations, accessPub: keys.accessPub };
+  }
+  const bind = { serverPub: who.serverPub, identityPub: who.identity.publicKey };
+  const proof = await signJoinProof(keys, { nonce, room: challenge.room, nick: who.nick, bind });
+  return { prove: proveMessage(challenge.room, proof, create), keys };
+}
+
 /** The JSON text of an envelope, as the server stores it. */
 export { encodeFrame, serializeEnvelope };
 
@@ -346,12 +530,12 @@ export async function silentMember(
   const reader = new FrameReader({ maxFrame: 1 << 24 });
   const buf = new Uint8Array(1 << 16);
   const pending: ServerMessage[] = [];
-  const until = async (type: string): Promise<ServerMessage> => {
+  const until = async (test: (m: ServerMessage) => boolean): Promise<ServerMessage> => {
     while (true) {
-      const found = pending.find((m) => m.type === type);
-      if (found) return found;
+      const i = pending.findIndex(test);
+      if (i >= 0) return pending.splice(i, 1)[0];
       const n = await conn.read(buf);
-      if (n === null) throw new Error(`${nick}: closed before ${type}`);
+      if (n === null) throw new Error(`${nick}: closed during the opening or join`);
       for (const body of reader.push(buf.subarray(0, n))) pending.push(parseServerMessage(body));
     }
   };
@@ -360,20 +544,16 @@ export async function silentMember(
     let at = 0;
     while (at < bytes.length) at += await conn.write(bytes.subarray(at));
   };
-  await write({ type: "hello", version: 1, nick });
-  await until("welcome");
+  const identity = await testIdentity(nick);
+  const { serverPub, reply } = await openConnection({
+    write,
+    until: (types) => until((m) => types.includes(m.type)),
+  }, { nick, identity });
+  if (reply.type !== "welcome") throw new Error(`${nick}: login refused: ${reply.code}`);
   await write({ type: "join", room });
-  const challenge = await until("challenge") as Msg<"challenge">;
-  const keys = await cachedKeys(options.passphrase, {
-    salt: decodeBase64(challenge.salt!, { length: SALT_BYTES }),
-    iterations: challenge.iterations!,
-  });
-  const proof = await signJoinProof(keys, {
-    nonce: decodeBase64(challenge.nonce, { length: NONCE_BYTES }),
-    room,
-    nick,
-  });
-  await write(proveMessage(room, proof));
-  await until("joined");
+  const challenge = await until((m) => m.type === "challenge") as Msg<"challenge">;
+  const { prove } = await proveFor(challenge, { passphrase: options.passphrase, nick, serverPub, identity });
+  await write(prove);
+  await until((m) => m.type === "joined");
   return conn;
 }
