@@ -15,12 +15,20 @@ import { hasOpenssl, selfSigned } from "./support/tls.ts";
 import { EXIT_MEANINGS } from "../lib/client/config.ts";
 
 const PASSPHRASE = "client test passphrase 4f9a";
-const FAST = ["--iterations", "100000"];
+const FAST = ["--iterations", "100000", "--min-iterations", "100000"];
 
-function client(port: number, nick: string, options: { args?: string[]; env?: Record<string, string> } = {}) {
+/**
+ * A client process. Each gets a temporary home of its own (a new identity key) unless `home` names one: a user who
+ * runs the client twice is the same identity only with the same home.
+ */
+function client(
+  port: number,
+  nick: string,
+  options: { args?: string[]; env?: Record<string, string>; home?: string } = {},
+) {
   return spawnTask("client", {
     args: ["--port", String(port), "--nick", nick, ...FAST, ...(options.args ?? [])],
-    env: { AESCHAT_PASSPHRASE: PASSPHRASE, ...options.env },
+    env: { AESCHAT_PASSPHRASE: PASSPHRASE, ...(options.home ? { AESCHAT_HOME: options.home } : {}), ...options.env },
     stdin: true,
   });
 }
@@ -74,8 +82,9 @@ Deno.test("script clients converse: history first, then live, as text lines and 
   let alice: Program | undefined;
   let bob: Program | undefined;
   let carol: Program | undefined;
+  const aliceHome = await Deno.makeTempDir({ prefix: "aeschat-home-" });
   try {
-    alice = client(server.port, "alice");
+    alice = client(server.port, "alice", { home: aliceHome });
     await alice.write("before one\nbefore two\n");
     await alice.closeStdin();
     assert.equal((await exited(alice)).code, 0, alice.stderr);
@@ -84,7 +93,7 @@ Deno.test("script clients converse: history first, then live, as text lines and 
     await bob.waitFor(() => jsonLines(bob!.stdout).length === 2, { what: "bob's history" });
     carol = client(server.port, "carol");
     await carol.waitFor(() => carol!.stdout.split("\n").length >= 3, { what: "carol's history" });
-    alice = client(server.port, "alice");
+    alice = client(server.port, "alice", { home: aliceHome });
     await alice.write("live one\nlive two\n");
     await bob.waitFor(() => jsonLines(bob!.stdout).length === 4, { what: "bob's live messages" });
     await carol.waitFor(() => carol!.stdout.includes("live two"), { what: "carol's live messages" });
@@ -99,7 +108,12 @@ Deno.test("script clients converse: history first, then live, as text lines and 
       ["live two", false, "alice", "text", "general"],
     ]);
     for (const m of got) {
-      assert.deepEqual(Object.keys(m), ["room", "seq", "from", "ts", "id", "type", "text", "history"]);
+      const fields = "room seq from ts id type text history fingerprint trust marks";
+      assert.deepEqual(Object.keys(m), fields.split(" "), "the documented fields, in order");
+      assert.equal(m.fingerprint, got[0].fingerprint, "one identity key across alice's two runs (one home)");
+      assert.match(m.fingerprint as string, /^[0-9a-f]{40}$/);
+      assert.ok(m.trust === "new" || m.trust === "pinned", String(m.trust));
+      assert.deepEqual(m.marks, []);
       assert.equal(typeof m.ts, "number");
       assert.equal(Uint8Array.fromBase64(m.id as string).length, 16);
     }
@@ -114,6 +128,7 @@ Deno.test("script clients converse: history first, then live, as text lines and 
     assert.match(bob.stderr, /joined #general/);
   } finally {
     await cleanup(server, alice, bob, carol);
+    await Deno.remove(aliceHome, { recursive: true });
   }
 });
 
@@ -175,7 +190,7 @@ Deno.test("the passphrase comes from the first line of --passphrase-file, which 
   }
 });
 
-Deno.test("exit codes: 2 usage, 3 cannot connect, 4 wrong passphrase, 5 nick in use, 6 server gone", async () => {
+Deno.test("exit codes: 2 usage, 3 cannot connect, 4 wrong passphrase, 5 nick registered to another key, 6 server gone", async () => {
   const server = await startServer();
   let holder: Program | undefined;
   try {
@@ -186,7 +201,11 @@ Deno.test("exit codes: 2 usage, 3 cannot connect, 4 wrong passphrase, 5 nick in 
       return lines[0];
     };
     const run = async (args: string[], env: Record<string, string> = {}) => {
-      const p = spawnTask("client", { args, env: { AESCHAT_PASSPHRASE: PASSPHRASE, ...env }, stdin: true });
+      const p = spawnTask("client", {
+        args: [...args, ...FAST],
+        env: { AESCHAT_PASSPHRASE: PASSPHRASE, ...env },
+        stdin: true,
+      });
       await p.closeStdin();
       const status = await exited(p);
       return { status, line: oneLine(p) };
@@ -216,11 +235,11 @@ Deno.test("exit codes: 2 usage, 3 cannot connect, 4 wrong passphrase, 5 nick in 
     holder = client(server.port, "holder", { args: ["--reconnect-for", "1"] });
     await holder.waitFor(() => holder!.stderr.includes("joined #general"), { what: "holder joined" });
     r = await run(["--port", port, "--nick", "HOLDER"]);
-    assert.equal(r.status.code, 5);
-    assert.match(r.line, /in use/);
+    assert.equal(r.status.code, 5, "another identity key asks for the nick in another spelling");
+    assert.match(r.line, /registered to another identity key/);
     r = await run(["--port", port, "--nick", "eve"], { AESCHAT_PASSPHRASE: "not the passphrase" });
     assert.equal(r.status.code, 4);
-    assert.match(r.line, /denied/);
+    assert.match(r.line, /wrong passphrase for #general/);
 
     await server.program.stop();
     const status = await exited(holder, 20_000);

@@ -1,10 +1,10 @@
 /**
  * The habits IRC and ssh-chat users bring, tried on the real interactive client in tmux against the real server
- * (protocol v1, one room per connection; several rooms at once are in e2e_rooms_test.ts): a bracketed paste of
+ * (protocol v2; several rooms at once are in e2e_rooms_test.ts and e2e_terminal_v2_test.ts): a bracketed paste of
  * several lines with a command among them, a long one that asks first, Tab completion, Backspace over a ZWJ emoji and
  * a flag, a mention ringing the bell (and --no-bell), dates across a day boundary, a resize from 40 to 100 columns and
  * back, a refused line sent again with /retry, and the small commands (/names, /help COMMAND, /join of this room,
- * /topic on v1, /clear, /quit REASON).
+ * /topic, /query, /clear, /quit REASON).
  *
  * As in e2e_terminal_test.ts, nothing waits a fixed time before asserting: every check polls the screen or the wire.
  *
@@ -23,6 +23,8 @@ import { WireClient } from "./support/wire.ts";
 const PASSPHRASE = "habits test passphrase 9c2d";
 const TIME = String.raw`\d\d:\d\d:\d\d`;
 const count = (text: string, needle: string) => text.split(needle).length - 1;
+/** The raw members make #general with 100000 iterations: the client's floor must allow it. */
+const FAST = ["--min-iterations", "100000"];
 
 async function poll(get: () => Promise<string>, test: (value: string) => boolean, what: string): Promise<string> {
   const deadline = performance.now() + 20_000;
@@ -46,7 +48,7 @@ async function start(
   nick: string,
   options: { args?: string[]; colour?: boolean; columns?: number } = {},
 ) {
-  const screen = await TmuxScreen.start(["--port", String(port), "--nick", nick, ...(options.args ?? [])], {
+  const screen = await TmuxScreen.start(["--port", String(port), "--nick", nick, ...FAST, ...(options.args ?? [])], {
     env: { AESCHAT_PASSPHRASE: PASSPHRASE },
     colour: options.colour,
     columns: options.columns,
@@ -192,7 +194,8 @@ Deno.test("dates: a message from another day carries its date, and a day line se
     assert.match(
       text,
       new RegExp(
-        `\\n${localDay(yesterday)} ${TIME} <bob> said yesterday\\n(?:.*\\n)*-- \\w+day, ${today}\\n` +
+        // v2: sent today with yesterday's time, it is also marked delayed (typed offline, sent later).
+        `\\n${localDay(yesterday)} ${TIME} \\[delayed\\] <bob> said yesterday\\n(?:.*\\n)*-- \\w+day, ${today}\\n` +
           `${TIME} <bob> said today\\n`,
       ),
       text,
@@ -268,14 +271,14 @@ Deno.test("your own line: a refused one is marked, and /retry sends it again; no
   }, { transform });
 });
 
-Deno.test("/help COMMAND, /join of this room without its history, /topic and /query on v1, /clear, and /quit with a reason", async () => {
+Deno.test("/help COMMAND, /join of this room without its history, /topic, /query, /clear, and /quit with a reason", async () => {
   await withChat(async ({ screen, bob }) => {
     await bob.say("history line");
     await screen.waitFor((t) => t.includes("<bob> history line"), "a message");
     await screen.line("/help join");
     await screen.waitFor(
       (t) =>
-        t.includes("-- /join ROOM [--generate]: join ROOM, asking for its passphrase") &&
+        t.includes("-- /join ROOM [--generate] [--remember]: join ROOM, asking for its passphrase") &&
         t.includes("-- In a room already: /join switches to it"),
       "/help join",
     );
@@ -286,20 +289,23 @@ Deno.test("/help COMMAND, /join of this room without its history, /topic and /qu
     let text = await screen.text();
     assert.equal(count(text, "<bob> history line"), 1, `nothing replayed:\n${text}`);
     await screen.line("/topic new topic");
+    assert.deepEqual(await nextText(bob), ["topic", "new topic"], "the topic is a message of its own type");
     await screen.waitFor(
-      (t) => t.includes("!! room topics need a newer server: this server has one room per connection (protocol v1)"),
-      "/topic on v1",
+      (t) => t.includes("-- you set the topic: new topic") && t.includes("· topic: new topic"),
+      "/topic",
     );
     await screen.line("/query bob");
-    await screen.waitFor(
-      (t) =>
-        t.includes("!! direct messages need a newer server: this server has one room per connection (protocol v1)"),
-      "/query on v1",
-    );
+    await screen.waitForLastLine("@bob>", "/query opens the direct conversation with bob");
+    await screen.line("/switch general");
+    await screen.waitForLastLine("#general>", "back in #general");
     await screen.line("/clear");
     text = await screen.waitFor((t) => !t.includes("history line"), "the screen cleared");
     assert.doesNotMatch(text, /connected as alice/, `the scrollback cleared too:\n${text}`);
-    assert.match(text, /\[1:#general\]\n#general> *$/m);
+    assert.match(
+      text,
+      /^\[1:#general\] 2:@bob · topic: new topic\n#general> *$/m,
+      "only the status line and the prompt",
+    );
     await screen.line("/quit gone for lunch");
     assert.deepEqual(await nextText(bob), ["action", "has quit: gone for lunch"]);
     await bob.next("presence", { where: (p) => p.event === "leave" && p.nick === "alice" });

@@ -73,7 +73,7 @@ export interface ChatSession {
   pending(): OutboxItem[];
   /** Joins a room (creating it when new); the other rooms stay. History comes as "message" events first. */
   join(room: string, hooks: JoinHooks, options?: { remember?: boolean }): Promise<Joined>;
-  /** Leaves one room, the others stay. */
+  /** Leaves one room, the others stay; a "parted" event says so. */
   part(room: string): Promise<void>;
   /** Queues a message (in order with everything said before) and returns it; its progress comes as "outbox" events. */
   say(target: ChatTarget, text: string, options: { type: ChatMessageType }): OutboxItem;

@@ -117,6 +117,18 @@ export class ConversationView {
     this.#line(this.currentKey, { kind: "status", text, warning: true });
   }
 
+  /**
+   * Prints a line about a command in progress (joining a room: the questions, a generated passphrase, the key
+   * derivation) and keeps it in no conversation: it is never shown again on a switch. A generated passphrase is
+   * "not shown again", and notices about the room being joined do not belong to the room that was current.
+   *
+   * @param text the line
+   * @param options.warning shown as a warning
+   */
+  notice(text: string, options: { warning?: boolean } = {}): void {
+    this.#print([{ kind: "status", text, warning: options.warning }]);
+  }
+
   /** From now on the prompt names the current conversation and follows it when it changes. */
   startPrompt(): void {
     this.#prompting = true;
@@ -293,7 +305,7 @@ export class ConversationView {
       case "status":
         return this.status(event.text);
       case "parted":
-        return this.#parted(event.room, event.reason);
+        return this.parted(event.room, { reason: event.reason });
       case "offline":
         // Said once, and again only when the reason changes (say, the server is back but refuses the nick).
         if (event.attempt === 1) this.status(`connection lost (${event.reason}); reconnecting…`);
@@ -405,11 +417,18 @@ export class ConversationView {
     this.#line(key, { kind: "status", text, ts: this.#now() });
   }
 
-  #parted(room: string, reason: string | undefined): void {
+  /**
+   * This connection left a room: its conversation closes (the one before it becomes current) and the current one
+   * says so, once however many times it is told (the session's event, and the /part that asked for it).
+   *
+   * @param room the room's name
+   * @param options.reason why, when it was not the user's /part
+   */
+  parted(room: string, options: { reason?: string } = {}): void {
     const key = conversationKey("room", room);
     if (!this.conversations.get(key)) return;
     this.close(key);
-    this.status(`left #${room}${reason ? ` (${reason})` : ""}`);
+    this.status(`left #${room}${options.reason ? ` (${options.reason})` : ""}`);
   }
 
   #outbox(item: OutboxItem): void {

@@ -142,7 +142,7 @@ class Chat {
     return {
       passphrase: async (room, { creating }) => {
         if (creating) return await this.#newPassphrase(room, generate);
-        if (generate) this.status(`#${room} already exists: --generate was ignored`);
+        if (generate) this.view.notice(`#${room} already exists: --generate was ignored`);
         if (this.#preset !== undefined) {
           const p = this.#preset;
           this.#preset = undefined;
@@ -153,13 +153,14 @@ class Chat {
       deriving: (_room, { iterations }) => {
         const what = `deriving room key (${iterations} iterations)`;
         const stop = this.screen.spinner(`${what}…`);
-        return () => this.status(`${what}: done in ${stop().toFixed(1)} s`);
+        return () => this.view.notice(`${what}: done in ${stop().toFixed(1)} s`);
       },
     };
   }
 
   async #newPassphrase(room: string, generate: boolean): Promise<string | undefined> {
-    this.status(`#${room} does not exist yet: creating it`);
+    // The lines of this question are about the room being made, not the one that is current: kept in none (notice).
+    this.view.notice(`#${room} does not exist yet: creating it`);
     const given = this.#preset;
     this.#preset = undefined;
     let passphrase = generate ? "" : (given ?? await this.screen.ask(
@@ -169,20 +170,21 @@ class Chat {
     if (passphrase === undefined) return undefined;
     if (passphrase === "") {
       passphrase = generatePassphrase();
-      this.status(`passphrase for #${room}: ${passphrase}`);
-      this.status("share it with your team over a channel you trust; it is not shown again");
+      this.view.notice(`passphrase for #${room}: ${passphrase}`);
+      this.view.notice("share it with your team over a channel you trust; it is not shown again");
       return passphrase;
     }
     if (isWeakPassphrase(passphrase)) {
-      this.warn(
+      this.view.notice(
         `this passphrase is shorter than ${WEAK_PASSPHRASE_CHARS} characters: anyone who guesses it reads #${room}`,
+        { warning: true },
       );
       if (!isYes(await this.screen.ask("create the room with it anyway? [y/N] "))) return undefined;
     }
     if (given === undefined) {
       const again = await this.screen.ask("repeat the passphrase: ", { secret: true });
       if (again !== passphrase) {
-        this.warn("the passphrases differ");
+        this.view.notice("the passphrases differ", { warning: true });
         return undefined;
       }
     }
@@ -243,8 +245,8 @@ class Chat {
     const joined = session.joinedRoom(room);
     if (joined === undefined) throw new CommandError(`not in #${room}`);
     await session.part(joined);
-    this.view.close(conversationKey("room", joined));
-    this.status(`left #${joined}`);
+    // The session says "parted" too: the view closes the conversation and says so once.
+    this.view.parted(joined);
   }
 
   #switchTo(name: string): void {

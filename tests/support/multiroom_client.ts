@@ -14,137 +14,13 @@
  * @module
  */
 
-import type { ChatEvent, ChatSession, ChatTarget, ConnectChat } from "../../lib/client/chat_session.ts";
+import type { ChatEvent, ConnectChat } from "../../lib/client/chat_session.ts";
 import { parseClientFlags } from "../../lib/client/config.ts";
 import { homePath } from "../../lib/client/home.ts";
-import type { OutboxItem } from "../../lib/client/outbox.ts";
-import { type InvitationShown, type PeerInfo, SendError } from "../../lib/client/session.ts";
 import { runTerminal } from "../../lib/client/terminal.ts";
+import { ScriptedSession } from "./scripted_session.ts";
 
 const encoder = new TextEncoder();
-
-/** A session that does what the terminal asks at once and tells the test. */
-class ScriptedSession implements ChatSession {
-  readonly online = true;
-  readonly unsent = 0;
-  readonly maxBody = 16384;
-  readonly multiRoom = true;
-  readonly rooms: string[] = [];
-  nick: string;
-  #onEvent: (event: ChatEvent) => void;
-  #report: (call: Record<string, unknown>) => void;
-  #seq = 0;
-
-  constructor(nick: string, onEvent: (event: ChatEvent) => void, report: (call: Record<string, unknown>) => void) {
-    this.nick = nick;
-    this.#onEvent = onEvent;
-    this.#report = report;
-  }
-
-  joinedRoom(name: string): string | undefined {
-    return this.rooms.find((r) => r.toLowerCase() === name.toLowerCase());
-  }
-
-  pending(): OutboxItem[] {
-    return [];
-  }
-
-  join(room: string) {
-    this.#report({ call: "join", room });
-    this.rooms.push(room);
-    return Promise.resolve({ room, members: [this.nick, "dave", "erin"], created: false, history: 0 });
-  }
-
-  part(room: string): Promise<void> {
-    this.#report({ call: "part", room });
-    this.rooms.splice(this.rooms.indexOf(room), 1);
-    return Promise.resolve();
-  }
-
-  say(target: ChatTarget, text: string, options: { type: "text" | "action" | "topic" }): OutboxItem {
-    if ("room" in target && !this.rooms.includes(target.room)) throw new SendError(`not in #${target.room}`);
-    this.#report({ call: "say", target, text, type: options.type });
-    const id = crypto.randomUUID();
-    const room = "room" in target ? target.room : "";
-    const to = "peer" in target ? { to: target.peer } : {};
-    const item = { id, room, ...to, text: { type: options.type, body: text }, ts: Date.now() };
-    this.#onEvent({ kind: "outbox", item: { ...item, state: "queued" } as OutboxItem });
-    setTimeout(() => {
-      this.#onEvent({ kind: "outbox", item: { ...item, state: "acked", seq: ++this.#seq } as OutboxItem });
-    }, 10);
-    return { ...item, state: "queued" } as OutboxItem;
-  }
-
-  who(room: string): Promise<{ nick: string }[]> {
-    return Promise.resolve([this.nick, "dave", "erin", `(${room})`].map((nick) => ({ nick })));
-  }
-
-  peerName(nick: string): string {
-    return nick;
-  }
-
-  invite(nick: string, room: string): OutboxItem {
-    this.#report({ call: "invite", nick, room });
-    return this.say({ peer: nick }, "(an invitation)", { type: "text" });
-  }
-
-  accept(room?: string) {
-    this.#report({ call: "accept", room });
-    return this.join(room ?? "invited");
-  }
-
-  invitations(): InvitationShown[] {
-    return [];
-  }
-
-  whois(nick: string): Promise<PeerInfo> {
-    this.#report({ call: "whois", nick });
-    return Promise.resolve({ nick, fingerprint: "0".repeat(40), pinned: "0".repeat(40), trust: "pinned" });
-  }
-
-  safetyNumber(nick: string): Promise<{ nick: string; number: string }> {
-    return Promise.resolve({ nick, number: Array(16).fill("00000").join(" ") });
-  }
-
-  verify(nick: string): boolean {
-    this.#report({ call: "verify", nick });
-    return true;
-  }
-
-  trust(nick: string): Promise<string | undefined> {
-    this.#report({ call: "trust", nick });
-    return Promise.resolve(undefined);
-  }
-
-  forgetRoom(room: string): Promise<boolean> {
-    this.#report({ call: "forget", room });
-    return Promise.resolve(false);
-  }
-
-  listRooms(): Promise<{ name: string; members: number }[]> {
-    return Promise.resolve(this.rooms.map((name) => ({ name, members: 3 })));
-  }
-
-  changeNick(nick: string): Promise<void> {
-    const old = this.nick;
-    this.nick = nick;
-    this.#onEvent({ kind: "nick", old, new: nick });
-    return Promise.resolve();
-  }
-
-  older(): Promise<{ shown: number; more: boolean }> {
-    return Promise.resolve({ shown: 0, more: false });
-  }
-
-  drain(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  close(): Promise<void> {
-    this.#report({ call: "close" });
-    return Promise.resolve();
-  }
-}
 
 if (import.meta.main) {
   const config = parseClientFlags(Deno.args);
@@ -156,7 +32,7 @@ if (import.meta.main) {
   };
   let deliver: (event: ChatEvent) => void = () => {};
   const connect: ConnectChat = (options) => {
-    const session = new ScriptedSession(options.nick, options.onEvent, report);
+    const session = new ScriptedSession(options.nick, { onEvent: options.onEvent, report });
     deliver = options.onEvent;
     return Promise.resolve(session);
   };
