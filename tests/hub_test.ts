@@ -77,7 +77,13 @@ function tick(): Promise<void> {
 /** Runs a test against a fresh hub and in-memory store, closing the store afterwards. */
 async function withHub(
   fn: (t: TestHub) => Promise<void>,
-  options: { history?: number; store?: Store; rooms?: RoomLimits; registry?: RegistryOptions } = {},
+  options: {
+    history?: number;
+    store?: Store;
+    rooms?: RoomLimits;
+    registry?: RegistryOptions;
+    now?: () => number;
+  } = {},
 ): Promise<void> {
   const store = options.store ?? Store.open(":memory:");
   const logs: string[] = [];
@@ -85,7 +91,7 @@ async function withHub(
     limits: { ...LIMITS, history: options.history ?? LIMITS.history },
     version: "9.9.9",
     log: new Logger({ level: "debug", sink: (line) => logs.push(line) }),
-    now: () => CLOCK,
+    now: options.now ?? (() => CLOCK),
     rooms: options.rooms,
     registry: options.registry,
   });
@@ -416,6 +422,86 @@ Deno.test("hub: a rotation signed by the old key moves its nicks to the new key;
     await t.handle(good.client, { type: "lookup", nick: "nobody" });
     assert.equal(errorCode(good.client), "unknown_nick");
   }));
+
+Deno.test("hub caps the nicks of one key at --max-nicks-per-key, at login and on nick change; reserved ones do not count", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    await t.handle(alice, { type: "nick", new: "ali" });
+    assert.equal(alice.peer.only().type, "nick");
+    await t.handle(alice, { type: "nick", new: "al" });
+    const refused = alice.peer.only() as Msg<"error">;
+    assert.equal(refused.code, "too_many_nicks");
+    assert.match(refused.message, /holds 2 nicks \(--max-nicks-per-key 2\)/);
+    assert.equal(alice.peer.closed, undefined);
+    const { client, reply } = await openHubClient(t.hub, "alicia", { identity: alice.identity });
+    assert.equal(reply.type === "error" && reply.code, "too_many_nicks");
+    assert.equal(client.peer.closedReason(), "too_many_nicks");
+    // Nicks it holds stay usable, in any spelling; a nick the operator reserved for it is extra.
+    assert.equal((await openHubClient(t.hub, "ALICE", { identity: alice.identity })).reply.type, "welcome");
+    t.hub.registry.reserve("alice_ops", alice.identity.publicKey);
+    assert.equal((await openHubClient(t.hub, "alice_ops", { identity: alice.identity })).reply.type, "welcome");
+  }, { registry: { maxNicksPerKey: 2 } }));
+
+Deno.test("hub limits new registrations per address and hour; exempt addresses and known nicks are not limited", () => {
+  let now = CLOCK;
+  return withHub(async (t) => {
+    const from = (host: string, nick: string) => openHubClient(t.hub, nick, { remote: `${host}:1234` });
+    assert.equal((await from("192.0.2.9", "one")).reply.type, "welcome");
+    assert.equal((await from("192.0.2.9", "two")).reply.type, "welcome");
+    const third = await from("192.0.2.9", "three");
+    assert.equal(third.reply.type === "error" && third.reply.code, "registration_limited");
+    assert.match((third.reply as Msg<"error">).message, /--registrations-per-hour 2.*try again in 60 min/);
+    // A nick change to a new nick is a registration too; logging in with a registered nick is not.
+    const one = await from("192.0.2.9", "one");
+    assert.equal(one.reply.type, "welcome");
+    await t.handle(one.client, { type: "nick", new: "uno" });
+    assert.equal(errorCode(one.client), "registration_limited");
+    assert.equal((await from("198.51.100.1", "four")).reply.type, "welcome", "another address has its own budget");
+    for (let i = 0; i < 5; i++) assert.equal((await from("127.0.0.1", `local${i}`)).reply.type, "welcome");
+    now += 3_600_001;
+    assert.equal((await from("192.0.2.9", "three")).reply.type, "welcome", "an hour later");
+  }, { registry: { registrationsPerHour: 2 }, now: () => now });
+});
+
+Deno.test("hub lets another key take a nick unused for --nick-expiry, never one in use or reserved", () => {
+  let now = CLOCK;
+  return withHub(async (t) => {
+    const mallory = await importIdentity(generateIdentitySecrets());
+    const alice = await t.hello("alice");
+    await t.hello("bob");
+    t.hub.registry.reserve("carol", (await testIdentity("carol")).publicKey);
+    now += 10 * 86_400_000;
+    // Alice is still connected: her nick is in use and does not expire.
+    assert.equal((await openHubClient(t.hub, "alice", { identity: mallory })).reply.type, "error");
+    t.hub.detach(alice.member);
+    const taken = await openHubClient(t.hub, "Alice", { identity: mallory });
+    assert.deepEqual(taken.reply.type === "welcome" && [taken.reply.nick, taken.reply.registered], ["Alice", true]);
+    assert.deepEqual(t.hub.registry.find("alice")?.key, mallory.publicKey);
+    const stillReserved = await openHubClient(t.hub, "carol", {
+      identity: await importIdentity(generateIdentitySecrets()),
+    });
+    assert.equal(stillReserved.reply.type === "error" && stillReserved.reply.code, "nick_registered");
+    // Used within the period, a nick stays: bob logs in again, and ten days later it is still his.
+    const bob = await openHubClient(t.hub, "bob");
+    t.hub.detach(bob.client.member);
+    now += 5 * 86_400_000;
+    assert.equal((await openHubClient(t.hub, "bob", { identity: mallory })).reply.type, "error");
+  }, { registry: { nickExpiryMs: 7 * 86_400_000, maxNicksPerKey: 5 }, now: () => now });
+});
+
+Deno.test("hub with registration closed admits only nicks registered or reserved to the key", () =>
+  withHub(async (t) => {
+    t.hub.registry.reserve("carol", (await testIdentity("carol")).publicKey);
+    const bob = await openHubClient(t.hub, "bob");
+    assert.equal(bob.reply.type === "error" && bob.reply.code, "registration_closed");
+    assert.equal(bob.client.peer.closedReason(), "registration_closed");
+    const carol = await openHubClient(t.hub, "Carol", { identity: await testIdentity("carol") });
+    assert.deepEqual(carol.reply.type === "welcome" && [carol.reply.nick, carol.reply.registered], ["carol", false]);
+    await t.handle(carol.client, { type: "nick", new: "caroline" });
+    assert.equal(errorCode(carol.client), "registration_closed");
+    const other = await openHubClient(t.hub, "carol", { identity: await importIdentity(generateIdentitySecrets()) });
+    assert.equal(other.reply.type === "error" && other.reply.code, "nick_registered");
+  }, { registry: { closed: true } }));
 
 // ---------------------------------------------------------------------------------------------------------------
 // Rooms.

@@ -252,11 +252,12 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
     throw err;
   }
   for (const warning of store.warnings) log.warn("database_mode", { reason: warning });
-  for (const room of store.shadowed) {
+  for (const room of store.rooms()) {
+    if (room.shadowedBy === undefined) continue;
     log.warn("room_shadowed", {
       room: room.name,
-      by: room.by,
-      reason: "migrated from a v1 database: its name folds like an older room's, so no client can reach it " +
+      by: room.shadowedBy,
+      reason: "from a v1 database, its name folds like an older room's, so no client can reach it " +
         "(admin rooms lists it; admin delete-room removes it)",
     });
   }
@@ -270,6 +271,13 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
       createPerHour: config.roomCreateRate,
       createBurst: config.roomCreateBurst,
       quotaBytes: config.roomQuota,
+      exempt: (host) => exempt.has(host),
+    },
+    registry: {
+      maxNicksPerKey: config.maxNicksPerKey,
+      registrationsPerHour: config.registrationsPerHour,
+      nickExpiryMs: config.nickExpiry * 86_400_000,
+      closed: config.registration === "closed",
       exempt: (host) => exempt.has(host),
     },
   });

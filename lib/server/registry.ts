@@ -309,6 +309,66 @@ export class Registry {
   }
 
   /**
+   * Every registration, by canonical spelling (for `admin nicks`).
+   *
+   * @returns the records
+   */
+  list(): NickRecord[] {
+    const rows = this.#store.database.prepare("SELECT * FROM nicks ORDER BY nick").all() as unknown as NickRow[];
+    return rows.map(toRecord);
+  }
+
+  /**
+   * When a registration may be taken by another key: its last use plus --nick-expiry; never for a reserved nick or
+   * when nothing expires.
+   *
+   * @param record a registration
+   * @returns ms since the epoch, or undefined for never
+   */
+  expiresAt(record: NickRecord): number | undefined {
+    return record.reserved || this.#expiryMs <= 0 ? undefined : record.usedAt + this.#expiryMs;
+  }
+
+  /**
+   * Releases a nick (any spelling): its registration is deleted, and the next key to use it registers it.
+   *
+   * @param nick the nick
+   * @returns the registration that was released, or undefined when there was none
+   * @throws {StoreError} when the database refuses
+   */
+  release(nick: string): NickRecord | undefined {
+    const record = this.find(nick);
+    if (record === undefined) return undefined;
+    this.#store.transaction(
+      () => this.#store.database.prepare("DELETE FROM nicks WHERE fold = ?").run(foldName(nick)),
+      "cannot release the nick",
+    );
+    return record;
+  }
+
+  /**
+   * Reserves a nick for a key, as the operator: the key holds it from now on (it never expires and does not count
+   * against --max-nicks-per-key), whoever held it before.
+   *
+   * @param nick the nick, valid by the nick rules; a registration in another spelling keeps its canonical spelling
+   * @param key the 32-byte identity key
+   * @returns the registration it replaces, if any
+   * @throws {StoreError} when the database refuses
+   */
+  reserve(nick: string, key: Uint8Array): NickRecord | undefined {
+    const previous = this.find(nick);
+    const now = this.#now();
+    const fold = foldName(nick);
+    this.#store.transaction(() => {
+      if (previous === undefined) this.#insert.run(fold, nick, key, now, now, 1);
+      else if (sameBytes(previous.key, key)) {
+        this.#replace.run(previous.nick, key, previous.registeredAt, previous.usedAt, 1, fold);
+      } else this.#replace.run(previous.nick, key, now, now, 1, fold);
+    }, "cannot reserve the nick");
+    return previous;
+  }
+
+  /**
    * The registration of a nick, in any spelling that folds the same.
    *
    * @param nick the nick

@@ -108,14 +108,6 @@ export interface StoredMessage {
   envelope: string;
 }
 
-/** A room that a migration from a v1 database made unreachable, because an older room's name folds the same. */
-export interface ShadowedRoom {
-  /** The room kept but unreachable. */
-  name: string;
-  /** The older room that keeps the folded name. */
-  by: string;
-}
-
 const SHADOW_MARK = "\u0001";
 
 /**
@@ -126,8 +118,8 @@ function shadowFold(name: string): string {
   return `${foldName(name)}${SHADOW_MARK}${name}`;
 }
 
-/** One schema step: SQL, or a function for a step that needs code (folding names); it reports shadowed rooms. */
-type Migration = string | ((db: DatabaseSync, shadowed: ShadowedRoom[]) => void);
+/** One schema step: SQL, or a function for a step that needs code (folding names). */
+type Migration = string | ((db: DatabaseSync) => void);
 
 const MIGRATIONS: Migration[] = [
   // 0 -> 1
@@ -161,7 +153,7 @@ const MIGRATIONS: Migration[] = [
   migrateToV2,
 ];
 
-function migrateToV2(db: DatabaseSync, shadowed: ShadowedRoom[]): void {
+function migrateToV2(db: DatabaseSync): void {
   db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
     CREATE TABLE rooms_v3 (
       name TEXT PRIMARY KEY,
@@ -219,8 +211,7 @@ function migrateToV2(db: DatabaseSync, shadowed: ShadowedRoom[]): void {
     const name = r.name as string;
     const fold = foldName(name);
     const holder = holders.get(fold);
-    if (holder !== undefined) shadowed.push({ name, by: holder });
-    else holders.set(fold, name);
+    if (holder === undefined) holders.set(fold, name);
     insert.run(
       name,
       holder === undefined ? fold : shadowFold(name),
@@ -355,16 +346,13 @@ export class Store {
 
   /** Things an operator should know about the files, found while opening (for example loose permissions). */
   readonly warnings: readonly string[];
-  /** Rooms that the migration of a v1 database made unreachable while opening it now (logged by the server). */
-  readonly shadowed: readonly ShadowedRoom[];
 
   private constructor(
     db: DatabaseSync,
-    options: { warnings: string[]; retention: Retention; shadowed: ShadowedRoom[] },
+    options: { warnings: string[]; retention: Retention },
   ) {
     this.#db = db;
     this.warnings = options.warnings;
-    this.shadowed = options.shadowed;
     this.#retention = options.retention;
     this.#getRoom = db.prepare(
       "SELECT name, salt, iterations, access_pub, epoch, created_at FROM rooms WHERE fold = ?",
@@ -505,11 +493,11 @@ export class Store {
       if (!memory && mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}, not wal`);
       db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
       db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
-      const shadowed = Store.#migrate(db);
+      Store.#migrate(db);
       // A write transaction takes the exclusive lock even when nothing above had to write.
       db.exec("BEGIN IMMEDIATE");
       db.exec("COMMIT");
-      return new Store(db, { warnings, retention: options.retention ?? { kind: "all" }, shadowed });
+      return new Store(db, { warnings, retention: options.retention ?? { kind: "all" } });
     } catch (err) {
       return fail(err, "prepare");
     }
@@ -531,15 +519,14 @@ export class Store {
     }
   }
 
-  static #migrate(db: DatabaseSync): ShadowedRoom[] {
+  static #migrate(db: DatabaseSync): void {
     const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
-    const shadowed: ShadowedRoom[] = [];
     for (let v = version; v < SCHEMA_VERSION; v++) {
       db.exec("BEGIN IMMEDIATE");
       try {
         const step = MIGRATIONS[v];
         if (typeof step === "string") db.exec(step);
-        else step(db, shadowed);
+        else step(db);
         db.exec(`PRAGMA user_version = ${v + 1}`);
         db.exec("COMMIT");
       } catch (err) {
@@ -547,7 +534,6 @@ export class Store {
         throw err;
       }
     }
-    return shadowed;
   }
 
   /** The highest seq stored so far (0 when empty). */
