@@ -111,7 +111,7 @@ Deno.test("--retention 1d deletes the messages stored more than a day ago when t
     sqlite.prepare("UPDATE messages SET sent_at = sent_at - ? WHERE seq <= 2").run(2 * 86_400_000);
     sqlite.close();
     server = await startServer({ db, args: ["--retention", "1d"] });
-    await server.program.waitFor(() => /INFO\s+retention deleted=2 keep=1d/.test(server.program.stderr), {
+    await server.program.waitFor(() => /INFO\s+retention deleted=2 direct=0 keep=1d/.test(server.program.stderr), {
       what: "the retention line",
     });
     const bob = await WireClient.connect(server.port);

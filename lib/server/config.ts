@@ -63,6 +63,8 @@ export interface ServerConfig {
   nickExpiry: number;
   /** "open": anyone may register a free nick; "closed": only registered or reserved nicks may be used. */
   registration: "open" | "closed";
+  /** Direct messages one identity's inbox may hold (received ones and copies of sent ones). */
+  directInbox: number;
   /** Seconds allowed from connecting to a successful login. */
   handshakeTimeout: number;
   /** Seconds without a complete frame before disconnecting. */
@@ -230,7 +232,7 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     kind: "string",
     default: "all",
     arg: "KEEP",
-    help: "messages kept: all, N (the last N of each room), or an age such as 30d or 12h",
+    help: "messages kept: all, N (the last N of each room and inbox), or an age such as 30d or 12h",
   },
   {
     name: "max-nicks-per-key",
@@ -267,6 +269,15 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: "open",
     choices: ["open", "closed"],
     help: "open: a free nick goes to the first key that uses it; closed: only registered or reserved nicks",
+  },
+  {
+    name: "direct-inbox",
+    key: "directInbox",
+    kind: "int",
+    default: 10_000,
+    min: 1,
+    max: 100_000_000,
+    help: "direct messages one identity's inbox may hold, its copies of sent ones included (inbox_full)",
   },
   {
     name: "handshake-timeout",

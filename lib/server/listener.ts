@@ -245,8 +245,9 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
     }
   };
   let store: Store;
+  const retention = parseRetention(config.retention);
   try {
-    store = Store.open(config.db, { synchronous: config.synchronous, retention: parseRetention(config.retention) });
+    store = Store.open(config.db, { synchronous: config.synchronous, retention });
   } catch (err) {
     closeListener();
     throw err;
@@ -273,6 +274,7 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
       quotaBytes: config.roomQuota,
       exempt: (host) => exempt.has(host),
     },
+    direct: { capacity: config.directInbox, retention },
     registry: {
       maxNicksPerKey: config.maxNicksPerKey,
       registrationsPerHour: config.registrationsPerHour,
@@ -284,8 +286,10 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
   // The retention: what is already stored now, then every minute (a count is also kept as messages come).
   const prune = () => {
     try {
-      const deleted = store.prune(Date.now());
-      if (deleted > 0) log.info("retention", { deleted, keep: config.retention });
+      const now = Date.now();
+      const deleted = store.prune(now);
+      const direct = hub!.inboxes.prune(now);
+      if (deleted > 0 || direct > 0) log.info("retention", { deleted, direct, keep: config.retention });
     } catch (err) {
       log.error("retention_failed", { reason: (err as Error).message });
     }

@@ -380,6 +380,17 @@ export class Registry {
   }
 
   /**
+   * The key-agreement key an identity key published at its latest login.
+   *
+   * @param key the identity key
+   * @returns the 32-byte X25519 key, or undefined when the key never logged in
+   */
+  kxOf(key: Uint8Array): Uint8Array | undefined {
+    const row = this.#identity.get(key) as { kx: Uint8Array } | undefined;
+    return row && new Uint8Array(row.kx);
+  }
+
+  /**
    * What `lookup` answers: the nick's key, its latest key-agreement key, and the rotation statements leading to it.
    *
    * @param nick the nick, any spelling

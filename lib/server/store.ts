@@ -251,8 +251,28 @@ const WAL_CHECKPOINT_PAGES = 4000;
  * only delay the refusal.
  */
 const LOCK_WAIT_MS = 1000;
-/** Messages looked at, and at most deleted, per transaction when old ones are pruned. */
-const PRUNE_BATCH = 5000;
+/** Rows looked at, and at most deleted, per transaction when old ones are pruned by age. */
+export const PRUNE_BATCH = 5000;
+
+/**
+ * Where an age retention cuts a run of the oldest rows: the seq of the last row stored before `oldestKept`.
+ *
+ * @example
+ * ```ts
+ * ageCutoff([{ seq: 1, sent_at: 10 }, { seq: 2, sent_at: 50 }], 20); // 1
+ * ```
+ * @param oldest rows in seq order (the oldest first)
+ * @param oldestKept the earliest sent_at kept
+ * @returns the highest seq to delete, or -1 when none is that old
+ */
+export function ageCutoff(oldest: { seq: number; sent_at: number }[], oldestKept: number): number {
+  let upTo = -1;
+  for (const row of oldest) {
+    if (Number(row.sent_at) >= oldestKept) break;
+    upTo = Number(row.seq);
+  }
+  return upTo;
+}
 /** Mode of a database file the server creates: readable and writable by its owner only (SQLite gives -wal the same). */
 const NEW_FILE_MODE = 0o600;
 
@@ -695,12 +715,10 @@ export class Store {
     if (retention.kind !== "age") return 0;
     let deleted = 0;
     while (true) {
-      const oldest = this.#oldest.all(PRUNE_BATCH) as { seq: number; sent_at: number }[];
-      let upTo = -1;
-      for (const row of oldest) {
-        if (Number(row.sent_at) >= now - retention.ageMs) break;
-        upTo = Number(row.seq);
-      }
+      const upTo = ageCutoff(
+        this.#oldest.all(PRUNE_BATCH) as { seq: number; sent_at: number }[],
+        now - retention.ageMs,
+      );
       if (upTo < 0) return deleted;
       const trims = this.#transaction(() => {
         const byRoom = new Map<string, Trim>();
