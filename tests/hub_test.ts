@@ -492,6 +492,42 @@ Deno.test("hub lets another key take a nick unused for --nick-expiry, never one 
   }, { registry: { nickExpiryMs: 7 * 86_400_000, maxNicksPerKey: 5 }, now: () => now });
 });
 
+Deno.test("hub: a returning login writes nothing within the hour, its use is recorded after it, a changed kx is published", () => {
+  let now = CLOCK;
+  return withHub(async (t) => {
+    // Rows written by this store's connection since it opened (INSERT, UPDATE and DELETE all count).
+    const writes = () => Number((t.store.database.prepare("SELECT total_changes() AS n").get() as { n: number }).n);
+    const secrets = generateIdentitySecrets();
+    const phone = await importIdentity(secrets);
+    const login = async (identity: typeof phone) => {
+      const { client, reply } = await openHubClient(t.hub, "dana", { identity });
+      assert.equal(reply.type, "welcome", JSON.stringify(reply));
+      t.hub.detach(client.member);
+    };
+    await login(phone);
+    const registered = t.hub.registry.find("dana")!;
+    assert.equal(registered.usedAt, CLOCK);
+    const before = writes();
+    now += 59 * 60_000;
+    await login(phone);
+    await login(phone);
+    assert.equal(writes(), before, "a returning login within the hour wrote to the database");
+    assert.equal(t.hub.registry.find("dana")!.usedAt, CLOCK);
+    // An hour after the last recorded use, the login records it (so expiry still sees a nick in use).
+    now += 60_000;
+    await login(phone);
+    assert.equal(t.hub.registry.find("dana")!.usedAt, now);
+    assert.equal(writes(), before + 1, "only the nick's last use is written");
+    // The same identity key with a new key-agreement key (a reinstalled device): lookup answers the new one.
+    const reinstalled = await importIdentity({ ...secrets, kxSecret: generateIdentitySecrets().kxSecret });
+    assert.notDeepEqual(reinstalled.kxPublic, phone.kxPublic);
+    await login(reinstalled);
+    const published = t.hub.registry.lookup("dana")!;
+    assert.deepEqual([published.kx, published.kxSig], [reinstalled.kxPublic, reinstalled.kxSignature]);
+    assert.equal(writes(), before + 2);
+  }, { now: () => now });
+});
+
 Deno.test("hub with registration closed admits only nicks registered or reserved to the key", () =>
   withHub(async (t) => {
     t.hub.registry.reserve("carol", (await testIdentity("carol")).publicKey);

@@ -21,6 +21,11 @@ export const DEFAULT_MAX_NICKS_PER_KEY = 5;
 const HOUR_MS = 3_600_000;
 /** Addresses whose recent registrations are remembered before the idle ones are forgotten. */
 const ADDRESSES_KEPT = 10_000;
+/**
+ * A nick's last use is written at most this often (and at most every tenth of --nick-expiry), so that a returning
+ * user's login writes nothing, and costs no disk sync.
+ */
+const TOUCH_EVERY_MS = 3_600_000;
 
 /** The registry's rules (server flags). */
 export interface RegistryOptions {
@@ -138,6 +143,7 @@ export class Registry {
   #maxNicks: number;
   #perHour: number;
   #expiryMs: number;
+  #touchEveryMs: number;
   #closed: boolean;
   #exempt: (host: string) => boolean;
   #now: () => number;
@@ -163,6 +169,7 @@ export class Registry {
     this.#maxNicks = options.maxNicksPerKey ?? DEFAULT_MAX_NICKS_PER_KEY;
     this.#perHour = options.registrationsPerHour ?? 0;
     this.#expiryMs = options.nickExpiryMs ?? 0;
+    this.#touchEveryMs = this.#expiryMs > 0 ? Math.min(TOUCH_EVERY_MS, this.#expiryMs / 10) : TOUCH_EVERY_MS;
     this.#closed = options.closed ?? false;
     this.#exempt = options.exempt ?? isLoopback;
     this.#now = options.now ?? Date.now;
@@ -221,7 +228,10 @@ export class Registry {
         this.#addRotation.run(rotation.oldKey, rotation.newKey, rotation.ts, rotation.signature);
       }
       const claim = this.#claim(identity.key, nick, context, now);
-      this.#publish.run(identity.key, identity.kx, identity.kxSig, now);
+      const published = this.#identity.get(identity.key) as { kx: Uint8Array; kx_sig: Uint8Array } | undefined;
+      const same = published !== undefined && sameBytes(new Uint8Array(published.kx), identity.kx) &&
+        sameBytes(new Uint8Array(published.kx_sig), identity.kxSig);
+      if (!same) this.#publish.run(identity.key, identity.kx, identity.kxSig, now);
       return claim;
     }, "cannot record the login");
   }
@@ -245,7 +255,7 @@ export class Registry {
     const fold = foldName(nick);
     const row = this.#byFold.get(fold) as NickRow | undefined;
     if (row !== undefined && sameBytes(new Uint8Array(row.identity), key)) {
-      this.#touch.run(now, fold);
+      if (now - Number(row.used_at) >= this.#touchEveryMs) this.#touch.run(now, fold);
       return { nick: row.nick, registered: false };
     }
     if (row !== undefined && !this.#expired(row, now, context)) {
