@@ -1,5 +1,6 @@
 /**
- * A database written by the protocol v1 programs (tests/fixtures/v1_server.db, made by tools/v1_fixture.ts) opened by
+ * A database written by the protocol v1 programs (kept as SQL text, tests/fixtures/v1_server.sql, made by
+ * tools/v1_fixture.ts, and built into a temporary database file with node:sqlite before each test) opened by
  * the v2 server: every room and message is kept, a room keeps its passphrase (v2 members join with it and read its v1
  * history), rooms whose names fold together leave the oldest reachable and the others shadowed (logged at start,
  * listed by admin rooms, deleted by their exact name), and the file is schema 3 with a server key.
@@ -11,6 +12,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { openEnvelope } from "../lib/crypto.ts";
 import { runAdminCommand, type ServerProcess, startServer } from "./support/programs.ts";
+import { loadDatabase } from "./support/sql_dump.ts";
 import { closeAll, type Msg, WireClient } from "./support/wire.ts";
 
 const FIXTURE = JSON.parse(await Deno.readTextFile(new URL("./fixtures/v1_server.json", import.meta.url))) as {
@@ -18,10 +20,11 @@ const FIXTURE = JSON.parse(await Deno.readTextFile(new URL("./fixtures/v1_server
 };
 const passphraseOf = (room: string) => FIXTURE.rooms.find((r) => r.room === room)!.passphrase;
 
+/** A new database file holding the v1 fixture: the v1 programs' database, rebuilt from its SQL text. */
 async function copyFixture(): Promise<{ dir: string; db: string }> {
   const dir = await Deno.makeTempDir({ prefix: "aeschat-v1-" });
   const db = `${dir}/aeschat.db`;
-  await Deno.copyFile(new URL("./fixtures/v1_server.db", import.meta.url), db);
+  loadDatabase(await Deno.readTextFile(new URL("./fixtures/v1_server.sql", import.meta.url)), { path: db });
   await Deno.chmod(db, 0o600);
   return { dir, db };
 }

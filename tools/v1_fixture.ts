@@ -1,6 +1,8 @@
 /**
- * Makes tests/fixtures/v1_server.db: a database written by the protocol v1 programs themselves (the last v1 commit,
- * taken from this repository's history with `git archive`), for the test of the v1 -> v2 migration. Rooms whose names
+ * Makes tests/fixtures/v1_server.sql: a database written by the protocol v1 programs themselves (the last v1 commit,
+ * taken from this repository's history with `git archive`, its server and clients run as processes), then dumped to
+ * SQL text with node:sqlite (tests/support/sql_dump.ts), for the test of the v1 -> v2 migration, which builds a
+ * database file from it. Text, not the binary file: it diffs, and no database file is kept in git. Rooms whose names
  * fold together are created on purpose (`Ops`, then `ops` and `0PS`), with messages in each. What went in is written
  * to tests/fixtures/v1_server.json (passphrases included: they are test data).
  *
@@ -8,6 +10,8 @@
  *
  * @module
  */
+
+import { dumpDatabase } from "../tests/support/sql_dump.ts";
 
 /** The last commit whose server and client speak protocol v1. */
 const V1_COMMIT = "d68b938";
@@ -89,7 +93,7 @@ async function main(commit: string): Promise<void> {
       server.kill("SIGTERM");
       await server.status;
     }
-    await Deno.copyFile(db, `${root}tests/fixtures/v1_server.db`);
+    await Deno.writeTextFile(`${root}tests/fixtures/v1_server.sql`, dumpDatabase(db));
     await Deno.writeTextFile(
       `${root}tests/fixtures/v1_server.json`,
       JSON.stringify(
@@ -99,7 +103,7 @@ async function main(commit: string): Promise<void> {
       ) +
         "\n",
     );
-    console.log(`wrote tests/fixtures/v1_server.db and v1_server.json (v1 programs of ${commit})`);
+    console.log(`wrote tests/fixtures/v1_server.sql and v1_server.json (v1 programs of ${commit})`);
   } finally {
     await Deno.remove(work, { recursive: true });
   }
