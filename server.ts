@@ -7,7 +7,7 @@
  */
 
 import denoConfig from "./deno.json" with { type: "json" };
-import { NoSuchRoomError, runAdmin } from "./lib/server/admin.ts";
+import { NotFoundError, runAdmin } from "./lib/server/admin.ts";
 import { parseServerFlags, serverHelp, UsageError } from "./lib/server/config.ts";
 import { type RunningServer, serve, StartError } from "./lib/server/listener.ts";
 import { Logger } from "./lib/server/log.ts";
@@ -23,7 +23,7 @@ export const EXIT = {
   dbOpen: 4,
   dbCorrupt: 5,
   tls: 6,
-  noSuchRoom: 7,
+  notFound: 7,
 } as const;
 
 const encoder = new TextEncoder();
@@ -44,12 +44,12 @@ function onSignals(signals: Deno.Signal[], handler: () => void): void {
 }
 
 /** `admin COMMAND`: one line per result on stdout, one line on stderr for a failure. */
-function admin(args: string[]): void {
+async function admin(args: string[]): Promise<void> {
   try {
-    for (const line of runAdmin(args)) console.log(line);
+    for (const line of await runAdmin(args)) console.log(line);
   } catch (err) {
     if (err instanceof UsageError) fail(EXIT.usage, `admin: ${err.message} (see admin --help)`);
-    if (err instanceof NoSuchRoomError) fail(EXIT.noSuchRoom, `admin: ${err.message}`);
+    if (err instanceof NotFoundError) fail(EXIT.notFound, `admin: ${err.message}`);
     if (err instanceof StoreError) {
       fail(err.kind === "corrupt" || err.kind === "newer" ? EXIT.dbCorrupt : EXIT.dbOpen, `admin: ${err.message}`);
     }
@@ -57,7 +57,7 @@ function admin(args: string[]): void {
   }
 }
 
-function main(args: string[]): void {
+function main(args: string[]): void | Promise<void> {
   if (args[0] === "admin") return admin(args.slice(1));
   let config;
   try {
@@ -103,7 +103,7 @@ function main(args: string[]): void {
 
 if (import.meta.main) {
   try {
-    main(Deno.args);
+    await main(Deno.args);
   } catch (err) {
     fail(EXIT.internal, `internal error: ${err instanceof Error ? err.message : String(err)}`);
   }

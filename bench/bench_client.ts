@@ -1,7 +1,8 @@
 /**
- * The benchmark's protocol client: real TCP, real frames, the real hello and join proof. During setup every frame
- * is parsed; during a run, `message` and `ack` frames go to cheap byte-level handlers instead, so that the load
- * generator spends far less per delivery than the server does.
+ * The benchmark's protocol client: real TCP, real frames, the real protocol v2 opening (hello, the server's signed
+ * answer checked, a login signed by the client's identity key) and join proof. During setup every frame is parsed;
+ * during a run, `message` and `ack` frames go to cheap byte-level handlers instead, so that the load generator spends
+ * far less per delivery than the server does.
  *
  * @module
  */
@@ -9,6 +10,8 @@
 import { decodeBase64 } from "../lib/base64.ts";
 import { NONCE_BYTES, type RoomKeys, signJoinProof } from "../lib/crypto.ts";
 import { encodeMessage, FrameReader } from "../lib/frame.ts";
+import type { Identity } from "../lib/identity.ts";
+import { openConnection, testIdentity } from "../tests/support/wire.ts";
 import {
   type ClientMessageOf,
   parseServerMessage,
@@ -69,6 +72,10 @@ export class BenchClient {
   #lastReadAt = 0;
   /** The longest time between two reads during the run phase (ms): how long the load generator left it unread. */
   maxReadGapMs = 0;
+  /** The server's key, from its `server` message. */
+  serverPub: Uint8Array = new Uint8Array(0);
+  /** The identity this client logged in with. */
+  identity: Identity | undefined;
 
   /**
    * @param conn a connected socket
@@ -205,14 +212,21 @@ export class BenchClient {
   }
 
   /**
-   * Says hello and waits for the welcome.
+   * Opens the session (hello, server, login) with the nick's test identity and waits for the welcome.
    *
    * @param nick the nick
+   * @returns the welcome
    */
-  async hello(nick: string): Promise<void> {
-    this.send({ type: "hello", version: 1, nick });
-    const reply = await this.next(["welcome", "error"]);
-    if (reply.type !== "welcome") throw new Error(`hello ${nick} refused: ${JSON.stringify(reply)}`);
+  async hello(nick: string): Promise<Msg<"welcome">> {
+    const identity = await testIdentity(nick);
+    const { serverPub, reply } = await openConnection({
+      write: (message) => Promise.resolve(this.send(message)),
+      until: (types) => this.next(types),
+    }, { nick, identity });
+    if (reply.type !== "welcome") throw new Error(`login ${nick} refused: ${JSON.stringify(reply)}`);
+    this.serverPub = serverPub;
+    this.identity = identity;
+    return reply;
   }
 
   /**
@@ -242,7 +256,8 @@ export class BenchClient {
     who: { keys: RoomKeys; nick: string; create?: { salt: Uint8Array; iterations: number } },
   ): Promise<ClientMessageOf<"prove">> {
     const nonce = decodeBase64(challenge.nonce, { length: NONCE_BYTES });
-    const proof = await signJoinProof(who.keys, { nonce, room: challenge.room, nick: who.nick });
+    const bind = { serverPub: this.serverPub, identityPub: this.identity!.publicKey };
+    const proof = await signJoinProof(who.keys, { nonce, room: challenge.room, nick: who.nick, bind });
     if (challenge.salt !== undefined) return proveMessage(challenge.room, proof);
     if (!who.create) throw new Error(`room ${challenge.room} does not exist`);
     return proveMessage(challenge.room, proof, { ...who.create, accessPub: who.keys.accessPub });

@@ -1,11 +1,12 @@
 /**
- * One load-generator process of the benchmark. It opens its share of the clients (hello and the real join proof),
- * then on the coordinator's commands sends pooled sealed envelopes open-loop, the way users do: no sender ever waits
- * for an ack or holds back to stay under a limit (flood: as fast as its socket takes them; steady: on a fixed
- * schedule; burst: its whole burst in one write), and every receiver reads as fast as it can. It counts every
- * delivery per sender, opens a sample of them with the room keys, and finally computes send-to-receive latency for
- * every delivery from all senders' send times. A client the server cuts off, a message never acked and a delivery
- * that never arrives are all loss.
+ * One load-generator process of the benchmark. It opens its share of the clients (the v2 opening with each client's
+ * identity key, and the real join proof), then on the coordinator's commands sends pooled sealed envelopes open-loop,
+ * the way users do: no sender ever waits for an ack or holds back to stay under a limit (flood: as fast as its socket
+ * takes them; steady: on a fixed schedule; burst: its whole burst in one write), and every receiver reads as fast as
+ * it can. It counts every delivery per sender, opens a sample of them with the room keys and checks their signatures
+ * (by the key the sender's nick is registered with), and finally computes send-to-receive latency for every delivery
+ * from all senders' send times. A client the server cuts off, a message never acked and a delivery that never arrives
+ * are all loss.
  *
  * Run by bench/run.ts: `deno run --allow-net --allow-read --allow-write bench/load.ts CONFIG.json`. Commands arrive
  * as JSON lines on stdin; events go out as JSON lines on stdout.
@@ -13,7 +14,10 @@
  * @module
  */
 
-import { deriveRoomKeys, openEnvelope, type RoomKeys } from "../lib/crypto.ts";
+import { deriveRoomKeys } from "../lib/crypto.ts";
+import { openRoomMessage } from "../lib/message.ts";
+import { sameBytes } from "../lib/bytes.ts";
+import { testIdentity } from "../tests/support/wire.ts";
 import { BenchClient, clock } from "./bench_client.ts";
 import { Histogram } from "./histogram.ts";
 import { findIdStart, messageBody, readMessageIndex } from "./pool.ts";
@@ -42,6 +46,8 @@ export interface LoadConfig {
   worker: number;
   /** Room passphrase. */
   passphrase: string;
+  /** The server key the messages are signed for (base64). */
+  serverPub: string;
   /** Room salt (base64); every benchmark room is created with it. */
   salt: string;
   /** PBKDF2 iterations the rooms were created with. */
@@ -151,6 +157,7 @@ class Sender {
 
 async function main(configPath: string): Promise<void> {
   const config = JSON.parse(await Deno.readTextFile(configPath)) as LoadConfig;
+  const serverPub = Uint8Array.fromBase64(config.serverPub);
   const keys = await deriveRoomKeys(config.passphrase, {
     salt: Uint8Array.fromBase64(config.salt),
     iterations: config.iterations,
@@ -197,8 +204,13 @@ async function main(configPath: string): Promise<void> {
   const openSample = async (sample: { text: string; room: string; s: number; k: number }) => {
     try {
       const msg = JSON.parse(sample.text);
-      const opened = await openEnvelope(keys as RoomKeys, { envelope: msg.envelope, room: sample.room });
-      return opened.plaintext.body === messageBody(sample.s, sample.k) &&
+      const context = { serverPub, room: sample.room, accessPub: keys.accessPub, epoch: 0 };
+      // The MAC, then the sender's signature over the room instance and its sequence number.
+      const opened = await openRoomMessage(keys, { envelope: msg.envelope, context });
+      // Signed by the key the sender's nick is registered with (every bench nick logs in with its test identity).
+      const registered = (await testIdentity(opened.from)).publicKey;
+      return opened.body === messageBody(sample.s, sample.k) && opened.signer?.sequence.n === sample.k + 1 &&
+        opened.signer !== undefined && sameBytes(opened.signer.key, registered) &&
         (byIndex.has(sample.s) ? opened.from === nickOf(sample.s) : true);
     } catch {
       return false;

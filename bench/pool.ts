@@ -1,19 +1,24 @@
 /**
- * Pre-sealed message pools for the load clients. Every benchmark message is a real envelope sealed with
- * lib/crypto.ts; its 16-byte id starts with the sender's client number and the message number (both u32
- * big-endian), so a receiver can tell which message a delivery is from the first 11 base64 characters of the id
- * without parsing the frame, and a sampled delivery can be opened and compared with the body it must carry.
+ * Pre-sealed message pools for the load clients. Every benchmark message is a real protocol v2 room message: signed
+ * by its sender's identity key for the room instance (server key, room, access key, epoch) with the sender's sequence
+ * number, and sealed with lib/message.ts `sealRoomMessage`; its 16-byte id starts with the sender's client number and
+ * the message number (both u32 big-endian), so a receiver can tell which message a delivery is from the first 11
+ * base64 characters of the id without parsing the frame, and a sampled delivery can be opened, its signature checked,
+ * and compared with the body it must carry.
  *
- * All frames of one client have the same length (fixed-width body, fixed ts), so frame k of a pool starts at
- * k * frameLength and frames k..k+m-1 are one contiguous slice: a client sends a burst with a single write.
+ * All frames of one client have the same length (fixed ts; the body is padded so that body and sequence number
+ * together have a fixed width), so frame k of a pool starts at k * frameLength and frames k..k+m-1 are one contiguous
+ * slice: a client sends a burst with a single write.
  *
  * @module
  */
 
-import { type RoomKeys, sealEnvelope } from "../lib/crypto.ts";
+import type { RoomKeys } from "../lib/crypto.ts";
 import { encodeMessage } from "../lib/frame.ts";
+import type { Identity } from "../lib/identity.ts";
+import { DEVICE_BYTES, type RoomContext, sealRoomMessage } from "../lib/message.ts";
 
-/** Characters in every plaintext body (padded), so every frame of a client has the same length. */
+/** Characters of every plaintext body and its sequence number together, so every frame has the same length. */
 export const BODY_CHARS = 64;
 /** Fixed sender timestamp of pooled envelopes, so that frames have a fixed length. */
 export const POOL_TS = 1_700_000_000_000;
@@ -42,7 +47,20 @@ export function messageId(client: number, k: number): Uint8Array {
  * @returns exactly BODY_CHARS characters
  */
 export function messageBody(client: number, k: number): string {
-  return `bench message ${client}:${k} `.padEnd(BODY_CHARS, ".");
+  // Message k carries the sequence number k + 1, whose digits the padding makes up for.
+  return `bench message ${client}:${k} `.padEnd(BODY_CHARS - String(k + 1).length, ".");
+}
+
+/**
+ * The device id of a benchmark client: its number, so that every process seals its messages alike.
+ *
+ * @param client the client number
+ * @returns 16 bytes
+ */
+export function benchDevice(client: number): Uint8Array<ArrayBuffer> {
+  const device = new Uint8Array(DEVICE_BYTES);
+  new DataView(device.buffer).setUint32(12, client);
+  return device;
 }
 
 const SEXTET = new Uint8Array(256);
@@ -102,20 +120,24 @@ export interface ClientPool {
 }
 
 /**
- * Seals `count` send frames for one client, from message number 0.
+ * Seals `count` send frames for one client, from message number 0: message k is number k + 1 of the client's device
+ * in its room, acked 0 (a valid claim: nothing before it is settled), no void.
  *
  * @param keys the room keys
- * @param who.room the room
+ * @param who.context the room instance (server key, room, access key, epoch)
  * @param who.nick the sender nick
+ * @param who.identity the sender's identity
  * @param who.client the client number written into each id
  * @param who.count how many messages
+ * @param who.from a smaller pool of the same client to extend
  * @returns the pool
  */
 export async function sealPool(
   keys: RoomKeys,
-  who: { room: string; nick: string; client: number; count: number; from?: ClientPool },
+  who: { context: RoomContext; nick: string; identity: Identity; client: number; count: number; from?: ClientPool },
 ): Promise<ClientPool> {
-  const { room, nick, client, count } = who;
+  const { context, nick, client, count } = who;
+  const device = benchDevice(client);
   const start = who.from?.count ?? 0;
   const frames: Uint8Array[] = [];
   const BATCH = 512;
@@ -123,12 +145,14 @@ export async function sealPool(
     const sealing: Promise<Uint8Array>[] = [];
     for (let j = k; j < Math.min(count, k + BATCH); j++) {
       sealing.push(
-        sealEnvelope(keys, {
-          room,
+        sealRoomMessage(keys, {
+          context,
           from: nick,
+          identity: who.identity,
+          content: { type: "text", body: messageBody(client, j) },
+          sequence: { device, n: j + 1, acked: 0, void: [] },
           id: messageId(client, j),
           ts: POOL_TS,
-          plaintext: { type: "text", body: messageBody(client, j) },
         }).then((envelope) => encodeMessage({ type: "send", envelope })),
       );
     }

@@ -1,6 +1,7 @@
 /**
- * The bare relay the benchmark compares aeschat against: the same frames and the same handshake messages, but no
- * validation, no join-proof check and no storage. A `send` is parsed, given a seq, acked at once, serialized once
+ * The bare relay the benchmark compares aeschat against: the same frames and the same protocol v2 handshake messages
+ * (it signs the client's nonce with a key of its own, as a client checks), but no validation, no login or join-proof
+ * check, no registry and no storage. A `send` is parsed, given a seq, acked at once, serialized once
  * and the same bytes are queued on every other member; each connection's queued frames go out in one write.
  *
  * Run: `deno run --allow-net bench/relay.ts --port 0`; the first stdout line is
@@ -10,7 +11,9 @@
  */
 
 import { parseArgs } from "node:util";
+import { importEd25519Seed, signEd25519 } from "../lib/crypto.ts";
 import { encodeFrame, encodeMessage, FrameError, FrameReader } from "../lib/frame.ts";
+import { serverInput } from "../lib/identity.ts";
 
 const READ_BUFFER_BYTES = 64 * 1024;
 const decoder = new TextDecoder();
@@ -24,6 +27,7 @@ interface RelayRoom {
 
 const rooms = new Map<string, RelayRoom>();
 let lastSeq = 0;
+const serverKey = await importEd25519Seed(crypto.getRandomValues(new Uint8Array(32)));
 
 // The same write path as lib/server/connection.ts, so that the comparison is about the work per message only:
 // queued frames are copied into pooled chunks of at most 64 KiB, one write per chunk.
@@ -55,6 +59,7 @@ class RelayConnection {
   #writing = false;
   #closed = false;
   #nick = "";
+  #key = "";
   #room: RelayRoom | undefined;
   #roomName = "";
   #pendingRoom = "";
@@ -70,7 +75,10 @@ class RelayConnection {
       while (!this.#closed) {
         const n = await this.#conn.read(buf);
         if (n === null) break;
-        for (const body of reader.push(buf.subarray(0, n))) this.#handle(JSON.parse(decoder.decode(body)));
+        for (const body of reader.push(buf.subarray(0, n))) {
+          const pending = this.#handle(JSON.parse(decoder.decode(body)));
+          if (pending) await pending;
+        }
         if (reader.error) throw reader.error;
       }
     } catch (err) {
@@ -133,15 +141,32 @@ class RelayConnection {
     }
   }
 
-  #handle(msg: Record<string, unknown>): void {
+  async #hello(clientNonce: string): Promise<void> {
+    const serverNonce = crypto.getRandomValues(new Uint8Array(32));
+    const input = serverInput({ clientNonce: Uint8Array.fromBase64(clientNonce), serverNonce });
+    this.send(encodeMessage({
+      type: "server",
+      server: "relay",
+      server_version: "0",
+      version: 2,
+      key: serverKey.publicKey.toBase64(),
+      nonce: serverNonce.toBase64(),
+      signature: (await signEd25519(serverKey.privateKey, input)).toBase64(),
+    }));
+  }
+
+  #handle(msg: Record<string, unknown>): void | Promise<void> {
     switch (msg.type) {
       case "hello":
+        return this.#hello(String(msg.nonce));
+      case "login":
         this.#nick = String(msg.nick);
+        this.#key = String(msg.key);
         this.send(encodeMessage({
           type: "welcome",
-          server: "relay",
-          version: 1,
           nick: this.#nick,
+          registered: true,
+          direct_seq: 0,
           limits: {
             max_frame: 1024 * 1024,
             max_body: 16384,
@@ -151,6 +176,7 @@ class RelayConnection {
             burst: 1,
             send_queue: 0,
             idle_timeout_ms: 0,
+            max_rooms: 1000,
           },
         }));
         return;
@@ -161,7 +187,15 @@ class RelayConnection {
         const nonce = crypto.getRandomValues(new Uint8Array(32)).toBase64();
         this.send(encodeMessage(
           room
-            ? { type: "challenge", room: name, nonce, salt: room.salt, iterations: room.iterations }
+            ? {
+              type: "challenge",
+              room: name,
+              nonce,
+              salt: room.salt,
+              iterations: room.iterations,
+              access_pub: room.accessPub,
+              epoch: 0,
+            }
             : { type: "challenge", room: name, nonce },
         ));
         return;
@@ -179,13 +213,19 @@ class RelayConnection {
           rooms.set(name, room);
         }
         this.#leave();
-        const presence = encodeMessage({ type: "presence", event: "join", room: name, nick: this.#nick });
+        const presence = encodeMessage({
+          type: "presence",
+          event: "join",
+          room: name,
+          nick: this.#nick,
+          key: this.#key,
+        });
         for (const m of room.members) m.send(presence);
         room.members.add(this);
         this.#room = room;
         this.#roomName = name;
-        const names = [...room.members].map((m) => m.#nick);
-        this.send(encodeMessage({ type: "joined", room: name, members: names, history: [], latest_seq: lastSeq }));
+        const members = [...room.members].map((m) => ({ nick: m.#nick, key: m.#key }));
+        this.send(encodeMessage({ type: "joined", room: name, epoch: 0, members, history: [], latest_seq: lastSeq }));
         return;
       }
       case "send": {
@@ -215,7 +255,13 @@ class RelayConnection {
     if (!room) return;
     this.#room = undefined;
     room.members.delete(this);
-    const presence = encodeMessage({ type: "presence", event: "leave", room: this.#roomName, nick: this.#nick });
+    const presence = encodeMessage({
+      type: "presence",
+      event: "leave",
+      room: this.#roomName,
+      nick: this.#nick,
+      key: this.#key,
+    });
     for (const m of room.members) m.send(presence);
   }
 

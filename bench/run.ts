@@ -3,33 +3,37 @@
  * load, and writes bench/results.json.
  *
  * For every run a fresh server process (the exact `deno task server` command, on --port 0 with a temporary
- * database) or a fresh bench/relay.ts process is started, the rooms are created once with a real join proof
- * (PBKDF2 100000 iterations), and load-worker processes (bench/load.ts) connect their share of the clients, join
- * with real proofs and send envelopes sealed with lib/crypto.ts, open-loop: no sender waits for an ack or holds back
- * to stay under a limit, every receiver reads as fast as it can, and a client cut off, a message never acked and a
- * delivery that never arrives are all loss, which fails the run (exit 1). The burst scenarios run the server on its
- * default flags. Server CPU comes from /proc/PID/stat (user +
- * system, all threads) over the sending phase, memory from VmHWM, and stored messages are counted in the database
- * afterwards. Each scenario runs 3 times per target, alternating targets; the table shows medians.
+ * database whose server key the benchmark fixed beforehand, so that messages sealed once serve every run) or a fresh
+ * bench/relay.ts process is started, the rooms are created once with a real join proof (PBKDF2 100000 iterations),
+ * and load-worker processes (bench/load.ts) connect their share of the clients, log in with their identity keys,
+ * join with real proofs and send protocol v2 messages signed and sealed with lib/message.ts, open-loop: no sender
+ * waits for an ack or holds back to stay under a limit, every receiver reads as fast as it can, and a client cut off,
+ * a message never acked and a delivery that never arrives are all loss, which fails the run (exit 1). The burst
+ * scenarios run the server on its default flags. Server CPU comes from /proc/PID/stat (user + system, all threads)
+ * over the sending phase, memory from VmHWM, and stored messages are counted in the database afterwards. join-50 also
+ * times the login (hello to welcome, first and again) with its server CPU. Each scenario runs 3 times per target,
+ * alternating targets; the table shows medians.
  *
  * Flags: --quick (a subset, one run each, under a minute), --runs N, --only NAME[,NAME], --workers N (default 2, 4
- * from 300 clients),
- * --duration SECONDS, --synchronous full|normal (passed to the server), --target aeschat|relay|both, --out FILE,
- * --profile DIR (V8 CPU profiles of the server, relay and load workers; summarize with bench/cpu_profile.ts),
- * --chunk N (flood: messages per write, default 16), --steady-rate N (deliveries/s, default 100000),
- * --server-v8-flags FLAGS (an experiment), --verbose.
+ * from 300 clients), --duration SECONDS, --synchronous full|normal (passed to the server), --target
+ * aeschat|relay|both, --out FILE, --profile DIR (V8 CPU profiles of the server, relay and load workers; summarize with
+ * bench/cpu_profile.ts), --chunk N (flood: messages per write, default 16), --steady-rate N (deliveries/s, default
+ * 100000), --server-v8-flags FLAGS (an experiment), --verbose.
  *
  * @module
  */
 
 import { DatabaseSync } from "node:sqlite";
 import { parseArgs } from "node:util";
-import { deriveRoomKeys, makeSalt, type RoomKeys, sealEnvelope } from "../lib/crypto.ts";
+import { deriveRoomKeys, importEd25519Seed, makeSalt, type RoomKeys } from "../lib/crypto.ts";
 import { encodeMessage } from "../lib/frame.ts";
+import { sealRoomMessage } from "../lib/message.ts";
+import { Store } from "../lib/server/store.ts";
+import { testIdentity } from "../tests/support/wire.ts";
 import { BenchClient, clock } from "./bench_client.ts";
 import { Histogram } from "./histogram.ts";
 import type { LoadClient, LoadConfig } from "./load.ts";
-import { type ClientPool, sealPool } from "./pool.ts";
+import { benchDevice, type ClientPool, sealPool } from "./pool.ts";
 import { Child, machineBusy, openFileLimit, ROOT, sampleProcesses, serverTaskArgs, stopAll } from "./processes.ts";
 
 /** Flags the server runs with in the benchmark, and why. */
@@ -48,6 +52,8 @@ const SERVER_BENCH_FLAGS = [
   "0", // the 100 rooms of two scenarios are created from one connection
 ];
 const PASSPHRASE = "benchmark passphrase, not a secret";
+/** The server key of every benchmark database: messages sign the server key, so pools sealed once serve every run. */
+const BENCH_SERVER_SEED = new Uint8Array(32).fill(0x5e);
 const ITERATIONS = 100_000;
 const JOIN_HISTORY = 50;
 const JOINERS = 100;
@@ -111,6 +117,15 @@ interface RunResult {
   lagP99Ms: number | null;
   setupMs: number;
   joinCpuMs?: number;
+  /** join-50: the opening (hello to welcome), first (registering the nick) and again, and its server CPU. */
+  login?: {
+    firstP50Ms: number;
+    firstP99Ms: number;
+    firstCpuMs: number;
+    againP50Ms: number;
+    againP99Ms: number;
+    againCpuMs: number;
+  };
   notes: string[];
 }
 
@@ -183,7 +198,24 @@ const selected: Scenario[] = flags.only
 // Every room is created with the same passphrase and salt, so each process derives the keys once.
 const salt = makeSalt();
 const keys: RoomKeys = await deriveRoomKeys(PASSPHRASE, { salt, iterations: ITERATIONS });
+const benchServerPub = (await importEd25519Seed(BENCH_SERVER_SEED)).publicKey;
 const pools = new Map<string, ClientPool>();
+
+/** The room instance benchmark messages are signed for. */
+function contextOf(room: string) {
+  return { serverPub: benchServerPub, room, accessPub: keys.accessPub, epoch: 0 };
+}
+
+/** A new database for one run, with the benchmark's server key (made as the server makes it, then the seed set). */
+function prepareDatabase(db: string): void {
+  Store.open(db).close();
+  const database = new DatabaseSync(db);
+  try {
+    database.prepare("UPDATE meta SET value = ? WHERE key = 'server_seed'").run(BENCH_SERVER_SEED);
+  } finally {
+    database.close();
+  }
+}
 
 function roomName(s: Scenario, r: number): string {
   return s.rooms === 1 ? "bench" : `bench-${r}`;
@@ -224,7 +256,17 @@ async function ensurePools(s: Scenario): Promise<void> {
     const key = `${c.room}\0${c.nick}\0${c.index}`;
     const have = pools.get(key);
     if (have && have.count >= need) continue;
-    pools.set(key, await sealPool(keys, { room: c.room, nick: c.nick, client: c.index, count: need, from: have }));
+    pools.set(
+      key,
+      await sealPool(keys, {
+        context: contextOf(c.room),
+        nick: c.nick,
+        identity: await testIdentity(c.nick),
+        client: c.index,
+        count: need,
+        from: have,
+      }),
+    );
     sealed += need - (have?.count ?? 0);
   }
   if (sealed > 0) verbose(`sealed ${sealed} envelopes in ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -234,6 +276,7 @@ async function startTarget(
   target: Target,
   options: { db: string; openFiles: number; defaults?: boolean },
 ): Promise<{ child: Child; port: number }> {
+  if (target === "aeschat") prepareDatabase(options.db);
   const args = target === "aeschat"
     ? [...serverArgs(), "--port", "0", "--db", options.db, ...(options.defaults ? defaultFlags : serverFlags)]
     : ["run", "-q", "--allow-net", `${ROOT}bench/relay.ts`, "--port", "0"];
@@ -322,6 +365,7 @@ async function runLoad(s: Scenario, target: Target, dir: string): Promise<RunRes
         port: port,
         worker: w,
         passphrase: PASSPHRASE,
+        serverPub: benchServerPub.toBase64(),
         salt: salt.toBase64(),
         iterations: ITERATIONS,
         stride,
@@ -505,34 +549,60 @@ async function runLoad(s: Scenario, target: Target, dir: string): Promise<RunRes
   }
 }
 
-/** join-50: a room with 50 messages; clients join one after another; time from prove to joined. */
+/**
+ * join-50: a room with 50 messages; clients log in and join one after another. Measured apart: the opening (hello to
+ * welcome; a first login registers the nick, which is a write to the database), the same clients logging in again
+ * (nothing to write), and the join (prove to joined, with 50 history messages); with the server CPU of each phase.
+ */
 async function runJoin(dir: string): Promise<RunResult> {
   const db = `${dir}/aeschat.db`;
-  const { child: server, port } = await startTarget("aeschat", { db, openFiles: JOINERS + 64 });
+  const { child: server, port } = await startTarget("aeschat", { db, openFiles: 2 * JOINERS + 64 });
   const notes: string[] = [];
   try {
     await createRooms(port, ["bench"]);
     const writer = await BenchClient.connect(port);
     await writer.hello("writer");
     await writer.join("bench", { keys, nick: "writer" });
+    const device = benchDevice(0);
     for (let i = 0; i < JOIN_HISTORY; i++) {
-      const envelope = await sealEnvelope(keys, {
-        room: "bench",
+      const envelope = await sealRoomMessage(keys, {
+        context: contextOf("bench"),
         from: "writer",
-        plaintext: { type: "text", body: `history message ${i} `.padEnd(64, ".") },
+        identity: writer.identity!,
+        content: { type: "text", body: `history message ${i} `.padEnd(64, ".") },
+        sequence: { device, n: i + 1, acked: i, void: [] },
       });
       writer.write(encodeMessage({ type: "send", envelope }));
       const ack = await writer.next(["ack", "error"]);
       if (ack.type !== "ack") throw new Error(`history message refused: ${JSON.stringify(ack)}`);
     }
+    const cpuNow = async () => (await sampleProcesses([server.pid]))[0].cpu;
+    // The identities are made before the clock starts: that is the client's work, not the server's.
+    for (let i = 0; i < JOINERS; i++) await testIdentity(`j${i}`);
+    const timeLogins = async (label: string) => {
+      const hist = new Histogram();
+      const clients: BenchClient[] = [];
+      const cpu0 = await cpuNow();
+      for (let i = 0; i < JOINERS; i++) {
+        const c = await BenchClient.connect(port);
+        clients.push(c);
+        const t = clock();
+        const welcome = await c.hello(`j${i}`);
+        hist.record((clock() - t) * 1000);
+        if (welcome.registered !== (label === "first")) {
+          notes.push(`${label} login ${i}: registered ${welcome.registered}`);
+        }
+      }
+      return { clients, hist, cpuMs: ((await cpuNow()) - cpu0) * 1000 / JOINERS };
+    };
+    const first = await timeLogins("first");
+    for (const c of first.clients) c.close();
+    await Promise.all(first.clients.map((c) => c.ended));
+    const again = await timeLogins("again");
     const hist = new Histogram();
-    const joiners: BenchClient[] = [];
-    const [before] = await sampleProcesses([server.pid]);
+    const cpu0 = await cpuNow();
     const t0 = clock();
-    for (let i = 0; i < JOINERS; i++) {
-      const c = await BenchClient.connect(port);
-      joiners.push(c);
-      await c.hello(`j${i}`);
+    for (const [i, c] of again.clients.entries()) {
       const challenge = await c.challenge("bench");
       const prove = await c.proof(challenge, { keys, nick: `j${i}` });
       const sentAt = clock();
@@ -545,12 +615,13 @@ async function runJoin(dir: string): Promise<RunResult> {
       }
     }
     const [after] = await sampleProcesses([server.pid]);
-    const cpu = after.cpu - before.cpu;
+    const cpu = after.cpu - cpu0;
     const wall = (clock() - t0) / 1000;
-    for (const c of joiners) c.close();
+    for (const c of again.clients) c.close();
     writer.close();
     await server.stop("SIGTERM", { graceMs: 10_000 });
     const stored = countStored(db);
+    const ms = (h: Histogram, q: number) => h.quantile(q) / 1000;
     return {
       target: "aeschat",
       deliveriesPerS: null,
@@ -576,6 +647,14 @@ async function runJoin(dir: string): Promise<RunResult> {
       lagP99Ms: null,
       setupMs: 0,
       joinCpuMs: (cpu * 1000) / JOINERS,
+      login: {
+        firstP50Ms: ms(first.hist, 0.5),
+        firstP99Ms: ms(first.hist, 0.99),
+        firstCpuMs: first.cpuMs,
+        againP50Ms: ms(again.hist, 0.5),
+        againP99Ms: ms(again.hist, 0.99),
+        againCpuMs: again.cpuMs,
+      },
       notes,
     };
   } finally {
@@ -613,6 +692,12 @@ function summarize(runs: RunResult[]): Record<string, number | null> {
     opened: runs.reduce((n, r) => n + r.opened, 0),
     lagP99Ms: m((r) => r.lagP99Ms),
     joinCpuMs: m((r) => r.joinCpuMs ?? null),
+    loginFirstP50: m((r) => r.login?.firstP50Ms ?? null),
+    loginFirstP99: m((r) => r.login?.firstP99Ms ?? null),
+    loginFirstCpuMs: m((r) => r.login?.firstCpuMs ?? null),
+    loginAgainP50: m((r) => r.login?.againP50Ms ?? null),
+    loginAgainP99: m((r) => r.login?.againP99Ms ?? null),
+    loginAgainCpuMs: m((r) => r.login?.againCpuMs ?? null),
     setupMs: m((r) => r.setupMs),
   };
 }
@@ -686,6 +771,8 @@ function printTable(summaries: Summary[]): void {
 interface TargetCheck {
   name: string;
   ok: boolean | null;
+  /** A figure reported, not a target. */
+  info?: boolean;
   detail: string;
 }
 
@@ -767,7 +854,16 @@ function checkTargets(summaries: Summary[]): TargetCheck[] {
       ok: x.p99 !== null ? x.p99 < 20 : null,
       detail: `prove->joined p50 ${fmt(x.p50, 2)} ms, p99 ${fmt(x.p99, 2)} ms; server CPU ${
         fmt(x.joinCpuMs, 2)
-      } ms per join (hello+join+prove)`,
+      } ms per join (join+prove)`,
+    });
+    checks.push({
+      name: "login (hello to welcome)",
+      ok: null,
+      info: true,
+      detail: `first (registers the nick) p50 ${fmt(x.loginFirstP50, 2)} ms, p99 ${fmt(x.loginFirstP99, 2)} ms, ` +
+        `server CPU ${fmt(x.loginFirstCpuMs, 2)} ms; again p50 ${fmt(x.loginAgainP50, 2)} ms, p99 ${
+          fmt(x.loginAgainP99, 2)
+        } ms, server CPU ${fmt(x.loginAgainCpuMs, 2)} ms`,
     });
   }
   return checks;
@@ -897,7 +993,9 @@ async function main(): Promise<number> {
   printTable(summaries);
   console.log("");
   const checks = checkTargets(summaries);
-  for (const c of checks) console.log(`${c.ok === null ? "n/a " : c.ok ? "MET " : "MISS"} ${c.name}: ${c.detail}`);
+  for (const c of checks) {
+    console.log(`${c.info ? "INFO" : c.ok === null ? "n/a " : c.ok ? "MET " : "MISS"} ${c.name}: ${c.detail}`);
+  }
   const notes = bottleneckNotes(summaries);
   for (const s of summaries) {
     for (const target of ["aeschat", "relay"] as const) {
@@ -954,6 +1052,14 @@ async function main(): Promise<number> {
         load_cpu_pct: round(a?.loadCpuPct ?? null, 1),
         other_cpu_pct: round(a?.otherCpuPct ?? null, 1),
         join_server_cpu_ms: round(a?.joinCpuMs ?? null, 3),
+        login: a?.loginFirstP50 == null ? null : {
+          first_p50_ms: round(a.loginFirstP50, 3),
+          first_p99_ms: round(a.loginFirstP99, 3),
+          first_server_cpu_ms: round(a.loginFirstCpuMs, 3),
+          again_p50_ms: round(a.loginAgainP50, 3),
+          again_p99_ms: round(a.loginAgainP99, 3),
+          again_server_cpu_ms: round(a.loginAgainCpuMs, 3),
+        },
         runs: s.aeschat.map((x) => ({
           deliveries_per_s: round(x.deliveriesPerS, 0),
           server_cpu_us_per_delivery: round(x.cpuUsPerDelivery, 4),

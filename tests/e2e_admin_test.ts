@@ -8,16 +8,11 @@
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { type Program, spawnTask, startServer } from "./support/programs.ts";
-import { closeAll, WireClient } from "./support/wire.ts";
+import { runAdminCommand as admin, startServer } from "./support/programs.ts";
+import { fingerprint, formatFingerprint } from "../lib/identity.ts";
+import { closeAll, testIdentity, WireClient } from "./support/wire.ts";
 
 const PASSPHRASE = "admin test passphrase 6a0d";
-
-async function admin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const program: Program = spawnTask("server", { args: ["admin", ...args] });
-  const status = await program.status;
-  return { code: status.code, stdout: program.stdout, stderr: program.stderr };
-}
 
 function oneLine(result: { stderr: string }, pattern: RegExp): void {
   const lines = result.stderr.split("\n").filter((l) => l !== "");
@@ -116,7 +111,7 @@ Deno.test("--retention 1d deletes the messages stored more than a day ago when t
     sqlite.prepare("UPDATE messages SET sent_at = sent_at - ? WHERE seq <= 2").run(2 * 86_400_000);
     sqlite.close();
     server = await startServer({ db, args: ["--retention", "1d"] });
-    await server.program.waitFor(() => /INFO\s+retention deleted=2 keep=1d/.test(server.program.stderr), {
+    await server.program.waitFor(() => /INFO\s+retention deleted=2 direct=0 keep=1d/.test(server.program.stderr), {
       what: "the retention line",
     });
     const bob = await WireClient.connect(server.port);
@@ -127,6 +122,86 @@ Deno.test("--retention 1d deletes the messages stored more than a day ago when t
     await closeAll(clients);
     await server.program.stop();
     assert.match((await admin(["rooms", "--db", db])).stdout, /^general\s+1\s/m);
+  } finally {
+    await closeAll(clients);
+    await server.program.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("admin lists, releases and reserves nicks, prints the server key, and refuses while a server holds the database", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "aeschat-admin-" });
+  const db = `${dir}/aeschat.db`;
+  const clients: WireClient[] = [];
+  let server = await startServer({ db });
+  try {
+    const alice = await WireClient.member(server.port, "Alice", { passphrase: PASSPHRASE });
+    const bob = await WireClient.member(server.port, "bob", { passphrase: PASSPHRASE });
+    clients.push(alice, bob);
+    const serverKey = alice.serverPub;
+    for (
+      const args of [["nicks"], ["server-key"], ["release-nick", "bob"], ["reserve-nick", "x", "A".repeat(43) + "="]]
+    ) {
+      const refused = await admin([...args, "--db", db]);
+      assert.equal(refused.code, 4, `${args[0]} while the server runs`);
+      oneLine(refused, /another server holds it: stop that server first/);
+    }
+    await closeAll(clients.splice(0));
+    await server.program.stop();
+
+    const key = await admin(["server-key", "--db", db]);
+    assert.equal(key.code, 0, key.stderr);
+    const fp = await fingerprint(serverKey);
+    assert.equal(key.stdout, `fingerprint ${formatFingerprint(fp)}\nkey         ${serverKey.toBase64()}\n`);
+
+    const nicks = await admin(["nicks", "--db", db, "--nick-expiry", "30"]);
+    assert.equal(nicks.code, 0, nicks.stderr);
+    const lines = nicks.stdout.trimEnd().split("\n");
+    assert.match(lines[0], /^nick\s+key fingerprint\s+registered\s+last used\s+expires$/);
+    assert.match(lines[1], new RegExp(`^Alice\\s+${await fingerprint(alice.identity!.publicKey)}\\s+\\d{4}-`));
+    assert.match(lines[2], /^bob\s+[0-9a-f]{40}\s+/);
+    assert.equal(lines.length, 3);
+
+    // Reserve carol for a key given in hex, and take alice from her key for mallory's (given in base64).
+    const carol = await testIdentity("carol");
+    const mallory = await testIdentity("mallory");
+    const reserved = await admin(["reserve-nick", "carol", carol.publicKey.toHex(), "--db", db]);
+    assert.equal(reserved.code, 0, reserved.stderr);
+    assert.equal(reserved.stdout, `reserved carol for ${formatFingerprint(await fingerprint(carol.publicKey))}\n`);
+    const moved = await admin(["reserve-nick", "ALICE", mallory.publicKey.toBase64(), "--db", db]);
+    assert.match(moved.stdout, /^reserved Alice for [0-9a-f ]+ \(it was registered to [0-9a-f ]+\)\n$/);
+    assert.match((await admin(["nicks", "--db", db])).stdout, /^carol\s+[0-9a-f]{40}\s+.*never \(reserved\)$/m);
+    const released = await admin(["release-nick", "BOB", "--db", db]);
+    assert.match(released.stdout, /^released bob \(it was registered to [0-9a-f ]+\)\n$/);
+    const gone = await admin(["release-nick", "bob", "--db", db]);
+    assert.equal(gone.code, 7);
+    oneLine(gone, /^aeschat server: admin: no registered nick bob in the database$/);
+    for (
+      const args of [
+        ["reserve-nick", "carol"],
+        ["reserve-nick", "two words", carol.publicKey.toHex()],
+        ["reserve-nick", "carol", "abcd"],
+        ["release-nick"],
+        ["server-key", "extra"],
+      ]
+    ) {
+      const result = await admin([...args, "--db", db]);
+      assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+      oneLine(result, /^aeschat server: admin: .*\(see admin --help\)$/);
+    }
+
+    // What admin did holds for the server: carol is carol's, alice is now mallory's, bob is free for anyone.
+    server = await startServer({ db });
+    const taken = await WireClient.connect(server.port);
+    clients.push(taken);
+    const refusedAlice = await taken.login("alice", { identity: alice.identity });
+    assert.equal(refusedAlice.type === "error" && refusedAlice.code, "nick_registered");
+    for (const [nick, identity] of [["carol", carol], ["alice", mallory], ["bob", mallory]] as const) {
+      const c = await WireClient.connect(server.port);
+      clients.push(c);
+      const welcome = await c.hello(nick, { identity });
+      assert.equal(welcome.nick, nick === "alice" ? "Alice" : nick);
+    }
   } finally {
     await closeAll(clients);
     await server.program.stop();

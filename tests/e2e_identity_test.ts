@@ -8,21 +8,15 @@
  */
 
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { decodeBase64 } from "../lib/base64.ts";
 import { signEd25519 } from "../lib/crypto.ts";
 import { encodeMessage } from "../lib/frame.ts";
 import { generateIdentitySecrets, importIdentity } from "../lib/identity.ts";
-import { type ServerProcess, startServer } from "./support/programs.ts";
+import { removeServer, startServer } from "./support/programs.ts";
 import { closeAll, type Msg, testIdentity, WireClient } from "./support/wire.ts";
 
 const PASSPHRASE = "identity test passphrase 5e1b";
-
-async function removeServer(server: ServerProcess): Promise<void> {
-  await server.program.stop();
-  await Deno.remove(dirname(server.db), { recursive: true }).catch(() => {});
-}
 
 /** Opens a connection and logs in; returns the client and the welcome or the refusal. */
 async function logIn(

@@ -7,9 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { dirname } from "node:path";
 import { openEnvelope } from "../lib/crypto.ts";
-import { type ServerProcess, startServer } from "./support/programs.ts";
+import { removeServer, startServer } from "./support/programs.ts";
 import { closeAll, type Msg, WireClient } from "./support/wire.ts";
 
 const PASSPHRASES: Record<string, string> = {
@@ -18,11 +17,6 @@ const PASSPHRASES: Record<string, string> = {
   dev: "dev passphrase c3d4",
   secret: "secret passphrase 0b9f",
 };
-
-async function removeServer(server: ServerProcess): Promise<void> {
-  await server.program.stop();
-  await Deno.remove(dirname(server.db), { recursive: true }).catch(() => {});
-}
 
 async function joinOk(client: WireClient, room: string, passphrase = PASSPHRASES[room.toLowerCase()]) {
   const reply = await client.join(room, passphrase);

@@ -19,6 +19,7 @@ import {
   signJoinProof,
   verifyEd25519,
 } from "../lib/crypto.ts";
+import { type DirectEnvelope, openDirect, sealDirect } from "../lib/direct.ts";
 import { type Envelope, serializeEnvelope } from "../lib/envelope.ts";
 import { generateIdentitySecrets, importIdentity, loginInput, serverInput, signRotation } from "../lib/identity.ts";
 import {
@@ -28,7 +29,7 @@ import {
   type ServerLimits,
   type ServerMessageOf as Msg,
 } from "../lib/protocol.ts";
-import { Hub, MAX_DENIED, REPLY_BUDGET, type RoomLimits } from "../lib/server/hub.ts";
+import { Hub, type HubOptions, MAX_DENIED, REPLY_BUDGET, type RoomLimits } from "../lib/server/hub.ts";
 import { Logger } from "../lib/server/log.ts";
 import type { RegistryOptions } from "../lib/server/registry.ts";
 import { type MessageRow, Store } from "../lib/server/store.ts";
@@ -77,7 +78,14 @@ function tick(): Promise<void> {
 /** Runs a test against a fresh hub and in-memory store, closing the store afterwards. */
 async function withHub(
   fn: (t: TestHub) => Promise<void>,
-  options: { history?: number; store?: Store; rooms?: RoomLimits; registry?: RegistryOptions } = {},
+  options: {
+    history?: number;
+    store?: Store;
+    rooms?: RoomLimits;
+    registry?: RegistryOptions;
+    direct?: HubOptions["direct"];
+    now?: () => number;
+  } = {},
 ): Promise<void> {
   const store = options.store ?? Store.open(":memory:");
   const logs: string[] = [];
@@ -85,9 +93,10 @@ async function withHub(
     limits: { ...LIMITS, history: options.history ?? LIMITS.history },
     version: "9.9.9",
     log: new Logger({ level: "debug", sink: (line) => logs.push(line) }),
-    now: () => CLOCK,
+    now: options.now ?? (() => CLOCK),
     rooms: options.rooms,
     registry: options.registry,
+    direct: options.direct,
   });
   const t: TestHub = {
     hub,
@@ -416,6 +425,122 @@ Deno.test("hub: a rotation signed by the old key moves its nicks to the new key;
     await t.handle(good.client, { type: "lookup", nick: "nobody" });
     assert.equal(errorCode(good.client), "unknown_nick");
   }));
+
+Deno.test("hub caps the nicks of one key at --max-nicks-per-key, at login and on nick change; reserved ones do not count", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    await t.handle(alice, { type: "nick", new: "ali" });
+    assert.equal(alice.peer.only().type, "nick");
+    await t.handle(alice, { type: "nick", new: "al" });
+    const refused = alice.peer.only() as Msg<"error">;
+    assert.equal(refused.code, "too_many_nicks");
+    assert.match(refused.message, /holds 2 nicks \(--max-nicks-per-key 2\)/);
+    assert.equal(alice.peer.closed, undefined);
+    const { client, reply } = await openHubClient(t.hub, "alicia", { identity: alice.identity });
+    assert.equal(reply.type === "error" && reply.code, "too_many_nicks");
+    assert.equal(client.peer.closedReason(), "too_many_nicks");
+    // Nicks it holds stay usable, in any spelling; a nick the operator reserved for it is extra.
+    assert.equal((await openHubClient(t.hub, "ALICE", { identity: alice.identity })).reply.type, "welcome");
+    t.hub.registry.reserve("alice_ops", alice.identity.publicKey);
+    assert.equal((await openHubClient(t.hub, "alice_ops", { identity: alice.identity })).reply.type, "welcome");
+  }, { registry: { maxNicksPerKey: 2 } }));
+
+Deno.test("hub limits new registrations per address and hour; exempt addresses and known nicks are not limited", () => {
+  let now = CLOCK;
+  return withHub(async (t) => {
+    const from = (host: string, nick: string) => openHubClient(t.hub, nick, { remote: `${host}:1234` });
+    assert.equal((await from("192.0.2.9", "one")).reply.type, "welcome");
+    assert.equal((await from("192.0.2.9", "two")).reply.type, "welcome");
+    const third = await from("192.0.2.9", "three");
+    assert.equal(third.reply.type === "error" && third.reply.code, "registration_limited");
+    assert.match((third.reply as Msg<"error">).message, /--registrations-per-hour 2.*try again in 60 min/);
+    // A nick change to a new nick is a registration too; logging in with a registered nick is not.
+    const one = await from("192.0.2.9", "one");
+    assert.equal(one.reply.type, "welcome");
+    await t.handle(one.client, { type: "nick", new: "uno" });
+    assert.equal(errorCode(one.client), "registration_limited");
+    assert.equal((await from("198.51.100.1", "four")).reply.type, "welcome", "another address has its own budget");
+    for (let i = 0; i < 5; i++) assert.equal((await from("127.0.0.1", `local${i}`)).reply.type, "welcome");
+    now += 3_600_001;
+    assert.equal((await from("192.0.2.9", "three")).reply.type, "welcome", "an hour later");
+  }, { registry: { registrationsPerHour: 2 }, now: () => now });
+});
+
+Deno.test("hub lets another key take a nick unused for --nick-expiry, never one in use or reserved", () => {
+  let now = CLOCK;
+  return withHub(async (t) => {
+    const mallory = await importIdentity(generateIdentitySecrets());
+    const alice = await t.hello("alice");
+    await t.hello("bob");
+    t.hub.registry.reserve("carol", (await testIdentity("carol")).publicKey);
+    now += 10 * 86_400_000;
+    // Alice is still connected: her nick is in use and does not expire.
+    assert.equal((await openHubClient(t.hub, "alice", { identity: mallory })).reply.type, "error");
+    t.hub.detach(alice.member);
+    const taken = await openHubClient(t.hub, "Alice", { identity: mallory });
+    assert.deepEqual(taken.reply.type === "welcome" && [taken.reply.nick, taken.reply.registered], ["Alice", true]);
+    assert.deepEqual(t.hub.registry.find("alice")?.key, mallory.publicKey);
+    const stillReserved = await openHubClient(t.hub, "carol", {
+      identity: await importIdentity(generateIdentitySecrets()),
+    });
+    assert.equal(stillReserved.reply.type === "error" && stillReserved.reply.code, "nick_registered");
+    // Used within the period, a nick stays: bob logs in again, and ten days later it is still his.
+    const bob = await openHubClient(t.hub, "bob");
+    t.hub.detach(bob.client.member);
+    now += 5 * 86_400_000;
+    assert.equal((await openHubClient(t.hub, "bob", { identity: mallory })).reply.type, "error");
+  }, { registry: { nickExpiryMs: 7 * 86_400_000, maxNicksPerKey: 5 }, now: () => now });
+});
+
+Deno.test("hub: a returning login writes nothing within the hour, its use is recorded after it, a changed kx is published", () => {
+  let now = CLOCK;
+  return withHub(async (t) => {
+    // Rows written by this store's connection since it opened (INSERT, UPDATE and DELETE all count).
+    const writes = () => Number((t.store.database.prepare("SELECT total_changes() AS n").get() as { n: number }).n);
+    const secrets = generateIdentitySecrets();
+    const phone = await importIdentity(secrets);
+    const login = async (identity: typeof phone) => {
+      const { client, reply } = await openHubClient(t.hub, "dana", { identity });
+      assert.equal(reply.type, "welcome", JSON.stringify(reply));
+      t.hub.detach(client.member);
+    };
+    await login(phone);
+    const registered = t.hub.registry.find("dana")!;
+    assert.equal(registered.usedAt, CLOCK);
+    const before = writes();
+    now += 59 * 60_000;
+    await login(phone);
+    await login(phone);
+    assert.equal(writes(), before, "a returning login within the hour wrote to the database");
+    assert.equal(t.hub.registry.find("dana")!.usedAt, CLOCK);
+    // An hour after the last recorded use, the login records it (so expiry still sees a nick in use).
+    now += 60_000;
+    await login(phone);
+    assert.equal(t.hub.registry.find("dana")!.usedAt, now);
+    assert.equal(writes(), before + 1, "only the nick's last use is written");
+    // The same identity key with a new key-agreement key (a reinstalled device): lookup answers the new one.
+    const reinstalled = await importIdentity({ ...secrets, kxSecret: generateIdentitySecrets().kxSecret });
+    assert.notDeepEqual(reinstalled.kxPublic, phone.kxPublic);
+    await login(reinstalled);
+    const published = t.hub.registry.lookup("dana")!;
+    assert.deepEqual([published.kx, published.kxSig], [reinstalled.kxPublic, reinstalled.kxSignature]);
+    assert.equal(writes(), before + 2);
+  }, { now: () => now });
+});
+
+Deno.test("hub with registration closed admits only nicks registered or reserved to the key", () =>
+  withHub(async (t) => {
+    t.hub.registry.reserve("carol", (await testIdentity("carol")).publicKey);
+    const bob = await openHubClient(t.hub, "bob");
+    assert.equal(bob.reply.type === "error" && bob.reply.code, "registration_closed");
+    assert.equal(bob.client.peer.closedReason(), "registration_closed");
+    const carol = await openHubClient(t.hub, "Carol", { identity: await testIdentity("carol") });
+    assert.deepEqual(carol.reply.type === "welcome" && [carol.reply.nick, carol.reply.registered], ["carol", false]);
+    await t.handle(carol.client, { type: "nick", new: "caroline" });
+    assert.equal(errorCode(carol.client), "registration_closed");
+    const other = await openHubClient(t.hub, "carol", { identity: await importIdentity(generateIdentitySecrets()) });
+    assert.equal(other.reply.type === "error" && other.reply.code, "nick_registered");
+  }, { registry: { closed: true } }));
 
 // ---------------------------------------------------------------------------------------------------------------
 // Rooms.
@@ -1199,3 +1324,226 @@ Deno.test("hub says in since how far retention removed a room's messages (pruned
     assert.deepEqual([since.messages.map((m) => m.seq), since.pruned_through], [[8, 9, 10], 7]);
   }, { store, history: 0 });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// Direct messages.
+
+/** Seals a direct message from one client to a nick, as the client would after a lookup. */
+async function sealTo(
+  t: TestHub,
+  from: Client,
+  to: string,
+  body: string,
+  options: { id?: Uint8Array } = {},
+): Promise<{ envelope: DirectEnvelope; copy: DirectEnvelope }> {
+  await t.handle(from, { type: "lookup", nick: to });
+  const identity = from.peer.take("identity");
+  return await sealDirect(from.identity, {
+    serverPub: from.serverPub,
+    from: from.nick,
+    to: { nick: identity.nick, key: decodeBase64(identity.key), kx: decodeBase64(identity.kx) },
+    content: { type: "text", body },
+    id: options.id,
+  });
+}
+
+function directMessage(to: string, sealed: { envelope: DirectEnvelope; copy: DirectEnvelope }): ClientMessage {
+  return {
+    type: "direct",
+    to,
+    envelope: sealed.envelope as unknown as Record<string, unknown>,
+    copy: sealed.copy as unknown as Record<string, unknown>,
+  };
+}
+
+Deno.test("hub stores a direct message as two rows, acks it, hands it to every recipient device and the copy to the sender's others", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    const alicePhone = (await openHubClient(t.hub, "alice", { identity: alice.identity })).client;
+    const bob = await t.hello("bob");
+    const bobPhone = (await openHubClient(t.hub, "bob", { identity: bob.identity })).client;
+    const carol = await t.hello("carol");
+    for (const c of [alicePhone, bobPhone]) c.peer.drain();
+    const sealed = await sealTo(t, alice, "bob", "hi bob");
+    await t.handle(alice, directMessage("bob", sealed));
+    assert.deepEqual(alice.peer.inbox, [], "nothing before the commit");
+    await tick();
+    const ack = alice.peer.take("ack");
+    assert.equal(ack.id, sealed.envelope.id);
+    for (const device of [bob, bobPhone]) {
+      const got = device.peer.take("direct");
+      assert.deepEqual([got.envelope, got.sent_at, got.delivered], [sealed.envelope, CLOCK, true]);
+      const opened = await openDirect(device.identity, { envelope: got.envelope, serverPub: device.serverPub });
+      assert.deepEqual([opened.from, opened.body, opened.copy], ["alice", "hi bob", false]);
+    }
+    const copy = alicePhone.peer.take("direct");
+    assert.deepEqual([copy.seq, copy.envelope, copy.delivered], [ack.seq, sealed.copy, true]);
+    assert.equal(
+      (await openDirect(alice.identity, { envelope: copy.envelope, serverPub: alice.serverPub })).copy,
+      true,
+    );
+    for (const device of [alice, alicePhone]) assert.deepEqual(device.peer.only(), { type: "delivered", id: ack.id });
+    assert.deepEqual([carol.peer.inbox, bob.peer.inbox, bobPhone.peer.inbox], [[], [], []], "nothing else, to anyone");
+    const rows = t.store.database.prepare("SELECT recipient, envelope, delivered_at FROM direct ORDER BY seq")
+      .all() as {
+        recipient: Uint8Array;
+        envelope: string;
+        delivered_at: number;
+      }[];
+    assert.deepEqual(
+      rows.map((r) => [new Uint8Array(r.recipient), JSON.parse(r.envelope), Number(r.delivered_at)]),
+      [[bob.identity.publicKey, sealed.envelope, CLOCK], [alice.identity.publicKey, sealed.copy, CLOCK]],
+    );
+  }));
+
+Deno.test("hub keeps a direct message for an offline recipient; direct_since hands it over and the sender hears delivered once", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    const bob = await t.hello("bob");
+    t.hub.detach(bob.member);
+    const ids: string[] = [];
+    for (const body of ["one", "two", "three"]) {
+      const sealed = await sealTo(t, alice, "bob", body);
+      await t.handle(alice, directMessage("bob", sealed));
+      ids.push(sealed.envelope.id);
+    }
+    await tick();
+    assert.deepEqual(alice.peer.takeAll("ack").map((a) => a.id), ids);
+    assert.deepEqual(alice.peer.inbox, [], "not delivered: nobody is there");
+    const back = await openHubClient(t.hub, "bob");
+    assert.equal(back.reply.type === "welcome" && back.reply.direct_seq, 5, "the newest seq of bob's inbox");
+    await t.handle(back.client, { type: "direct_since", after_seq: 0, limit: 2 });
+    const first = back.client.peer.take("direct_since");
+    assert.deepEqual([first.messages.map((m) => m.envelope.id), first.messages.map((m) => m.delivered), first.more], [
+      ids.slice(0, 2),
+      [true, true],
+      true,
+    ]);
+    assert.deepEqual(alice.peer.takeAll("delivered").map((d) => d.id), ids.slice(0, 2));
+    await t.handle(back.client, { type: "direct_since", after_seq: 0 });
+    const all = back.client.peer.take("direct_since");
+    assert.deepEqual(all.messages.map((m) => m.envelope.id), ids);
+    assert.deepEqual(alice.peer.takeAll("delivered").map((d) => d.id), [ids[2]], "delivered once per message");
+    // The sender's inbox holds the copies, delivered now.
+    await t.handle(alice, { type: "direct_since", after_seq: 0 });
+    const copies = alice.peer.take("direct_since");
+    assert.deepEqual(
+      copies.messages.map((m) => [m.envelope.id, m.envelope.to, m.delivered]),
+      ids.map((id) => [id, "bob", true]),
+    );
+  }));
+
+Deno.test("hub refuses a direct that does not match its sender, recipient or copy, and stores nothing of it", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    const bob = await t.hello("bob");
+    const carol = await t.hello("carol");
+    const good = await sealTo(t, alice, "bob", "for bob");
+    const toCarol = await sealTo(t, alice, "carol", "for carol");
+    const other = await importIdentity(generateIdentitySecrets());
+    const mallorys = await sealDirect(other, {
+      serverPub: alice.serverPub,
+      from: "alice",
+      to: { nick: "bob", key: bob.identity.publicKey, kx: bob.identity.kxPublic },
+      content: { type: "text", body: "as alice" },
+    });
+    const cases: [string, ClientMessage, string][] = [
+      [
+        "redirect: tokey is carol's key",
+        directMessage("bob", { envelope: { ...toCarol.envelope, to: "bob" }, copy: { ...toCarol.copy, to: "bob" } }),
+        "bad_direct",
+      ],
+      [
+        "the copy differs",
+        directMessage("bob", { envelope: good.envelope, copy: { ...good.copy, ts: good.copy.ts + 1 } }),
+        "bad_direct",
+      ],
+      ["the copy is for carol", directMessage("bob", { envelope: good.envelope, copy: toCarol.copy }), "bad_direct"],
+      ["to differs from envelope.to", directMessage("carol", good), "bad_direct"],
+      [
+        "to in another spelling",
+        directMessage("BOB", { envelope: { ...good.envelope, to: "BOB" }, copy: { ...good.copy, to: "BOB" } }),
+        "bad_direct",
+      ],
+      ["another identity's key as from", directMessage("bob", mallorys), "bad_direct"],
+      [
+        "another nick as from",
+        directMessage("bob", { envelope: { ...good.envelope, from: "carol" }, copy: { ...good.copy, from: "carol" } }),
+        "bad_direct",
+      ],
+      [
+        "a kx that is not the published one",
+        directMessage("bob", {
+          envelope: { ...good.envelope, kx: other.kxPublic.toBase64() },
+          copy: { ...good.copy, kx: other.kxPublic.toBase64() },
+        }),
+        "bad_direct",
+      ],
+      [
+        "an unregistered recipient",
+        directMessage("nobody", { envelope: { ...good.envelope, to: "nobody" }, copy: { ...good.copy, to: "nobody" } }),
+        "unknown_nick",
+      ],
+      [
+        "to oneself",
+        directMessage("alice", {
+          envelope: { ...good.envelope, to: "alice", tokey: keyOf(alice) },
+          copy: { ...good.copy, to: "alice", tokey: keyOf(alice) },
+        }),
+        "bad_direct",
+      ],
+    ];
+    for (const [label, msg, expected] of cases) {
+      await t.handle(alice, msg);
+      await tick();
+      const error = alice.peer.only() as Msg<"error">;
+      const id = (msg as unknown as { envelope: DirectEnvelope }).envelope.id;
+      assert.deepEqual([error.code, error.id], [expected, id], label);
+      assert.equal(alice.peer.closed, undefined, `${label}: the connection stays`);
+    }
+    assert.deepEqual([bob.peer.inbox, carol.peer.inbox], [[], []]);
+    assert.equal(Number((t.store.database.prepare("SELECT count(*) AS n FROM direct").get() as { n: number }).n), 0);
+    // The good one still goes through.
+    await t.handle(alice, directMessage("bob", good));
+    await tick();
+    assert.equal(alice.peer.take("ack").id, good.envelope.id);
+    assert.equal(bob.peer.take("direct").envelope.id, good.envelope.id);
+  }));
+
+Deno.test("hub refuses a direct past --direct-inbox with inbox_full, and a repeated id with duplicate_id", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    const bob = await t.hello("bob");
+    const carol = await t.hello("carol");
+    t.hub.detach(bob.member);
+    const send = async (from: Client, body: string, options: { id?: Uint8Array } = {}) => {
+      const sealed = await sealTo(t, from, "bob", body, options);
+      await t.handle(from, directMessage("bob", sealed));
+      await tick();
+      const reply = from.peer.takeOf(["ack", "error"]);
+      return reply.type === "ack" ? "ack" : (reply as Msg<"error">).code;
+    };
+    assert.equal(await send(alice, "one"), "ack");
+    assert.equal(await send(alice, "one again", { id: new Uint8Array(16).fill(1) }), "ack");
+    assert.equal(await send(alice, "same id", { id: new Uint8Array(16).fill(1) }), "duplicate_id");
+    assert.equal(await send(carol, "three"), "ack");
+    assert.equal(await send(carol, "four"), "inbox_full", "bob's inbox holds 3");
+    assert.ok(t.logs.some((l) => /limit .*limit=direct_inbox/.test(l)));
+    const count = t.store.database.prepare("SELECT count(*) AS n FROM direct WHERE recipient = ?");
+    assert.equal(Number((count.get(bob.identity.publicKey) as { n: number }).n), 3);
+  }, { direct: { capacity: 3 } }));
+
+Deno.test("hub keeps each inbox to the newest N under a count retention", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    await t.hello("bob");
+    const ids = [];
+    for (let i = 0; i < 5; i++) {
+      const sealed = await sealTo(t, alice, "bob", `m${i}`);
+      await t.handle(alice, directMessage("bob", sealed));
+      ids.push(sealed.envelope.id);
+      await tick();
+    }
+    await t.handle(alice, { type: "direct_since", after_seq: 0 });
+    assert.deepEqual(alice.peer.take("direct_since").messages.map((m) => m.envelope.id), ids.slice(3));
+  }, { direct: { retention: { kind: "count", count: 2 } } }));

@@ -586,7 +586,6 @@ Deno.test("a v1 database's rooms whose names fold together: the oldest keeps the
     }, { readOnly: false });
     const store = Store.open(path);
     try {
-      assert.deepEqual(store.shadowed, [{ name: "ops", by: "Ops" }, { name: "0PS", by: "Ops" }]);
       assert.equal(store.getRoom("OPS")?.name, "Ops", "the oldest keeps the folded name");
       assert.deepEqual(store.getRoom("ops")?.salt, new Uint8Array(16).fill(1));
       assert.equal(store.getRoom("dev")?.name, "dev");
@@ -603,7 +602,6 @@ Deno.test("a v1 database's rooms whose names fold together: the oldest keeps the
     }
     const again = Store.open(path);
     try {
-      assert.deepEqual(again.shadowed, [], "migrated once");
       assert.deepEqual(again.rooms().map((r) => [r.name, r.shadowedBy]), [["0PS", "Ops"], ["Ops", undefined], [
         "dev",
         undefined,

@@ -55,6 +55,16 @@ export interface ServerConfig {
   roomQuota: number;
   /** What to keep: "all", a number of messages per room, or an age such as "30d" or "12h". */
   retention: string;
+  /** Nicks one identity key may hold. */
+  maxNicksPerKey: number;
+  /** New nick registrations one address may make in an hour (0: no limit). */
+  registrationsPerHour: number;
+  /** Days after which an unused registration may be taken by another key (0: never). */
+  nickExpiry: number;
+  /** "open": anyone may register a free nick; "closed": only registered or reserved nicks may be used. */
+  registration: "open" | "closed";
+  /** Direct messages one identity's inbox may hold (received ones and copies of sent ones). */
+  directInbox: number;
   /** Seconds allowed from connecting to a successful login. */
   handshakeTimeout: number;
   /** Seconds without a complete frame before disconnecting. */
@@ -222,7 +232,52 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     kind: "string",
     default: "all",
     arg: "KEEP",
-    help: "messages kept: all, N (the last N of each room), or an age such as 30d or 12h",
+    help: "messages kept: all, N (the last N of each room and inbox), or an age such as 30d or 12h",
+  },
+  {
+    name: "max-nicks-per-key",
+    key: "maxNicksPerKey",
+    kind: "int",
+    default: 5,
+    min: 1,
+    max: 1000,
+    help: "nicks one identity key may hold; registering more is refused (too_many_nicks)",
+  },
+  {
+    name: "registrations-per-hour",
+    key: "registrationsPerHour",
+    kind: "int",
+    default: 10,
+    min: 0,
+    max: 1_000_000,
+    help: "new nicks one address may register in an hour, exempt addresses excepted (0 = no limit)",
+  },
+  {
+    name: "nick-expiry",
+    key: "nickExpiry",
+    kind: "number",
+    default: 365,
+    min: 0,
+    max: 36_500,
+    arg: "DAYS",
+    help: "days after which a nick nobody used may be registered by another key (0 = never)",
+  },
+  {
+    name: "registration",
+    key: "registration",
+    kind: "choice",
+    default: "open",
+    choices: ["open", "closed"],
+    help: "open: a free nick goes to the first key that uses it; closed: only registered or reserved nicks",
+  },
+  {
+    name: "direct-inbox",
+    key: "directInbox",
+    kind: "int",
+    default: 10_000,
+    min: 1,
+    max: 100_000_000,
+    help: "direct messages one identity's inbox may hold, its copies of sent ones included (inbox_full)",
   },
   {
     name: "handshake-timeout",
@@ -287,7 +342,8 @@ export function serverHelp(version: string): string {
     `aeschat server ${version}: relays and stores end-to-end encrypted messages it cannot read.`,
     "",
     "Usage: aeschat-server [options]     (from source: deno task server [options])",
-    "       aeschat-server admin rooms | delete-room NAME [--db FILE]   (on a stopped server's database; admin --help)",
+    "       aeschat-server admin COMMAND [--db FILE]   (rooms, nicks, server-key, ...: on a stopped server's database;",
+    "                                                  admin --help lists them)",
     "",
     "Options:",
   ];

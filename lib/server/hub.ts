@@ -8,6 +8,7 @@
 
 import { canonicalBase64Length, decodeBase64 } from "../base64.ts";
 import { checkIterations, importEd25519Seed, NONCE_BYTES, verifyJoinProof } from "../crypto.ts";
+import { type DirectEnvelope, serializeDirectEnvelope } from "../direct.ts";
 import { type Envelope, serializeEnvelope } from "../envelope.ts";
 import { encodeFrame, encodeMessage } from "../frame.ts";
 import { foldName, NameError, validateNick, validateRoom } from "../names.ts";
@@ -23,12 +24,14 @@ import {
 import type { Backpressure } from "./backpressure.ts";
 import { hostOf } from "./addresses.ts";
 import { answerHello, type Nonces, type ServerKey, verifyLogin } from "./handshake.ts";
+import { type DirectPair, type DirectResult, Inboxes } from "./inbox.ts";
 import type { Logger } from "./log.ts";
 import { TokenBucket } from "./rate_limit.ts";
 import { RegistrationError, Registry, type RegistryOptions } from "./registry.ts";
 import {
   type AppendResult,
   type MessageRow,
+  type Retention,
   type RoomRecord,
   type Store,
   type StoredMessage,
@@ -69,6 +72,8 @@ export interface HubOptions {
   rooms?: RoomLimits;
   /** The nick registry's rules (server flags); the defaults when left out. */
   registry?: RegistryOptions;
+  /** Direct messages: --direct-inbox and the retention that applies to inboxes. */
+  direct?: { capacity?: number; retention?: Retention };
 }
 
 /** Limits on creating rooms and on what one room may store. */
@@ -147,6 +152,22 @@ interface Outgoing {
   msgId: Uint8Array;
 }
 
+/** A direct message accepted this turn, waiting for its commit. */
+interface OutgoingDirect {
+  member: Member;
+  id: string;
+  /** The sender's and recipient's keys, base64 (the hub's identity map is keyed so). */
+  senderKey: string;
+  recipientKey: string;
+  pair: DirectPair;
+}
+
+/** Bytes a direct frame adds to the envelope text. */
+const DIRECT_FRAME_OVERHEAD = 100;
+
+/** The fields a direct envelope and its copy must share. */
+const SHARED_FIELDS = ["from", "to", "id", "ts", "key", "tokey", "kx"] as const;
+
 function relayedJson(m: StoredMessage): string {
   return `{"seq":${m.seq},"sent_at":${m.sentAt},"envelope":${m.envelope}}`;
 }
@@ -194,6 +215,10 @@ export class Hub {
   #now: () => number;
   #serverKey: Promise<ServerKey>;
   #registry: Registry;
+  #inboxes: Inboxes;
+  /** Connections that logged in, by identity key (base64): where direct messages and `delivered` go. */
+  #identities = new Map<string, Set<Member>>();
+  #directBatch: OutgoingDirect[] = [];
   /** Connections that logged in, by folded nick. */
   #nicks = new Map<string, Set<Member>>();
   #rooms = new Map<string, Set<Member>>();
@@ -220,6 +245,7 @@ export class Hub {
     this.#now = options.now ?? Date.now;
     this.#serverKey = importEd25519Seed(store.serverSeed);
     this.#registry = new Registry(store, { now: this.#now, ...options.registry });
+    this.#inboxes = new Inboxes(store, options.direct);
   }
 
   /** Number of attached members (connections). */
@@ -235,6 +261,11 @@ export class Hub {
   /** The nick registry (for tests and the admin side). */
   get registry(): Registry {
     return this.#registry;
+  }
+
+  /** The direct-message inboxes (the listener applies the retention to them). */
+  get inboxes(): Inboxes {
+    return this.#inboxes;
   }
 
   /**
@@ -266,6 +297,9 @@ export class Hub {
     if (member.proved.size === 0) this.#unproven--;
     for (const room of [...member.rooms]) this.#leaveRoom(member, room);
     if (member.nick !== undefined) this.#forgetNick(member, member.nick);
+    const devices = this.#identities.get(member.keyText);
+    devices?.delete(member);
+    if (devices?.size === 0) this.#identities.delete(member.keyText);
     this.#members.delete(member);
   }
 
@@ -304,11 +338,9 @@ export class Hub {
       case "lookup":
         return this.#lookup(member, msg.nick);
       case "direct":
-        return this.#fail(member, "bad_direct", "direct messages are not served by this server yet");
+        return this.#direct(member, msg);
       case "direct_since":
-        return member.peer.send(
-          encodeMessage({ type: "direct_since", after_seq: msg.after_seq, messages: [], more: false }),
-        );
+        return this.#directSince(member, msg);
       case "ping":
         return member.peer.send(
           encodeMessage(msg.data === undefined ? { type: "pong" } : { type: "pong", data: msg.data }),
@@ -326,11 +358,18 @@ export class Hub {
    */
   flush(): void {
     this.#flushScheduled = false;
+    const fanout = this.#batchFanout;
+    this.#batchFanout = 0;
+    this.#flushRooms();
+    this.#flushDirect();
+    // Queued now (or refused): the bytes are counted on the connections' queues instead.
+    if (fanout > 0) this.#options.backpressure?.pending(-fanout);
+  }
+
+  #flushRooms(): void {
     const batch = this.#batch;
     if (batch.length === 0) return;
     this.#batch = [];
-    const fanout = this.#batchFanout;
-    this.#batchFanout = 0;
     this.#batchRoomBytes.clear();
     const sentAt = this.#now();
     const first = this.#store.lastSeq + 1;
@@ -374,8 +413,6 @@ export class Hub {
     if (failed > 0 && !threw) {
       this.#options.log.error("storage_failed", { messages: failed, reason: "an insert changed nothing" });
     }
-    // Queued now (or refused): the bytes are counted on the connections' queues instead.
-    if (fanout > 0) this.#options.backpressure?.pending(-fanout);
   }
 
   /**
@@ -437,13 +474,16 @@ export class Hub {
     member.nick = claim.nick;
     member.stage = "ready";
     this.#holdNick(member, claim.nick);
+    let devices = this.#identities.get(member.keyText);
+    if (devices === undefined) this.#identities.set(member.keyText, devices = new Set());
+    devices.add(member);
     this.#options.log.info("login", { remote: member.remote, nick: claim.nick, registered: claim.registered });
     member.peer.send(encodeMessage({
       type: "welcome",
       nick: claim.nick,
       registered: claim.registered,
       limits: this.#options.limits,
-      direct_seq: 0,
+      direct_seq: this.#inboxes.latestSeq(login.key),
     }));
   }
 
@@ -737,11 +777,14 @@ export class Hub {
       this.#batchFanout += fanout;
       backpressure.pending(fanout);
     }
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      // setImmediate runs after the I/O callbacks of this event-loop turn (a setTimeout of 0 costs 1-4 ms).
-      setImmediate(() => this.flush());
-    }
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // setImmediate runs after the I/O callbacks of this event-loop turn (a setTimeout of 0 costs 1-4 ms).
+    setImmediate(() => this.flush());
   }
 
   #who(member: Member, name: string): void {
@@ -834,6 +877,149 @@ export class Hub {
       `{"type":"since","room":${JSON.stringify(room)},"after_seq":${msg.after_seq},"messages":[${
         page.map(relayedJson).join(",")
       }],"more":${more},"pruned_through":${prunedThrough}}`,
+    ));
+  }
+
+  /** Checks a direct message against the sender and the registry (PROTOCOL.md "direct checks"), then batches it. */
+  #direct(member: Member, msg: ClientMessageOf<"direct">): void {
+    const envelope = msg.envelope as unknown as DirectEnvelope;
+    const copy = msg.copy as unknown as DirectEnvelope;
+    const id = envelope.id;
+    const refuse = (why: string) => this.#fail(member, "bad_direct", why, { id });
+    const differs = SHARED_FIELDS.find((field) => envelope[field] !== copy[field]);
+    if (differs !== undefined) return refuse(`the envelope and the copy differ in ${differs}`);
+    if (envelope.to !== msg.to) return refuse(`envelope.to must be the recipient ${msg.to}`);
+    if (envelope.from !== member.nick) return refuse(`envelope.from must be your nick ${member.nick}`);
+    if (envelope.key !== member.keyText) return refuse("envelope.key must be the identity key you logged in with");
+    const published = this.#registry.kxOf(member.key!);
+    if (published === undefined || envelope.kx !== published.toBase64()) {
+      return refuse("envelope.kx must be the key-agreement key your identity published");
+    }
+    const recipient = this.#registry.find(msg.to);
+    if (recipient === undefined) return this.#fail(member, "unknown_nick", `nobody has registered ${msg.to}`, { id });
+    if (recipient.nick !== msg.to) return refuse(`to must be the nick's canonical spelling ${recipient.nick}`);
+    const recipientKey = recipient.key.toBase64();
+    if (envelope.tokey !== recipientKey) {
+      return refuse(`envelope.tokey is not the key ${recipient.nick} is registered to`);
+    }
+    if (recipientKey === member.keyText) return refuse("a direct message to yourself is not sent: keep a note instead");
+    const pair: DirectPair = {
+      recipient: recipient.key,
+      sender: member.key!,
+      msgId: decodeBase64(id),
+      envelope: serializeDirectEnvelope(envelope),
+      copy: serializeDirectEnvelope(copy),
+    };
+    this.#directBatch.push({ member, id, senderKey: member.keyText, recipientKey, pair });
+    const backpressure = this.#options.backpressure;
+    if (backpressure !== undefined) {
+      const readers = (this.#identities.get(recipientKey)?.size ?? 0) +
+        (this.#identities.get(member.keyText)?.size ?? 1);
+      const fanout = (pair.envelope.length + DIRECT_FRAME_OVERHEAD) * readers;
+      this.#batchFanout += fanout;
+      backpressure.pending(fanout);
+    }
+    this.#scheduleFlush();
+  }
+
+  /** Stores the turn's direct messages, then acks them and hands them over (see PROTOCOL.md, Direct messages). */
+  #flushDirect(): void {
+    const batch = this.#directBatch;
+    if (batch.length === 0) return;
+    this.#directBatch = [];
+    const sentAt = this.#now();
+    let results: DirectResult[];
+    try {
+      results = this.#inboxes.appendBatch(batch.map((d) => d.pair), sentAt);
+    } catch (err) {
+      const why = err instanceof StoreError ? err.message : String(err);
+      this.#options.log.error("storage_failed", { direct: batch.length, reason: why });
+      results = batch.map(() => ({ result: "failed" }));
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const d = batch[i];
+      const r = results[i];
+      if (r.result !== "stored") {
+        const [code, message]: [ErrorCode, string] = r.result === "duplicate"
+          ? ["duplicate_id", "a direct message with this id is already stored"]
+          : r.result === "full"
+          ? [
+            "inbox_full",
+            r.whose === "recipient"
+              ? "the recipient's inbox is full: the message was not stored"
+              : "your own inbox (which keeps your copies) is full: the message was not stored",
+          ]
+          : ["storage_failed", "the message was not stored; send it again"];
+        if (r.result === "full") this.#options.log.warn("limit", { remote: d.member.remote, limit: "direct_inbox" });
+        d.member.peer.send(errorFrame(code, message, d.id));
+        continue;
+      }
+      if (!d.member.gone) d.member.peer.send(encodeFrame(`{"type":"ack","id":"${d.id}","seq":${r.copySeq}}`));
+      const recipients = this.#identities.get(d.recipientKey) ?? new Set<Member>();
+      const live = (seq: number, text: string, delivered: boolean) =>
+        encodeFrame(`{"type":"direct","seq":${seq},"sent_at":${sentAt},"envelope":${text},"delivered":${delivered}}`);
+      if (recipients.size > 0) {
+        const frame = live(r.seq, d.pair.envelope, true);
+        for (const m of recipients) m.peer.send(frame);
+      }
+      const handed = recipients.size > 0 && this.#delivered(d.pair, { sender: d.senderKey, id: d.id, notify: false });
+      const copy = live(r.copySeq, d.pair.copy, handed);
+      for (const m of this.#identities.get(d.senderKey) ?? []) if (m !== d.member) m.peer.send(copy);
+      if (handed) this.#notifyDelivered(d.senderKey, d.id);
+    }
+  }
+
+  /**
+   * Marks a direct message delivered (the first time only) and, when asked, tells the sender's connections.
+   *
+   * @returns whether this was the first delivery
+   */
+  #delivered(
+    pair: Pick<DirectPair, "recipient" | "sender" | "msgId">,
+    about: { sender: string; id: string; notify: boolean },
+  ): boolean {
+    let first: boolean;
+    try {
+      first = this.#inboxes.markDelivered(pair, this.#now());
+    } catch (err) {
+      this.#options.log.error("storage_failed", { reason: (err as Error).message });
+      return false;
+    }
+    if (first && about.notify) this.#notifyDelivered(about.sender, about.id);
+    return first;
+  }
+
+  #notifyDelivered(senderKey: string, id: string): void {
+    const frame = encodeFrame(`{"type":"delivered","id":"${id}"}`);
+    for (const m of this.#identities.get(senderKey) ?? []) m.peer.send(frame);
+  }
+
+  #directSince(member: Member, msg: ClientMessageOf<"direct_since">): void {
+    // Direct messages of this turn are stored first, so a page never misses one that was already acked.
+    this.flush();
+    const n = Math.min(Math.max(msg.limit ?? HISTORY_PAGE, 1), HISTORY_PAGE);
+    let rows;
+    try {
+      rows = this.#inboxes.after(member.key!, { afterSeq: msg.after_seq, limit: n + 1 });
+    } catch (err) {
+      return this.#fail(member, "storage_failed", (err as Error).message);
+    }
+    const stored = rows.map((r) => ({ seq: r.seq, sentAt: r.sentAt, envelope: r.envelope }));
+    const page = rows.slice(0, Math.min(n, fitting(stored, { fromEnd: false })));
+    const more = rows.length > page.length;
+    const items = page.map((row) => {
+      const envelope = JSON.parse(row.envelope) as DirectEnvelope;
+      let delivered = row.deliveredAt !== undefined;
+      if (envelope.key !== member.keyText) {
+        // A message to this identity, handed over now.
+        const pair = { recipient: member.key!, sender: decodeBase64(envelope.key), msgId: decodeBase64(envelope.id) };
+        this.#delivered(pair, { sender: envelope.key, id: envelope.id, notify: true });
+        delivered = true;
+      }
+      return `{"seq":${row.seq},"sent_at":${row.sentAt},"envelope":${row.envelope},"delivered":${delivered}}`;
+    });
+    member.peer.send(encodeFrame(
+      `{"type":"direct_since","after_seq":${msg.after_seq},"messages":[${items.join(",")}],"more":${more}}`,
     ));
   }
 

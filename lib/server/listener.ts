@@ -245,18 +245,20 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
     }
   };
   let store: Store;
+  const retention = parseRetention(config.retention);
   try {
-    store = Store.open(config.db, { synchronous: config.synchronous, retention: parseRetention(config.retention) });
+    store = Store.open(config.db, { synchronous: config.synchronous, retention });
   } catch (err) {
     closeListener();
     throw err;
   }
   for (const warning of store.warnings) log.warn("database_mode", { reason: warning });
-  for (const room of store.shadowed) {
+  for (const room of store.rooms()) {
+    if (room.shadowedBy === undefined) continue;
     log.warn("room_shadowed", {
       room: room.name,
-      by: room.by,
-      reason: "migrated from a v1 database: its name folds like an older room's, so no client can reach it " +
+      by: room.shadowedBy,
+      reason: "from a v1 database, its name folds like an older room's, so no client can reach it " +
         "(admin rooms lists it; admin delete-room removes it)",
     });
   }
@@ -272,12 +274,22 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
       quotaBytes: config.roomQuota,
       exempt: (host) => exempt.has(host),
     },
+    direct: { capacity: config.directInbox, retention },
+    registry: {
+      maxNicksPerKey: config.maxNicksPerKey,
+      registrationsPerHour: config.registrationsPerHour,
+      nickExpiryMs: config.nickExpiry * 86_400_000,
+      closed: config.registration === "closed",
+      exempt: (host) => exempt.has(host),
+    },
   });
   // The retention: what is already stored now, then every minute (a count is also kept as messages come).
   const prune = () => {
     try {
-      const deleted = store.prune(Date.now());
-      if (deleted > 0) log.info("retention", { deleted, keep: config.retention });
+      const now = Date.now();
+      const deleted = store.prune(now);
+      const direct = hub!.inboxes.prune(now);
+      if (deleted > 0 || direct > 0) log.info("retention", { deleted, direct, keep: config.retention });
     } catch (err) {
       log.error("retention_failed", { reason: (err as Error).message });
     }

@@ -21,6 +21,11 @@ export const DEFAULT_MAX_NICKS_PER_KEY = 5;
 const HOUR_MS = 3_600_000;
 /** Addresses whose recent registrations are remembered before the idle ones are forgotten. */
 const ADDRESSES_KEPT = 10_000;
+/**
+ * A nick's last use is written at most this often (and at most every tenth of --nick-expiry), so that a returning
+ * user's login writes nothing, and costs no disk sync.
+ */
+const TOUCH_EVERY_MS = 3_600_000;
 
 /** The registry's rules (server flags). */
 export interface RegistryOptions {
@@ -138,6 +143,7 @@ export class Registry {
   #maxNicks: number;
   #perHour: number;
   #expiryMs: number;
+  #touchEveryMs: number;
   #closed: boolean;
   #exempt: (host: string) => boolean;
   #now: () => number;
@@ -163,6 +169,7 @@ export class Registry {
     this.#maxNicks = options.maxNicksPerKey ?? DEFAULT_MAX_NICKS_PER_KEY;
     this.#perHour = options.registrationsPerHour ?? 0;
     this.#expiryMs = options.nickExpiryMs ?? 0;
+    this.#touchEveryMs = this.#expiryMs > 0 ? Math.min(TOUCH_EVERY_MS, this.#expiryMs / 10) : TOUCH_EVERY_MS;
     this.#closed = options.closed ?? false;
     this.#exempt = options.exempt ?? isLoopback;
     this.#now = options.now ?? Date.now;
@@ -221,7 +228,10 @@ export class Registry {
         this.#addRotation.run(rotation.oldKey, rotation.newKey, rotation.ts, rotation.signature);
       }
       const claim = this.#claim(identity.key, nick, context, now);
-      this.#publish.run(identity.key, identity.kx, identity.kxSig, now);
+      const published = this.#identity.get(identity.key) as { kx: Uint8Array; kx_sig: Uint8Array } | undefined;
+      const same = published !== undefined && sameBytes(new Uint8Array(published.kx), identity.kx) &&
+        sameBytes(new Uint8Array(published.kx_sig), identity.kxSig);
+      if (!same) this.#publish.run(identity.key, identity.kx, identity.kxSig, now);
       return claim;
     }, "cannot record the login");
   }
@@ -245,7 +255,7 @@ export class Registry {
     const fold = foldName(nick);
     const row = this.#byFold.get(fold) as NickRow | undefined;
     if (row !== undefined && sameBytes(new Uint8Array(row.identity), key)) {
-      this.#touch.run(now, fold);
+      if (now - Number(row.used_at) >= this.#touchEveryMs) this.#touch.run(now, fold);
       return { nick: row.nick, registered: false };
     }
     if (row !== undefined && !this.#expired(row, now, context)) {
@@ -309,6 +319,66 @@ export class Registry {
   }
 
   /**
+   * Every registration, by canonical spelling (for `admin nicks`).
+   *
+   * @returns the records
+   */
+  list(): NickRecord[] {
+    const rows = this.#store.database.prepare("SELECT * FROM nicks ORDER BY nick").all() as unknown as NickRow[];
+    return rows.map(toRecord);
+  }
+
+  /**
+   * When a registration may be taken by another key: its last use plus --nick-expiry; never for a reserved nick or
+   * when nothing expires.
+   *
+   * @param record a registration
+   * @returns ms since the epoch, or undefined for never
+   */
+  expiresAt(record: NickRecord): number | undefined {
+    return record.reserved || this.#expiryMs <= 0 ? undefined : record.usedAt + this.#expiryMs;
+  }
+
+  /**
+   * Releases a nick (any spelling): its registration is deleted, and the next key to use it registers it.
+   *
+   * @param nick the nick
+   * @returns the registration that was released, or undefined when there was none
+   * @throws {StoreError} when the database refuses
+   */
+  release(nick: string): NickRecord | undefined {
+    const record = this.find(nick);
+    if (record === undefined) return undefined;
+    this.#store.transaction(
+      () => this.#store.database.prepare("DELETE FROM nicks WHERE fold = ?").run(foldName(nick)),
+      "cannot release the nick",
+    );
+    return record;
+  }
+
+  /**
+   * Reserves a nick for a key, as the operator: the key holds it from now on (it never expires and does not count
+   * against --max-nicks-per-key), whoever held it before.
+   *
+   * @param nick the nick, valid by the nick rules; a registration in another spelling keeps its canonical spelling
+   * @param key the 32-byte identity key
+   * @returns the registration it replaces, if any
+   * @throws {StoreError} when the database refuses
+   */
+  reserve(nick: string, key: Uint8Array): NickRecord | undefined {
+    const previous = this.find(nick);
+    const now = this.#now();
+    const fold = foldName(nick);
+    this.#store.transaction(() => {
+      if (previous === undefined) this.#insert.run(fold, nick, key, now, now, 1);
+      else if (sameBytes(previous.key, key)) {
+        this.#replace.run(previous.nick, key, previous.registeredAt, previous.usedAt, 1, fold);
+      } else this.#replace.run(previous.nick, key, now, now, 1, fold);
+    }, "cannot reserve the nick");
+    return previous;
+  }
+
+  /**
    * The registration of a nick, in any spelling that folds the same.
    *
    * @param nick the nick
@@ -317,6 +387,17 @@ export class Registry {
   find(nick: string): NickRecord | undefined {
     const row = this.#byFold.get(foldName(nick)) as NickRow | undefined;
     return row && toRecord(row);
+  }
+
+  /**
+   * The key-agreement key an identity key published at its latest login.
+   *
+   * @param key the identity key
+   * @returns the 32-byte X25519 key, or undefined when the key never logged in
+   */
+  kxOf(key: Uint8Array): Uint8Array | undefined {
+    const row = this.#identity.get(key) as { kx: Uint8Array } | undefined;
+    return row && new Uint8Array(row.kx);
   }
 
   /**

@@ -108,14 +108,6 @@ export interface StoredMessage {
   envelope: string;
 }
 
-/** A room that a migration from a v1 database made unreachable, because an older room's name folds the same. */
-export interface ShadowedRoom {
-  /** The room kept but unreachable. */
-  name: string;
-  /** The older room that keeps the folded name. */
-  by: string;
-}
-
 const SHADOW_MARK = "\u0001";
 
 /**
@@ -126,8 +118,8 @@ function shadowFold(name: string): string {
   return `${foldName(name)}${SHADOW_MARK}${name}`;
 }
 
-/** One schema step: SQL, or a function for a step that needs code (folding names); it reports shadowed rooms. */
-type Migration = string | ((db: DatabaseSync, shadowed: ShadowedRoom[]) => void);
+/** One schema step: SQL, or a function for a step that needs code (folding names). */
+type Migration = string | ((db: DatabaseSync) => void);
 
 const MIGRATIONS: Migration[] = [
   // 0 -> 1
@@ -161,7 +153,7 @@ const MIGRATIONS: Migration[] = [
   migrateToV2,
 ];
 
-function migrateToV2(db: DatabaseSync, shadowed: ShadowedRoom[]): void {
+function migrateToV2(db: DatabaseSync): void {
   db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
     CREATE TABLE rooms_v3 (
       name TEXT PRIMARY KEY,
@@ -219,8 +211,7 @@ function migrateToV2(db: DatabaseSync, shadowed: ShadowedRoom[]): void {
     const name = r.name as string;
     const fold = foldName(name);
     const holder = holders.get(fold);
-    if (holder !== undefined) shadowed.push({ name, by: holder });
-    else holders.set(fold, name);
+    if (holder === undefined) holders.set(fold, name);
     insert.run(
       name,
       holder === undefined ? fold : shadowFold(name),
@@ -260,8 +251,28 @@ const WAL_CHECKPOINT_PAGES = 4000;
  * only delay the refusal.
  */
 const LOCK_WAIT_MS = 1000;
-/** Messages looked at, and at most deleted, per transaction when old ones are pruned. */
-const PRUNE_BATCH = 5000;
+/** Rows looked at, and at most deleted, per transaction when old ones are pruned by age. */
+export const PRUNE_BATCH = 5000;
+
+/**
+ * Where an age retention cuts a run of the oldest rows: the seq of the last row stored before `oldestKept`.
+ *
+ * @example
+ * ```ts
+ * ageCutoff([{ seq: 1, sent_at: 10 }, { seq: 2, sent_at: 50 }], 20); // 1
+ * ```
+ * @param oldest rows in seq order (the oldest first)
+ * @param oldestKept the earliest sent_at kept
+ * @returns the highest seq to delete, or -1 when none is that old
+ */
+export function ageCutoff(oldest: { seq: number; sent_at: number }[], oldestKept: number): number {
+  let upTo = -1;
+  for (const row of oldest) {
+    if (Number(row.sent_at) >= oldestKept) break;
+    upTo = Number(row.seq);
+  }
+  return upTo;
+}
 /** Mode of a database file the server creates: readable and writable by its owner only (SQLite gives -wal the same). */
 const NEW_FILE_MODE = 0o600;
 
@@ -355,16 +366,13 @@ export class Store {
 
   /** Things an operator should know about the files, found while opening (for example loose permissions). */
   readonly warnings: readonly string[];
-  /** Rooms that the migration of a v1 database made unreachable while opening it now (logged by the server). */
-  readonly shadowed: readonly ShadowedRoom[];
 
   private constructor(
     db: DatabaseSync,
-    options: { warnings: string[]; retention: Retention; shadowed: ShadowedRoom[] },
+    options: { warnings: string[]; retention: Retention },
   ) {
     this.#db = db;
     this.warnings = options.warnings;
-    this.shadowed = options.shadowed;
     this.#retention = options.retention;
     this.#getRoom = db.prepare(
       "SELECT name, salt, iterations, access_pub, epoch, created_at FROM rooms WHERE fold = ?",
@@ -505,11 +513,11 @@ export class Store {
       if (!memory && mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}, not wal`);
       db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
       db.exec(`PRAGMA wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
-      const shadowed = Store.#migrate(db);
+      Store.#migrate(db);
       // A write transaction takes the exclusive lock even when nothing above had to write.
       db.exec("BEGIN IMMEDIATE");
       db.exec("COMMIT");
-      return new Store(db, { warnings, retention: options.retention ?? { kind: "all" }, shadowed });
+      return new Store(db, { warnings, retention: options.retention ?? { kind: "all" } });
     } catch (err) {
       return fail(err, "prepare");
     }
@@ -531,15 +539,14 @@ export class Store {
     }
   }
 
-  static #migrate(db: DatabaseSync): ShadowedRoom[] {
+  static #migrate(db: DatabaseSync): void {
     const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
-    const shadowed: ShadowedRoom[] = [];
     for (let v = version; v < SCHEMA_VERSION; v++) {
       db.exec("BEGIN IMMEDIATE");
       try {
         const step = MIGRATIONS[v];
         if (typeof step === "string") db.exec(step);
-        else step(db, shadowed);
+        else step(db);
         db.exec(`PRAGMA user_version = ${v + 1}`);
         db.exec("COMMIT");
       } catch (err) {
@@ -547,7 +554,6 @@ export class Store {
         throw err;
       }
     }
-    return shadowed;
   }
 
   /** The highest seq stored so far (0 when empty). */
@@ -709,12 +715,10 @@ export class Store {
     if (retention.kind !== "age") return 0;
     let deleted = 0;
     while (true) {
-      const oldest = this.#oldest.all(PRUNE_BATCH) as { seq: number; sent_at: number }[];
-      let upTo = -1;
-      for (const row of oldest) {
-        if (Number(row.sent_at) >= now - retention.ageMs) break;
-        upTo = Number(row.seq);
-      }
+      const upTo = ageCutoff(
+        this.#oldest.all(PRUNE_BATCH) as { seq: number; sent_at: number }[],
+        now - retention.ageMs,
+      );
       if (upTo < 0) return deleted;
       const trims = this.#transaction(() => {
         const byRoom = new Map<string, Trim>();

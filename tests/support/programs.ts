@@ -194,3 +194,25 @@ export async function startServer(
   const port = Number(re.exec(program.stdout)![1]);
   return { program, port, db };
 }
+
+/**
+ * Runs `aeschat-server admin ARGS` to the end.
+ *
+ * @param args the arguments after `admin`
+ * @returns the exit code and the output
+ */
+export async function runAdminCommand(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const program = spawnTask("server", { args: ["admin", ...args] });
+  const status = await program.status;
+  return { code: status.code, stdout: program.stdout, stderr: program.stderr };
+}
+
+/**
+ * Stops a server started by {@link startServer} and removes its temporary directory (the database's).
+ *
+ * @param server the server
+ */
+export async function removeServer(server: ServerProcess): Promise<void> {
+  await server.program.stop();
+  await Deno.remove(server.db.slice(0, server.db.lastIndexOf("/")), { recursive: true }).catch(() => {});
+}

@@ -29,7 +29,9 @@ import {
   serverInput,
 } from "../../lib/identity.ts";
 import { DEVICE_BYTES, type RoomContext, sealRoomMessage } from "../../lib/message.ts";
+import { sealDirect } from "../../lib/direct.ts";
 import {
+  directFrame,
   helloMessage,
   loginMessage,
   parseServerMessage,
@@ -428,6 +430,51 @@ export class WireClient {
       id: options.id,
       ts: options.ts,
     });
+  }
+
+  /**
+   * Asks the server for a nick's identity.
+   *
+   * @param nick the nick
+   * @returns the identity, or the error
+   */
+  async lookup(nick: string): Promise<Msg<"identity"> | Msg<"error">> {
+    await this.send({ type: "lookup", nick });
+    return await this.nextOf(["identity", "error"]) as Msg<"identity"> | Msg<"error">;
+  }
+
+  /**
+   * Seals a direct message for a nick (looked up on the server) and its copy for this client.
+   *
+   * @param to the recipient's nick
+   * @param body the text
+   * @param options.id the message id (default random)
+   * @returns the two envelopes, not sent
+   * @throws {Error} when the lookup is refused
+   */
+  async sealDirectTo(to: string, body: string, options: { id?: Uint8Array } = {}) {
+    const identity = await this.lookup(to);
+    if (identity.type !== "identity") throw new Error(`lookup ${to}: ${identity.code}`);
+    return await sealDirect(this.identity!, {
+      serverPub: this.serverPub,
+      from: this.nick,
+      to: { nick: identity.nick, key: decodeBase64(identity.key), kx: decodeBase64(identity.kx) },
+      content: { type: "text", body },
+      id: options.id,
+    });
+  }
+
+  /**
+   * Seals and sends a direct message to a nick, then waits for its ack (or an error about it).
+   *
+   * @param to the recipient's nick
+   * @param body the text
+   * @returns the envelopes sent, and the ack or error
+   */
+  async direct(to: string, body: string) {
+    const sealed = await this.sealDirectTo(to, body);
+    await this.writeRaw(directFrame(sealed.envelope.to, sealed));
+    return { ...sealed, reply: await this.awaitAck(sealed.envelope.id) };
   }
 
   /**
