@@ -119,6 +119,28 @@ Deno.test("own lines: pending in the footer of their conversation only, then sho
   }
 });
 
+Deno.test("an invitation sent is said in the room it is to, opens no direct conversation, and never shows its secret", () => {
+  const { screen, view, out } = setup();
+  try {
+    const body = JSON.stringify({ room: "general", master: "c2VjcmV0IG1hc3Rlcg==" });
+    const invite = (state: OutboxItem["state"]): OutboxItem => ({
+      id: "i1",
+      room: "",
+      to: "bob",
+      text: { type: "invite", body },
+      ts: Date.now(),
+      state,
+    });
+    view.onEvent({ kind: "outbox", item: invite("queued") });
+    view.onEvent({ kind: "outbox", item: invite("acked") });
+    assert.match(out(), /-- you invited bob to #general\r\n/);
+    assert.equal(view.conversations.get("@bob"), undefined, "no conversation with bob for it");
+    assert.ok(!out().includes("c2VjcmV0"), "the secret never shown");
+  } finally {
+    screen.end();
+  }
+});
+
 Deno.test("presence keeps the members for completion, and completion leaves this client's nick out", () => {
   const { screen, view } = setup();
   try {

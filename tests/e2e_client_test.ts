@@ -9,7 +9,15 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { dirname } from "node:path";
-import { type Program, ROOT, type ServerProcess, spawnTask, startServer } from "./support/programs.ts";
+import {
+  exited,
+  jsonLines,
+  type Program,
+  ROOT,
+  type ServerProcess,
+  spawnTask,
+  startServer,
+} from "./support/programs.ts";
 import { WireClient } from "./support/wire.ts";
 import { hasOpenssl, selfSigned } from "./support/tls.ts";
 import { EXIT_MEANINGS } from "../lib/client/config.ts";
@@ -33,20 +41,6 @@ function client(
   });
 }
 
-async function exited(program: Program, timeoutMs = 30_000): Promise<Deno.CommandStatus> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      program.status,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no exit within ${timeoutMs} ms\n${program.stderr}`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** The stored messages. The server holds its database exclusively, so it is stopped first. */
 async function storedRows(server: ServerProcess): Promise<{ seq: number; sender: string; envelope: string }[]> {
   await server.program.stop();
@@ -65,10 +59,6 @@ function rows(db: string): { seq: number; sender: string; envelope: string }[] {
   } finally {
     sqlite.close();
   }
-}
-
-function jsonLines(stdout: string): Record<string, unknown>[] {
-  return stdout.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
 }
 
 async function cleanup(server: { program: Program; db: string }, ...programs: (Program | undefined)[]) {

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { fingerprint, formatFingerprint } from "../lib/identity.ts";
 import { EvilServer } from "./support/evil_server.ts";
-import { type Program, spawnTask } from "./support/programs.ts";
+import { exited, jsonLines, type Program, spawnTask } from "./support/programs.ts";
 import { passphraseHooks, poll, TestHomes } from "./support/session_clients.ts";
 
 const PASSPHRASE = "e2e home passphrase 42aa";
@@ -32,24 +32,6 @@ async function run(
   }
   const { code } = await exited(program);
   return { code, stdout: program.stdout, stderr: program.stderr };
-}
-
-async function exited(program: Program, timeoutMs = 60_000): Promise<Deno.CommandStatus> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      program.status,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no exit within ${timeoutMs} ms\n${program.stderr}`)), timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function jsonLines(stdout: string): Record<string, unknown>[] {
-  return stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
 }
 
 Deno.test("identity: made on first run (0700/0600), the same fingerprint after, export to a new file, import once", async () => {

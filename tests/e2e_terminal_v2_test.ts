@@ -1,8 +1,8 @@
 /**
  * The interactive client's v2 commands in a real terminal (tmux), against the v2 server double over real TCP with the
  * other members in-process: the identity passphrase asked at start, several rooms on one connection (typed lines go to
- * the current room, another room's lines wait for a switch), /msg and a direct conversation, /invite and /accept
- * without a passphrase, /whois, /verify with the ✓ mark, and /trust after a key change.
+ * the current room, another room's lines wait for a switch), /whois, /verify with the ✓ mark, and /trust after a key
+ * change. /msg, /invite and /accept run against the real server in e2e_direct_client_test.ts.
  *
  * @module
  */
@@ -63,36 +63,6 @@ Deno.test("several rooms on one connection: lines go to the current room, anothe
     await screen.line("/part ops");
     await screen.line("/rooms");
     await screen.waitFor((t) => /rooms: #general \(\d\)/.test(t), "the room list");
-  } finally {
-    await done();
-  }
-});
-
-Deno.test("/msg, a direct conversation with its lines and 'delivered'; /invite and /accept join without a passphrase", async () => {
-  const { alice, start, done } = await setUp();
-  try {
-    const screen = await start();
-    await screen.waitFor((t) => t.includes("joined #general"), "bob in #general", 60_000);
-    await screen.line("/msg alice just between us");
-    await poll(() => alice.directs().length === 1, "alice's direct message");
-    assert.equal(alice.directs()[0].text, "just between us");
-    alice.session.msg("bob", "noted");
-    // The direct conversation opens beside #general, counted as a mention.
-    await screen.waitFor((t) => /2:@alice\(\d+!\)/.test(t), "the conversation with alice");
-    await screen.line("/switch @alice");
-    await screen.waitForLastLine("@alice>", "in the conversation");
-    const text = await screen.waitFor((t) => t.includes("noted") && t.includes("delivered to alice"), "both lines");
-    assert.match(text, /\d\d:\d\d:\d\d <bob> just between us/);
-    assert.match(text, /\d\d:\d\d:\d\d <alice> noted/);
-    await alice.session.join("secret", passphraseHooks("a passphrase bob never types"));
-    alice.session.say("secret history", { room: "secret" });
-    alice.session.invite("bob", { room: "secret" });
-    await screen.waitFor((t) => t.includes("alice invites you to #secret: /accept secret joins it"), "the invitation");
-    await screen.line("/accept");
-    await screen.waitForLastLine("#secret>", "the prompt of #secret");
-    await screen.waitFor((t) => t.includes("secret history"), "the room's history");
-    await screen.line("bob is in");
-    await poll(() => alice.messages().some((m) => m.text === "bob is in" && m.room === "secret"), "bob's line");
   } finally {
     await done();
   }

@@ -31,8 +31,20 @@ export interface ViewOptions {
   now?: () => number;
 }
 
-/** The conversation an outbox item belongs to. */
+/** The room an invitation is to (its body is the room's secrets: only the name is read, never shown otherwise). */
+function invitedRoom(item: OutboxItem): string | undefined {
+  if (item.text.type !== "invite") return undefined;
+  const room = (JSON.parse(item.text.body) as { room?: unknown }).room;
+  return typeof room === "string" ? room : undefined;
+}
+
+/**
+ * The conversation an outbox item belongs to. An invitation belongs to the room it is to (where /invite was typed),
+ * not to a direct conversation with the person invited.
+ */
 function keyOfItem(item: OutboxItem): string {
+  const invited = invitedRoom(item);
+  if (invited !== undefined) return conversationKey("room", invited);
   return item.to !== undefined ? conversationKey("direct", item.to) : conversationKey("room", item.room);
 }
 
@@ -446,8 +458,8 @@ export class ConversationView {
     const { ts, text } = item;
     // An invitation's body is a room's secret: never shown, never sent again as text by /retry.
     if (text.type === "invite") {
-      const room = (JSON.parse(text.body) as { room?: string }).room;
-      this.#line(key, {
+      const room = invitedRoom(item);
+      this.#line(this.conversations.get(key) ? key : this.currentKey, {
         kind: "status",
         text: failed === undefined
           ? `you invited ${displayNick(item.to ?? "")} to #${room}`

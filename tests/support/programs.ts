@@ -158,6 +158,40 @@ export function spawnTask(
   return program;
 }
 
+/**
+ * Waits for a program to exit, failing (with its stderr) when it has not within a generous deadline.
+ *
+ * @param program the program
+ * @param timeoutMs the deadline (default 60 s: the machine may be loaded)
+ * @returns its exit status
+ */
+export async function exited(program: Program, timeoutMs = 60_000): Promise<Deno.CommandStatus> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      program.status,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no exit within ${timeoutMs} ms\n${program.stderr}`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The JSON objects a client printed with --json, one per line. Every line must be one: anything else on stdout
+ * throws (a partial last line, still being written, is left for the next look).
+ *
+ * @param stdout what it printed
+ * @returns the objects, in order
+ */
+export function jsonLines(stdout: string): Record<string, unknown>[] {
+  const lines = stdout.split("\n");
+  lines.pop();
+  return lines.filter((l) => l !== "").map((l) => JSON.parse(l));
+}
+
 /** A running server process and where it listens. */
 export interface ServerProcess {
   /** The process. */

@@ -108,11 +108,15 @@ export class TmuxScreen {
   }
 
   /** Polls until the prompt line (the last non-empty line) is exactly `expected`, trailing blanks aside. */
-  async waitForLastLine(expected: string, what: string): Promise<void> {
-    await this.waitFor((t) => {
-      const lines = t.split("\n").filter((l) => l.trim() !== "");
-      return lines[lines.length - 1]?.trimEnd() === expected.trimEnd();
-    }, `${what} (last line ${JSON.stringify(expected)})`);
+  async waitForLastLine(expected: string, what: string, timeoutMs?: number): Promise<void> {
+    await this.waitFor(
+      (t) => {
+        const lines = t.split("\n").filter((l) => l.trim() !== "");
+        return lines[lines.length - 1]?.trimEnd() === expected.trimEnd();
+      },
+      `${what} (last line ${JSON.stringify(expected)})`,
+      timeoutMs,
+    );
   }
 
   /** Types text literally, without Enter. */
