@@ -7,17 +7,24 @@
 
 import assert from "node:assert/strict";
 import denoConfig from "../deno.json" with { type: "json" };
-import { ROOT } from "./support/programs.ts";
+import { ROOT, userHomeEnv } from "./support/programs.ts";
 
 Deno.test("deno task demo shows the decrypted conversation, the ciphertext rows, and removes what it made", async () => {
   const words = denoConfig.tasks.demo.split(/\s+/);
   assert.equal(words[0], "deno");
+  // The user's own home is never touched: the clients get temporary homes (AESCHAT_HOME) inside the demo's directory.
+  const user = await Deno.makeTempDir({ prefix: "aeschat-demo-user-" });
   const output = await new Deno.Command(Deno.execPath(), {
     args: words.slice(1).map((w) => (w.endsWith(".ts") ? ROOT + w : w)),
     cwd: ROOT,
+    env: userHomeEnv(user),
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).output().finally(async () => {
+    const made = [...Deno.readDirSync(user)];
+    await Deno.remove(user, { recursive: true });
+    assert.deepEqual(made, [], "nothing written to the user's home");
+  });
   const stdout = new TextDecoder().decode(output.stdout);
   assert.equal(output.code, 0, `${stdout}\n${new TextDecoder().decode(output.stderr)}`);
 

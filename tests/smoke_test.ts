@@ -11,7 +11,7 @@ import { join } from "node:path";
 import denoConfig from "../deno.json" with { type: "json" };
 import { artifactName, CHECKSUMS, checksums, copySource, PROGRAMS } from "../tools/release.ts";
 import { filesContaining } from "../tools/smoke.ts";
-import { ROOT, taskArgs } from "./support/programs.ts";
+import { ROOT, taskArgs, userHomeEnv } from "./support/programs.ts";
 
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -20,7 +20,9 @@ function smoke(args: string[], options: { tmp: string }): Promise<Deno.CommandOu
   return new Deno.Command(Deno.execPath(), {
     args: [...taskArgs("smoke"), ...args],
     cwd: ROOT,
-    env: { NO_COLOR: "1", TMPDIR: options.tmp },
+    // The user's home is `tmp` too: the clients must use their own temporary homes (AESCHAT_HOME), and the test
+    // checks that `tmp` is left empty.
+    env: { NO_COLOR: "1", TMPDIR: options.tmp, ...userHomeEnv(options.tmp) },
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -192,6 +192,19 @@ export function jsonLines(stdout: string): Record<string, unknown>[] {
   return lines.filter((l) => l !== "").map((l) => JSON.parse(l));
 }
 
+/**
+ * Environment that gives a program `dir` as the user's home (HOME, XDG_CONFIG_HOME, APPDATA), to check that it writes
+ * nothing there; Deno's own cache stays where it is (DENO_DIR), so nothing is compiled again.
+ *
+ * @param dir an empty directory
+ * @returns the variables
+ */
+export function userHomeEnv(dir: string): Record<string, string> {
+  const home = Deno.env.get("HOME") ?? "";
+  const denoDir = Deno.env.get("DENO_DIR") ?? `${Deno.env.get("XDG_CACHE_HOME") ?? `${home}/.cache`}/deno`;
+  return { HOME: dir, XDG_CONFIG_HOME: `${dir}/.config`, APPDATA: dir, DENO_DIR: denoDir };
+}
+
 /** A running server process and where it listens. */
 export interface ServerProcess {
   /** The process. */
