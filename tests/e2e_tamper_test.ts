@@ -18,6 +18,8 @@ import { WireClient } from "./support/wire.ts";
 type Relayed = { seq: number; sent_at: number; envelope: Record<string, unknown> };
 
 const PASSPHRASE = "tamper test passphrase c0ffee";
+/** alice (a raw client) makes #general with 100000 iterations: the client's floor must allow it. */
+const FAST = ["--min-iterations", "100000"];
 /** Applies `change` to every relayed envelope a frame carries (live messages and history items). */
 function eachRelayed(change: (item: Relayed) => void): FrameTransform {
   return (body) => {
@@ -74,7 +76,7 @@ async function runScenario(scenario: Scenario): Promise<{ program: Program; stat
     };
     for (const m of scenario.before) await say(m);
     bob = spawnTask("client", {
-      args: ["--host", "127.0.0.1", "--port", String(proxy.port), "--nick", "bob", "--room", "general"],
+      args: ["--host", "127.0.0.1", "--port", String(proxy.port), "--nick", "bob", "--room", "general", ...FAST],
       env: { AESCHAT_PASSPHRASE: PASSPHRASE },
       stdin: true,
     });
