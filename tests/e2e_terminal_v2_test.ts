@@ -1,20 +1,26 @@
 /**
- * The interactive client's v2 commands in a real terminal (tmux), against the v2 server double over real TCP with the
- * other members in-process: the identity passphrase asked at start, several rooms on one connection (typed lines go to
- * the current room, another room's lines wait for a switch), /whois, /verify with the ✓ mark, and /trust after a key
- * change. /msg, /invite and /accept run against the real server in e2e_direct_client_test.ts.
+ * The interactive client's v2 terminal in a real terminal (tmux). Against the real server process (the other member
+ * in-process over TCP): issue 14's several rooms as a user moves among them (/join adds and switches, /part, /switch,
+ * Alt-1..9, Ctrl-N / Ctrl-P, unread counts and a highlighted mention in the status line, the marker line on switching,
+ * a topic shown on join and in the status line, a direct conversation from /msg). Against the v2 server double over
+ * real TCP, for what needs a server that forgets a registration (a key change): /whois, /verify with the ✓ mark and
+ * /trust; and the identity passphrase asked at start. /msg, /invite and /accept between two real client programs are
+ * in e2e_direct_client_test.ts.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { Home } from "../lib/client/home.ts";
+import { dialServer } from "../lib/client/link.ts";
 import { EvilServer } from "./support/evil_server.ts";
+import { removeServer, startServer } from "./support/programs.ts";
 import { passphraseHooks, poll, TestHomes } from "./support/session_clients.ts";
 import { TmuxScreen } from "./support/tmux.ts";
 
 const PASSPHRASE = "e2e terminal v2 passphrase 11";
 const FAST = ["--iterations", "100000", "--min-iterations", "100000"];
+const count = (text: string, needle: string) => text.split(needle).length - 1;
 
 async function setUp() {
   const server = await EvilServer.start();
@@ -39,32 +45,115 @@ async function setUp() {
   return { server, homes, alice, start, done };
 }
 
-Deno.test("several rooms on one connection: lines go to the current room, another room's wait for /switch; /part", async () => {
-  const { alice, start, done } = await setUp();
+/** The status line (the row above the prompt) of a screen. */
+function statusLine(text: string): string {
+  const rows = text.split("\n").filter((l) => l.trim() !== "");
+  return rows[rows.length - 2] ?? "";
+}
+
+Deno.test("real server: /join adds and switches, unread and a mention in the status line, Alt-n, Ctrl-N/P, the marker, /topic, /part, /msg", async () => {
+  const server = await startServer();
+  const homes = new TestHomes();
+  let screen: TmuxScreen | undefined;
+  const alice = await homes.connect(dialServer({ host: "127.0.0.1", port: server.port }), "alice", {
+    address: `127.0.0.1:${server.port}`,
+  });
   try {
-    await alice.session.join("ops", passphraseHooks(PASSPHRASE));
-    const screen = await start();
-    await screen.waitFor((t) => t.includes("joined #general"), "bob in #general", 60_000);
+    for (const room of ["general", "ops", "dev"]) await alice.session.join(room, passphraseHooks(PASSPHRASE));
+    alice.session.say("deploy on friday", { room: "ops", type: "topic" });
+    await alice.session.drain();
+    screen = await TmuxScreen.start(["--port", String(server.port), "--nick", "bob", ...FAST], {
+      env: { AESCHAT_PASSPHRASE: PASSPHRASE, AESCHAT_HOME: await homes.dir() },
+    });
+    await screen.waitForLastLine("#general>", "bob in #general", 60_000);
+
+    // /join adds the room and switches to it; the topic is shown on join and in the status line.
     await screen.line("/join #ops");
-    // The preset passphrase was for the first room: another room's is asked.
-    await screen.waitFor((t) => t.includes("passphrase for #ops:"), "the question");
+    await screen.waitFor((t) => t.includes("passphrase for #ops:"), "the passphrase of #ops");
     await screen.line(PASSPHRASE);
-    await screen.waitForLastLine("#ops>", "the prompt of #ops");
-    await screen.line("hello ops");
-    await poll(() => alice.messages().length === 1, "bob's line");
-    assert.deepEqual(alice.messages().map((m) => [m.room, m.text]), [["ops", "hello ops"]]);
-    alice.session.say("in general", { room: "general" });
-    alice.session.say("in ops", { room: "ops" });
-    let text = await screen.waitFor((t) => t.includes("in ops") && t.includes("1:#general(1)"), "the ops line");
-    assert.ok(!text.includes("in general"), "another room's line does not show in this one");
-    await screen.line("/join general");
-    text = await screen.waitFor((t) => t.includes("in general"), "the general line after switching");
-    await screen.waitForLastLine("#general>", "the prompt of #general");
-    await screen.line("/part ops");
-    await screen.line("/rooms");
-    await screen.waitFor((t) => /rooms: #general \(\d\)/.test(t), "the room list");
+    await screen.waitForLastLine("#ops>", "in #ops");
+    let text = await screen.waitFor((t) => t.includes("alice set the topic: deploy on friday"), "the topic on join");
+    assert.equal(statusLine(text), "1:#general [2:#ops] · topic: deploy on friday");
+    await screen.line("/join dev");
+    await screen.waitFor((t) => t.includes("passphrase for #dev:"), "the passphrase of #dev");
+    await screen.line(PASSPHRASE);
+    await screen.waitForLastLine("#dev>", "in #dev");
+    text = await screen.waitFor((t) => statusLine(t) === "1:#general 2:#ops [3:#dev]", "three rooms");
+
+    // Other rooms' messages are counted, not shown; a mention is marked with '!'.
+    alice.session.say("lunch at noon", { room: "general" });
+    alice.session.say("bob, can you look at the deploy?", { room: "ops" });
+    alice.session.say("and the logs", { room: "ops" });
+    text = await screen.waitFor((t) => statusLine(t) === "1:#general(1) 2:#ops(2!) [3:#dev]", "unread counts");
+    assert.ok(!text.includes("lunch at noon") && !text.includes("can you look"), "nothing of other rooms here");
+    const coloured = await screen.text({ escapes: true });
+    // deno-lint-ignore no-control-regex
+    assert.match(coloured, /\x1b\[1m2:#ops\(2!\)/, "the mention highlighted (bold) in the status line");
+
+    // Alt-1: #general, with the marker line and what arrived.
+    await screen.press("M-1");
+    await screen.waitForLastLine("#general>", "Alt-1");
+    text = await screen.waitFor((t) => t.includes("lunch at noon"), "general's line after switching");
+    let after = text.slice(text.lastIndexOf("-- now in #general"));
+    assert.match(after, /-- new since you last looked: 1 lines\n\d\d:\d\d:\d\d <alice> lunch at noon\n/);
+    assert.equal(statusLine(text), "[1:#general] 2:#ops(2!) 3:#dev");
+    // Ctrl-N: the next one (#ops), its two lines after the marker, the counts gone.
+    await screen.press("C-n");
+    await screen.waitForLastLine("#ops>", "Ctrl-N");
+    text = await screen.waitFor((t) => t.includes("and the logs"), "ops's lines");
+    after = text.slice(text.lastIndexOf("-- now in #ops"));
+    assert.match(after, /-- topic: deploy on friday\n/);
+    assert.match(
+      after,
+      /-- new since you last looked: 2 lines\n\d\d:\d\d:\d\d <alice> bob, can you look at the deploy\?\n\d\d:\d\d:\d\d <alice> and the logs\n/,
+    );
+    assert.equal(statusLine(text), "1:#general [2:#ops] 3:#dev · topic: deploy on friday");
+    // Ctrl-P twice: #general, then around to #dev; /switch by name and by number.
+    await screen.press("C-p");
+    await screen.waitForLastLine("#general>", "Ctrl-P");
+    await screen.press("C-p");
+    await screen.waitForLastLine("#dev>", "Ctrl-P wraps around");
+    await screen.line("/switch ops");
+    await screen.waitForLastLine("#ops>", "/switch ops");
+    await screen.line("/switch 3");
+    await screen.waitForLastLine("#dev>", "/switch 3");
+
+    // /topic in a room: alice gets it, the status line shows it.
+    await screen.line("/topic ship it");
+    await poll(() => alice.messages().some((m) => m.type === "topic" && m.text === "ship it"), "alice gets the topic");
+    await screen.waitFor((t) => statusLine(t).endsWith("[3:#dev] · topic: ship it"), "the topic in the status line");
+
+    // /part leaves #dev (the one before it becomes current) and only #dev.
+    await screen.line("/part");
+    await screen.waitForLastLine("#ops>", "back in #ops after /part");
+    text = await screen.waitFor((t) => t.includes("-- left #dev"), "the part");
+    assert.equal(count(text.slice(text.lastIndexOf("you set the topic: ship it")), "-- left #dev"), 1, "said once");
+    await poll(
+      () => alice.of("presence").some((p) => p.event === "leave" && p.nick === "bob" && p.room === "dev"),
+      "left",
+    );
+    alice.session.say("after bob left", { room: "dev" });
+    alice.session.say("still in ops", { room: "ops" });
+    text = await screen.waitFor((t) => t.includes("still in ops"), "ops still joined");
+    assert.ok(!text.includes("after bob left"), "nothing more of #dev");
+
+    // /msg opens a direct conversation beside the rooms; alice's answer is counted there as a mention.
+    await screen.line("/msg alice are you there?");
+    await poll(() => alice.directs().some((d) => d.text === "are you there?"), "alice's direct message");
+    await screen.waitFor((t) => statusLine(t).startsWith("1:#general [2:#ops] 3:@alice"), "the conversation opened");
+    alice.session.msg("bob", "yes, here");
+    await screen.waitFor((t) => statusLine(t).startsWith("1:#general [2:#ops] 3:@alice(1!)"), "her answer counted");
+    await screen.press("M-3");
+    await screen.waitForLastLine("@alice>", "Alt-3: the direct conversation");
+    text = await screen.waitFor((t) => t.includes("yes, here"), "the conversation");
+    assert.match(text, /\d\d:\d\d:\d\d <bob> are you there\?\n(?:.*\n)*\d\d:\d\d:\d\d <alice> yes, here\n/);
+    await screen.line("typed here goes to alice");
+    await poll(() => alice.directs().some((d) => d.text === "typed here goes to alice"), "a line typed in @alice");
   } finally {
-    await done();
+    await screen?.close();
+    await alice.close();
+    await removeServer(server);
+    await homes.cleanup();
   }
 });
 
