@@ -283,6 +283,17 @@ export class BenchClient {
     return reply;
   }
 
+  /**
+   * Leaves a room (a v2 connection stays in every room it joins, up to --max-rooms-per-connection).
+   *
+   * @param room the room
+   */
+  async part(room: string): Promise<void> {
+    this.send({ type: "part", room });
+    const reply = await this.next(["parted", "error"]);
+    if (reply.type !== "parted") throw new Error(`part ${room} refused: ${JSON.stringify(reply)}`);
+  }
+
   /** Closes the socket. */
   close(): void {
     this.closed = true;

@@ -239,6 +239,10 @@ class RelayConnection {
         for (const m of this.#room.members) if (m !== this) m.send(frame);
         return;
       }
+      case "part":
+        this.#leave();
+        this.send(encodeMessage({ type: "parted", room: String(msg.room) }));
+        return;
       case "ping":
         this.send(encodeMessage({ type: "pong" }));
         return;
