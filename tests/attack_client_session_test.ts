@@ -172,3 +172,28 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a direct message replayed after the recipient restarts is marked replayed, in the inbox fetch and live", async () => {
+  const { server, homes, alice, bob, done } = await conversation();
+  let bob2: TestClient | undefined;
+  try {
+    alice.session.msg("bob", "meet at noon");
+    await poll(() => bob.directs().length === 1, "the message");
+    const bobKey = server.registry.get("bob")!.key;
+    const item = server.inboxes.get(bobKey)![0];
+    const dir = bob.home.dir;
+    await bob.close();
+    // While bob is away, the server stores the same envelope again under a new inbox seq.
+    server.inboxes.set(bobKey, [...server.inboxes.get(bobKey)!, { ...item, seq: 500 }]);
+    bob2 = await homes.connect(server.dial, "bob", { dir });
+    await poll(() => bob2!.directs().some((d) => d.seq === 500), "the replay in the inbox fetch");
+    assert.deepEqual(bob2.directs().find((d) => d.seq === 500)!.marks, ["replayed"]);
+    // And live, under yet another seq.
+    for (const link of server.open) if (link.nick === "bob") link.send({ type: "direct", ...item, seq: 501 });
+    await poll(() => bob2!.directs().some((d) => d.seq === 501), "the live replay");
+    assert.deepEqual(bob2.directs().find((d) => d.seq === 501)!.marks, ["replayed"]);
+  } finally {
+    await bob2?.close();
+    await done();
+  }
+});
