@@ -43,7 +43,7 @@ import { JoinError, SendError, SessionError } from "./errors.ts";
 import type { InvitationShown, PeerInfo, SessionEvent, ShownMessage, Trust } from "./events.ts";
 import { ForgeryReports } from "./forgeries.ts";
 import { type Greeting, handshake, isLoopback } from "./handshake.ts";
-import type { Home } from "./home.ts";
+import type { Home, RoomPin } from "./home.ts";
 import { Inbox } from "./inbox.ts";
 import { type Arrived, type InboundContext, openRoomItem, seqOf } from "./inbound.ts";
 import type { Dial, Link, LinkError } from "./link.ts";
@@ -51,7 +51,7 @@ import { Outbox, type OutboxItem, type OutgoingText } from "./outbox.ts";
 import { type PeerKeys, Peers } from "./peers.ts";
 import { Replies } from "./replies.ts";
 import { recipientChanged, Sealing } from "./sealing.ts";
-import { type Challenge, checkChallenge, RoomState } from "./rooms.ts";
+import { type Challenge, checkChallenge, pinDifferences, RoomState } from "./rooms.ts";
 import { newDevice, SendSequence } from "./sequence.ts";
 
 export { JoinError, SendError, SessionError };
@@ -553,7 +553,12 @@ export class Session {
    * @throws {JoinError} for a wrong passphrase, a bad room name, a cancelled prompt, when offline, or "changed" /
    *   "weak" for a room whose parameters differ from its pin or are below the floor
    */
-  async join(room: string, hooks: JoinHooks, options: { remember?: boolean } = {}): Promise<Joined> {
+  join(room: string, hooks: JoinHooks, options: { remember?: boolean } = {}): Promise<Joined> {
+    return this.#join(room, { hooks, remember: options.remember ?? this.#options.remember ?? false });
+  }
+
+  /** {@link Session.join}; `expect`: the parameters an invitation promised, checked as a pin before any is made. */
+  async #join(room: string, options: { hooks: JoinHooks; remember: boolean; expect?: RoomPin }): Promise<Joined> {
     if (this.#state !== "online") throw new JoinError("offline", "not connected to the server right now");
     const current = this.#rooms.get(foldName(room));
     if (current) {
@@ -568,7 +573,7 @@ export class Session {
     }
     for (let attempt = 0;; attempt++) {
       try {
-        return await this.#joinOnce(room, { hooks, remember: options.remember ?? this.#options.remember ?? false });
+        return await this.#joinOnce(room, options);
       } catch (err) {
         if (err instanceof JoinError && err.code === "room_changed" && attempt < 2) continue;
         throw err;
@@ -579,11 +584,11 @@ export class Session {
   /** One join (or rejoin, with the room's state): the challenge checked, the keys, the proof, the room entered. */
   async #joinOnce(
     room: string,
-    options: { hooks?: JoinHooks; rejoin?: RoomState; remember?: boolean },
+    options: { hooks?: JoinHooks; rejoin?: RoomState; remember?: boolean; expect?: RoomPin },
   ): Promise<Joined> {
     const greeting = this.#greeting!;
     const reply = await this.#request({ type: "join", room: options.rejoin?.name ?? room }, "challenge");
-    const pin = options.rejoin?.pin ?? this.#home.roomPin(greeting.serverPub, room);
+    const pin = options.rejoin?.pin ?? this.#home.roomPin(greeting.serverPub, room) ?? options.expect;
     const challenge = checkChallenge(reply, {
       asked: room,
       pin,
@@ -1213,17 +1218,34 @@ export class Session {
       accessPub: invitation.accessPub,
       epoch: invitation.epoch,
     };
-    if (this.#home.pinRoom(serverPub, pin) === "differs") {
+    const pinned = this.#home.roomPin(serverPub, invitation.room);
+    if (pinned && pinDifferences(pinned, pin).length > 0) {
       throw new JoinError(
         "changed",
         `refusing the invitation to #${invitation.room}: you pinned that room with other parameters; if it was ` +
           `re-created: /forget ${invitation.room}, then /accept again`,
       );
     }
-    await this.#home.keepRoomSecret(serverPub, { ...pin, master: invitation.master, source: "invite" });
-    return await this.join(invitation.room, {
-      passphrase: () => Promise.resolve(undefined),
+    // Nothing is pinned or kept before the server's challenge agrees with the invitation: an invitation the server
+    // refuses (a stranger's, for a room that is not what it says) must not stand in the way of the real room.
+    const name = keyName(invitation.room, pin);
+    const keys = await roomKeysFromMaster(invitation.master);
+    if (!this.#keys.has(name)) this.#keys.set(name, keys);
+    const joined = await this.#join(invitation.room, {
+      hooks: { passphrase: () => Promise.resolve(undefined) },
+      remember: false,
+      expect: pin,
+    }).catch((err) => {
+      if (this.#keys.get(name) === keys) this.#keys.delete(name);
+      throw err;
     });
+    await this.#home.keepRoomSecret(serverPub, {
+      ...pin,
+      name: joined.room,
+      master: invitation.master,
+      source: "invite",
+    });
+    return joined;
   }
 
   // ---- peers --------------------------------------------------------------------------------------------------
