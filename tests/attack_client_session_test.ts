@@ -150,12 +150,10 @@ Deno.test("a stranger's invitation to a room the server holds with other paramet
 
 Deno.test({
   name: "a stranger's invitation does not displace a genuine one to the same room",
-  // Breaks today: the inbox keeps one invitation per room (the latest), so mallory, who needs nothing but a
-  // registered nick, replaces alice's genuine invitation to #ops with one of her own; `/accept ops` (and `/accept`)
-  // then take mallory's, which the server's challenge refuses (exit 7), and alice's cannot be accepted at all
-  // until she sends it again. Fixing it is a design choice (keep every invitation per room and inviter, and say in
-  // the terminal and `accept ROOM` which one is meant), left to the lead.
-  ignore: true,
+  // The inbox kept one invitation per room (the latest), so mallory, who needs nothing but a registered nick,
+  // replaced alice's genuine invitation to #ops with one of her own; `/accept ops` then took mallory's, which the
+  // server's challenge refuses (exit 7), and alice's could not be accepted at all. Now every inviter's latest is kept
+  // and tried in turn until the challenge agrees.
   fn: async () => {
     const { server, homes, alice, bob, done } = await conversation();
     const mallory = await homes.connect(server.dial, "mallory");

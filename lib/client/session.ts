@@ -44,7 +44,7 @@ import type { InvitationShown, PeerInfo, SessionEvent, ShownMessage, Trust } fro
 import { ForgeryReports } from "./forgeries.ts";
 import { type Greeting, handshake, isLoopback } from "./handshake.ts";
 import type { Home, RoomPin } from "./home.ts";
-import { Inbox } from "./inbox.ts";
+import { Inbox, type Received } from "./inbox.ts";
 import { type Arrived, type InboundContext, openRoomItem, seqOf } from "./inbound.ts";
 import type { Dial, Link, LinkError } from "./link.ts";
 import { Outbox, type OutboxItem, type OutgoingText } from "./outbox.ts";
@@ -1177,7 +1177,7 @@ export class Session {
   // ---- direct messages and invitations ------------------------------------------------------------------------
 
   /**
-   * The invitations received (the latest per room), oldest first.
+   * The invitations received (each inviter's latest per room), oldest first.
    *
    * @returns what each invitation offers
    */
@@ -1188,21 +1188,38 @@ export class Session {
   /**
    * Accepts an invitation: checks the inviter's key against the pin, pins the room's parameters exactly as a first
    * join does (a room pinned with other parameters is refused), keeps the secret in the home (so the room is
-   * rejoined after a restart), and joins: a challenge that differs from the invitation is refused.
+   * rejoined after a restart), and joins: a challenge that differs from the invitation is refused. When several
+   * people invited the user to the room, their invitations are tried in turn (the most trusted inviter, then the
+   * newest first) until the server's challenge agrees with one: a stranger's invitation cannot displace a member's.
    *
-   * @param room the room (default: the latest invitation)
+   * @param room the room (default: the latest invitation's)
    * @returns the join
-   * @throws {JoinError} "no_invitation", "changed" (the inviter's key, or the room's parameters), or as join
+   * @throws {JoinError} "no_invitation", "changed" (the inviter's key, or the room's parameters), or as join: the
+   *   refusal of the first invitation tried
    */
   async accept(room?: string): Promise<Joined> {
-    const received = this.#inbox?.invitation(room);
-    if (!received) {
+    const candidates = this.#inbox?.candidates(room) ?? [];
+    if (candidates.length === 0) {
       throw new JoinError(
         "no_invitation",
         room === undefined ? "no invitation to accept" : `no invitation to #${room}`,
       );
     }
-    const { invitation, shown } = received;
+    let first: unknown;
+    for (const received of candidates) {
+      try {
+        return await this.#acceptOne(received);
+      } catch (err) {
+        first ??= err;
+        // Only a disagreement with this invitation moves on to the next one; anything else (offline, the server's
+        // refusal) would be the same for all.
+        if (!(err instanceof JoinError && err.code === "changed")) throw err;
+      }
+    }
+    throw first;
+  }
+
+  async #acceptOne({ invitation, shown }: Received): Promise<Joined> {
     if (shown.trust === "changed") {
       throw new JoinError(
         "changed",
