@@ -494,16 +494,9 @@ export class Hub {
    */
   #cutReplaced(oldKey: Uint8Array, nick: string): void {
     const connections = [...this.#identities.get(oldKey.toBase64()) ?? []];
-    for (const m of connections) {
-      this.#fail(
-        m,
-        "nick_registered",
-        `your identity key was replaced by a rotation: ${m.nick} is registered to the new key`,
-        {
-          fatal: true,
-        },
-      );
-    }
+    if (connections.length === 0) return;
+    const why = "your identity key was replaced by a rotation: your nicks are registered to the new key";
+    for (const m of connections) this.#fail(m, "nick_registered", why, { fatal: true });
     this.#options.log.warn("key_rotated", { nick, closed: connections.length });
   }
 
