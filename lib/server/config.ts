@@ -27,7 +27,7 @@ export interface ServerConfig {
   maxFrame: number;
   /** Most simultaneous connections. */
   maxConnections: number;
-  /** Most simultaneous connections from one address (exempt addresses excepted). */
+  /** Most simultaneous connections from one address, an IPv6 /64 counting as one (exempt addresses excepted). */
   maxConnectionsPerAddress: number;
   /** Addresses exempt from per-address limits: IPs, "loopback", or "none". */
   exemptAddresses: string;
@@ -116,7 +116,7 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 100,
     min: 1,
     max: 1_000_000,
-    help: "most simultaneous connections from one IP address",
+    help: "most simultaneous connections from one address (an IPv4 address or an IPv6 /64)",
   },
   {
     name: "exempt-addresses",
@@ -124,7 +124,7 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     kind: "string",
     default: "loopback",
     arg: "LIST",
-    help: "addresses exempt from per-address limits: IPs, loopback, or none",
+    help: "addresses exempt from per-address limits: single IPs (no networks), loopback, or none",
   },
   {
     name: "rate",
@@ -206,7 +206,7 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 30,
     min: 0,
     max: 1_000_000,
-    help: "rooms an hour one connection, or one address, may create after its burst (0 = no limit)",
+    help: "rooms an hour one connection, or one address (IPv4, or IPv6 /64), may create after its burst (0 = no limit)",
   },
   {
     name: "room-create-burst",
@@ -215,7 +215,7 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 5,
     min: 1,
     max: 1_000_000,
-    help: "rooms one connection, or one address, may create at once",
+    help: "rooms one connection, or one address (IPv4, or IPv6 /64), may create at once",
   },
   {
     name: "room-quota",
@@ -250,7 +250,7 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 10,
     min: 0,
     max: 1_000_000,
-    help: "new nicks one address may register in an hour, exempt addresses excepted (0 = no limit)",
+    help: "new nicks one address (IPv4, or IPv6 /64) may register in an hour, exempt addresses excepted (0 = no limit)",
   },
   {
     name: "nick-expiry",

@@ -22,7 +22,7 @@ import {
   type ServerLimits,
 } from "../protocol.ts";
 import type { Backpressure } from "./backpressure.ts";
-import { hostOf } from "./addresses.ts";
+import { hostOf, limitKeyOf } from "./addresses.ts";
 import { answerHello, type Nonces, type ServerKey, verifyLogin } from "./handshake.ts";
 import { type DirectPair, type DirectResult, Inboxes } from "./inbox.ts";
 import type { Logger } from "./log.ts";
@@ -80,13 +80,16 @@ export interface HubOptions {
 export interface RoomLimits {
   /** --max-rooms: most rooms the database may hold. */
   maxRooms: number;
-  /** --room-create-rate: rooms per hour one connection, or one address, may create after its burst (0: no limit). */
+  /**
+   * --room-create-rate: rooms per hour one connection, or one address (an IPv6 /64 counting as one, see
+   * `limitKeyOf`), may create after its burst (0: no limit).
+   */
   createPerHour: number;
   /** --room-create-burst: rooms one connection, or one address, may create at once. */
   createBurst: number;
   /** --room-quota: most bytes of envelopes one room may store. */
   quotaBytes: number;
-  /** Addresses exempt from the per-address creation limit. */
+  /** Addresses exempt from the per-address creation limit (asked with the connection's own address). */
   exempt?: (host: string) => boolean;
 }
 
@@ -230,7 +233,7 @@ export class Hub {
   #batchFanout = 0;
   /** Envelope bytes of the batch per room, for the storage cap. */
   #batchRoomBytes = new Map<string, number>();
-  /** Room creation budgets per address. */
+  /** Room creation budgets per address key (`limitKeyOf`: an IPv6 /64 is one). */
   #addressCreations = new Map<string, TokenBucket>();
   #flushScheduled = false;
   #stopping = false;
@@ -657,19 +660,20 @@ export class Hub {
     return true;
   }
 
-  /** The room creation budget of a member's address (none when exempt or unlimited). */
+  /** The room creation budget of a member's address key, its /64 for IPv6 (none when exempt or unlimited). */
   #addressBucket(member: Member): TokenBucket | undefined {
     const limits = this.#options.rooms;
     if (limits === undefined || limits.createPerHour <= 0) return undefined;
     const host = hostOf(member.remote);
     if (limits.exempt?.(host)) return undefined;
-    let bucket = this.#addressCreations.get(host);
+    const key = limitKeyOf(host);
+    let bucket = this.#addressCreations.get(key);
     if (bucket === undefined) {
       if (this.#addressCreations.size >= ADDRESS_BUCKETS_KEPT) {
         for (const [h, b] of this.#addressCreations) if (b.full) this.#addressCreations.delete(h);
       }
       bucket = new TokenBucket({ rate: limits.createPerHour / 3600, burst: limits.createBurst });
-      this.#addressCreations.set(host, bucket);
+      this.#addressCreations.set(key, bucket);
     }
     return bucket;
   }

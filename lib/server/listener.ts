@@ -11,7 +11,7 @@ import { createSecureContext } from "node:tls";
 import { MAX_BODY_BYTES } from "../envelope.ts";
 import { encodeMessage } from "../frame.ts";
 import { HISTORY_PAGE, type ServerLimits } from "../protocol.ts";
-import { ExemptAddresses, hostOf } from "./addresses.ts";
+import { ExemptAddresses, hostOf, limitKeyOf } from "./addresses.ts";
 import { Backpressure } from "./backpressure.ts";
 import { parseRetention, type ServerConfig } from "./config.ts";
 import { Connection, type ConnectionOptions, type Socket } from "./connection.ts";
@@ -76,28 +76,32 @@ function remoteOf(conn: Deno.Conn): string {
 
 /**
  * Counts what the connection limits are about: every accepted socket (including one still in its TLS handshake), per
- * address, and those still in a TLS handshake (which have proved nothing yet).
+ * address key (`limitKeyOf`: an IPv6 /64 is one; an exempt address's sockets are not counted under it), and those
+ * still in a TLS handshake (which have proved nothing yet).
  */
 class Slots {
   total = 0;
   handshaking = 0;
   #perAddress = new Map<string, number>();
 
-  /** Connections from this host. */
-  from(host: string): number {
-    return this.#perAddress.get(host) ?? 0;
+  /** Counted connections under this address key. */
+  from(key: string): number {
+    return this.#perAddress.get(key) ?? 0;
   }
 
-  take(host: string): void {
+  /** Counts a connection, under its address key unless it is exempt (undefined). */
+  take(key: string | undefined): void {
     this.total++;
-    this.#perAddress.set(host, this.from(host) + 1);
+    if (key !== undefined) this.#perAddress.set(key, this.from(key) + 1);
   }
 
-  give(host: string): void {
+  /** Gives back what {@link take} counted, with the same key. */
+  give(key: string | undefined): void {
     this.total--;
-    const n = this.from(host) - 1;
-    if (n > 0) this.#perAddress.set(host, n);
-    else this.#perAddress.delete(host);
+    if (key === undefined) return;
+    const n = this.from(key) - 1;
+    if (n > 0) this.#perAddress.set(key, n);
+    else this.#perAddress.delete(key);
   }
 }
 
@@ -187,17 +191,23 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
     log,
   };
 
-  /** Why a new connection from `host` is refused, or undefined when it is admitted. */
-  const refusal = (host: string): string | undefined => {
+  /** The key a connection from `remote` counts under for --max-connections-per-address; undefined when exempt. */
+  const slotKey = (remote: string): string | undefined => {
+    const host = hostOf(remote);
+    return exempt.has(host) ? undefined : limitKeyOf(host);
+  };
+
+  /** Why a new connection under this slot key is refused, or undefined when it is admitted. */
+  const refusal = (key: string | undefined): string | undefined => {
     if (stopping || hub === undefined) return "shutting_down";
     if (slots.total >= config.maxConnections) return "max_connections";
-    if (!exempt.has(host) && slots.from(host) >= config.maxConnectionsPerAddress) return "max_connections_per_address";
+    if (key !== undefined && slots.from(key) >= config.maxConnectionsPerAddress) return "max_connections_per_address";
     if (hub.unproven + slots.handshaking >= Math.ceil(config.maxConnections / 2)) return "unproven_connections";
     return undefined;
   };
 
   const run = (socket: Socket, remote: string, acceptedAt: number) => {
-    const host = hostOf(remote);
+    const key = slotKey(remote);
     const connection = new Connection(socket, { hub: hub!, remote, options: connectionOptions, acceptedAt });
     connections.add(connection);
     const done = connection.run().catch((err) => {
@@ -205,13 +215,13 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
     }).finally(() => {
       connections.delete(connection);
       running.delete(done);
-      slots.give(host);
+      slots.give(key);
     });
     running.add(done);
   };
 
   const secure = (conn: Deno.Conn, remote: string) => {
-    const host = hostOf(remote);
+    const key = slotKey(remote);
     slots.handshaking++;
     handshakes.add(conn);
     const acceptedAt = performance.now();
@@ -222,7 +232,7 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
         if (socket === undefined || stopping) {
           socket?.close();
           log.info("tls_failed", { remote });
-          slots.give(host);
+          slots.give(key);
           return;
         }
         run(socket, remote, acceptedAt);
@@ -323,7 +333,8 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
         continue;
       }
       const remote = remoteOf(conn);
-      const why = refusal(hostOf(remote));
+      const key = slotKey(remote);
+      const why = refusal(key);
       if (why !== undefined) {
         if (why !== "shutting_down") refusals.log(remote, why);
         // Over TLS no error frame could be read before a handshake: close at once, without spending one on it.
@@ -332,7 +343,7 @@ export function serve(config: ServerConfig, context: { log: Logger; version: str
         continue;
       }
       (conn as Deno.TcpConn).setNoDelay(true);
-      slots.take(hostOf(remote));
+      slots.take(key);
       if (secureContext) secure(conn, remote);
       else run(conn, remote, performance.now());
     }

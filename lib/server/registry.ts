@@ -12,7 +12,7 @@ import { sameBytes } from "../bytes.ts";
 import { type Rotation, verifyRotation } from "../identity.ts";
 import { foldName } from "../names.ts";
 import { MAX_ROTATIONS } from "../protocol.ts";
-import { isLoopback } from "./addresses.ts";
+import { isLoopback, limitKeyOf } from "./addresses.ts";
 import { type Store, StoreError } from "./store.ts";
 
 /** Identity keys a nick may hold by default (--max-nicks-per-key). */
@@ -31,7 +31,10 @@ const TOUCH_EVERY_MS = 3_600_000;
 export interface RegistryOptions {
   /** --max-nicks-per-key: nicks one identity key may hold (reserved ones not counted). */
   maxNicksPerKey?: number;
-  /** --registrations-per-hour: new registrations one address may make in an hour (0: no limit). */
+  /**
+   * --registrations-per-hour: new registrations one address (an IPv6 /64 counting as one, see `limitKeyOf`) may make
+   * in an hour (0: no limit).
+   */
   registrationsPerHour?: number;
   /** --nick-expiry in ms: a registration unused for this long may be taken by another key (0: never). */
   nickExpiryMs?: number;
@@ -82,7 +85,7 @@ export interface LoginIdentity {
 
 /** Where a claim comes from, and what the hub knows that the database does not. */
 export interface ClaimContext {
-  /** The client's address (for the rate per address). */
+  /** The connection's own address, as `hostOf` gives it (exemption is by it, the rate by its `limitKeyOf` key). */
   host: string;
   /** Whether a connection is using this folded nick right now (a nick in use never expires). */
   inUse?: (fold: string) => boolean;
@@ -149,7 +152,7 @@ export class Registry {
   #closed: boolean;
   #exempt: (host: string) => boolean;
   #now: () => number;
-  /** Times of recent registrations per address, oldest first. */
+  /** Times of recent registrations per address key (`limitKeyOf`), oldest first. */
   #recent = new Map<string, number[]>();
   #byFold: StatementSync;
   #insert: StatementSync;
@@ -316,10 +319,11 @@ export class Registry {
     return !(context.inUse?.(row.fold) ?? false);
   }
 
-  /** Counts a new registration against the address's hourly budget, or refuses it. */
+  /** Counts a new registration against the hourly budget of the address's key (its /64 for IPv6), or refuses it. */
   #countRegistration(host: string, now: number): void {
     if (this.#perHour <= 0 || this.#exempt(host)) return;
-    const times = (this.#recent.get(host) ?? []).filter((t) => t > now - HOUR_MS);
+    const key = limitKeyOf(host);
+    const times = (this.#recent.get(key) ?? []).filter((t) => t > now - HOUR_MS);
     if (times.length >= this.#perHour) {
       const wait = Math.ceil((times[0] + HOUR_MS - now) / 60_000);
       throw new RegistrationError(
@@ -331,7 +335,7 @@ export class Registry {
       for (const [h, t] of this.#recent) if (t.every((x) => x <= now - HOUR_MS)) this.#recent.delete(h);
     }
     times.push(now);
-    this.#recent.set(host, times);
+    this.#recent.set(key, times);
   }
 
   /**
