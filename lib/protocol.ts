@@ -52,7 +52,8 @@ export const ERROR_CODES = {
   room_full: "the room holds --room-quota bytes: the message was not stored",
   unknown_nick: "lookup or direct to a nick nobody has registered",
   bad_direct: "a direct message's envelopes are malformed or do not match the sender, recipient or each other",
-  inbox_full: "the recipient's inbox holds the most direct messages allowed",
+  inbox_full:
+    "the recipient has --direct-inbox direct messages waiting undelivered, or this sender a tenth of that: not stored",
   rate_limited: "more messages than --rate allows: reading is paused until the budget refills (not fatal)",
   server_full:
     "--max-connections reached, or --max-connections-per-address, or half of it held by connections not in a room (closed)",

@@ -3,7 +3,7 @@
  * (the sender told `delivered` once), the sender's copies on its other devices and after a restart, nothing of them
  * for anyone else, no plaintext on the wire or in the database; and the attacks the server must refuse: a direct
  * whose tokey is not the registered key of `to` (a redirect), whose copy differs, to an unregistered nick, a resend,
- * and an inbox flooded past --direct-inbox.
+ * and one sender flooding an offline user's inbox past its share of --direct-inbox (refused for that sender only).
  *
  * @module
  */
@@ -14,7 +14,7 @@ import { type DirectEnvelope, openDirect } from "../lib/direct.ts";
 import { directFrame } from "../lib/protocol.ts";
 import { concat } from "./support/bytes.ts";
 import { TcpProxy } from "./support/proxy.ts";
-import { removeServer, startServer } from "./support/programs.ts";
+import { disconnected, removeServer, startServer } from "./support/programs.ts";
 import { closeAll, type Msg, WireClient } from "./support/wire.ts";
 
 const encoder = new TextEncoder();
@@ -117,8 +117,8 @@ Deno.test("direct messages to an offline recipient are kept, handed over when it
   }
 });
 
-Deno.test("the server refuses a redirected direct, a copy that differs, an unknown recipient, a resend and a full inbox", async () => {
-  const server = await startServer({ args: ["--direct-inbox", "3"] });
+Deno.test("the server refuses a redirected direct, a copy that differs, an unknown recipient, a resend and a flood", async () => {
+  const server = await startServer({ args: ["--direct-inbox", "20"] });
   const clients: WireClient[] = [];
   try {
     const [alice, bob, carol, mallory] = await Promise.all(
@@ -157,12 +157,16 @@ Deno.test("the server refuses a redirected direct, a copy that differs, an unkno
     assert.equal(await code(alice, directFrame("bob", good), good.envelope.id), "ack");
     assert.equal(await code(alice, directFrame("bob", good), good.envelope.id), "duplicate_id");
     assert.equal((await bob.next("direct")).envelope.id, good.envelope.id);
-    // Mallory floods bob's inbox: the fourth message (bob holds 1 + 2) is refused; nothing is cut off.
+    // Bob goes away; mallory floods his inbox open-loop: past her share (2 of 20 waiting) she alone is refused,
+    // nothing is cut off, and carol still gets through.
+    bob.close();
+    await disconnected(server, "bob");
     const replies = [];
     for (let i = 0; i < 4; i++) replies.push((await mallory.direct("bob", `spam ${i}`)).reply);
     assert.deepEqual(replies.map((r) => r.type === "ack" ? "ack" : r.code), ["ack", "ack", "inbox_full", "inbox_full"]);
-    assert.ok(!mallory.closed && !bob.closed);
-    assert.match(server.program.stderr, /limit remote=\S+ limit=direct_inbox/);
+    assert.equal((await carol.direct("bob", "still there?")).reply.type, "ack");
+    assert.ok(!mallory.closed && !carol.closed);
+    assert.match(server.program.stderr, /limit remote=\S+ limit=direct_inbox waiting=share/);
   } finally {
     await closeAll(clients);
     await removeServer(server);

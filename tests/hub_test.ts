@@ -1510,27 +1510,93 @@ Deno.test("hub refuses a direct that does not match its sender, recipient or cop
     assert.equal(bob.peer.take("direct").envelope.id, good.envelope.id);
   }));
 
-Deno.test("hub refuses a direct past --direct-inbox with inbox_full, and a repeated id with duplicate_id", () =>
+Deno.test("hub refuses a direct past the sender's share, or past --direct-inbox waiting, with inbox_full; a repeated id with duplicate_id", () =>
   withHub(async (t) => {
     const alice = await t.hello("alice");
     const bob = await t.hello("bob");
     const carol = await t.hello("carol");
+    const dave = await t.hello("dave");
     t.hub.detach(bob.member);
     const send = async (from: Client, body: string, options: { id?: Uint8Array } = {}) => {
       const sealed = await sealTo(t, from, "bob", body, options);
       await t.handle(from, directMessage("bob", sealed));
       await tick();
       const reply = from.peer.takeOf(["ack", "error"]);
-      return reply.type === "ack" ? "ack" : (reply as Msg<"error">).code;
+      return reply.type === "ack" ? "ack" : `${(reply as Msg<"error">).code}: ${(reply as Msg<"error">).message}`;
     };
+    // --direct-inbox 3: one sender's share is 1 (a tenth, at least one).
     assert.equal(await send(alice, "one"), "ack");
-    assert.equal(await send(alice, "one again", { id: new Uint8Array(16).fill(1) }), "ack");
-    assert.equal(await send(alice, "same id", { id: new Uint8Array(16).fill(1) }), "duplicate_id");
-    assert.equal(await send(carol, "three"), "ack");
-    assert.equal(await send(carol, "four"), "inbox_full", "bob's inbox holds 3");
-    assert.ok(t.logs.some((l) => /limit .*limit=direct_inbox/.test(l)));
+    assert.equal(
+      await send(alice, "same id", { id: new Uint8Array(16).fill(1) }),
+      "inbox_full: 1 of your messages " +
+        "already wait for bob to come online (your share of bob's --direct-inbox): this one was not stored; send it " +
+        "again once they are delivered",
+    );
+    assert.equal(await send(carol, "three", { id: new Uint8Array(16).fill(1) }), "ack");
+    assert.match(await send(dave, "same id", { id: new Uint8Array(16).fill(1) }), /^duplicate_id/);
+    assert.equal(await send(dave, "four"), "ack");
+    const erin = await t.hello("erin");
+    assert.equal(
+      await send(erin, "five"),
+      "inbox_full: bob has 3 messages waiting undelivered (--direct-inbox): " +
+        "this one was not stored; send it again once they are delivered",
+    );
+    assert.ok(t.logs.some((l) => /limit .*limit=direct_inbox waiting=share/.test(l)));
+    assert.ok(t.logs.some((l) => /limit .*limit=direct_inbox waiting=all/.test(l)));
     const count = t.store.database.prepare("SELECT count(*) AS n FROM direct WHERE recipient = ?");
     assert.equal(Number((count.get(bob.identity.publicKey) as { n: number }).n), 3);
+    // Nobody else was cut off by it: alice, who waits in bob's inbox, still writes to carol.
+    const sealed = await sealTo(t, alice, "carol", "hi carol");
+    await t.handle(alice, directMessage("carol", sealed));
+    await tick();
+    assert.equal(alice.peer.takeOf(["ack", "error"]).type, "ack");
+  }, { direct: { capacity: 3 } }));
+
+Deno.test("hub keeps --direct-inbox rows per inbox by dropping the oldest delivered rows and own copies, never a waiting one", () =>
+  withHub(async (t) => {
+    const alice = await t.hello("alice");
+    const bob = await t.hello("bob");
+    const carol = await t.hello("carol");
+    const rows = (client: Client) =>
+      t.store.database.prepare(
+        "SELECT sender = recipient AS copy, delivered_at IS NOT NULL AS delivered " +
+          "FROM direct WHERE recipient = ? ORDER BY seq",
+      ).all(client.identity.publicKey).map((r) => `${r.copy ? "copy" : "in"}${r.delivered ? "" : " waiting"}`);
+    const send = async (from: Client, to: Client, body: string) => {
+      const sealed = await sealTo(t, from, to.member.nick!, body);
+      await t.handle(from, directMessage(to.member.nick!, sealed));
+      await tick();
+      const reply = from.peer.takeOf(["ack", "error"]);
+      assert.equal(reply.type, "ack", JSON.stringify(reply));
+      from.peer.drain();
+      to.peer.drain();
+    };
+    // Alice and bob talk, both there: every row is delivered or a copy, so the oldest roll out.
+    for (let i = 0; i < 3; i++) {
+      await send(alice, bob, `q${i}`);
+      await send(bob, alice, `a${i}`);
+    }
+    assert.deepEqual(rows(alice), ["in", "copy", "in"]);
+    assert.deepEqual(rows(bob), ["copy", "in", "copy"]);
+    // Carol writes to alice while she is away: what waits stays, the delivered rows go first.
+    t.hub.detach(alice.member);
+    await send(carol, alice, "c0");
+    assert.deepEqual(rows(alice), ["copy", "in", "in waiting"]);
+    await send(bob, alice, "b0");
+    const dave = await t.hello("dave");
+    await send(dave, alice, "d0");
+    assert.deepEqual(rows(alice), ["in waiting", "in waiting", "in waiting"]);
+    // Alice comes back and writes before she fetches: her copy is kept even so (a send never fails for it), and
+    // her copies then roll among themselves.
+    const back = await t.hello("alice");
+    await send(back, carol, "x0");
+    await send(back, carol, "x1");
+    assert.deepEqual(rows(alice), ["in waiting", "in waiting", "in waiting", "copy"]);
+    // Once she is handed them, they roll like the rest.
+    await t.handle(back, { type: "direct_since", after_seq: 0 });
+    assert.equal(back.peer.take("direct_since").messages.length, 4);
+    await send(back, carol, "x2");
+    assert.deepEqual(rows(alice), ["in", "copy", "copy"]);
   }, { direct: { capacity: 3 } }));
 
 Deno.test("hub keeps each inbox to the newest N under a count retention", () =>

@@ -121,6 +121,7 @@ Deno.test("a new database has exactly the documented tables, columns, unique key
       assert.deepEqual(columns("direct"), [
         ["seq", "INTEGER", 0, 1],
         ["recipient", "BLOB", 1, 0],
+        ["sender", "BLOB", 1, 0],
         ["msg_id", "BLOB", 1, 0],
         ["sent_at", "INTEGER", 1, 0],
         ["envelope", "TEXT", 1, 0],
@@ -138,16 +139,27 @@ Deno.test("a new database has exactly the documented tables, columns, unique key
         .map((r) => (r as { name: string }).name);
       assert.deepEqual(tables, ["direct", "identities", "messages", "meta", "nicks", "rooms", "rotations"]);
       const indexes = (table: string) =>
-        (db.prepare(`PRAGMA index_list(${table})`).all() as { name: string; unique: number }[]).map((i) => {
-          const cols = (db.prepare(`PRAGMA index_info(${JSON.stringify(i.name)})`).all() as { name: string }[])
-            .map((c) => c.name);
-          return [Number(i.unique), cols.join(",")];
-        }).sort();
+        (db.prepare(`PRAGMA index_list(${table})`).all() as { name: string; unique: number; partial: number }[])
+          .map((i) => {
+            const cols = (db.prepare(`PRAGMA index_info(${JSON.stringify(i.name)})`).all() as { name: string }[])
+              .map((c) => c.name);
+            return Number(i.partial)
+              ? [Number(i.unique), cols.join(","), "partial"]
+              : [Number(i.unique), cols.join(",")];
+          }).sort();
       assert.deepEqual(indexes("messages"), [[0, "room,seq"], [1, "room,msg_id"]]);
       assert.deepEqual(indexes("rooms"), [[1, "fold"], [1, "name"]]);
       assert.deepEqual(indexes("nicks"), [[0, "identity"], [1, "fold"]]);
       assert.deepEqual(indexes("rotations"), [[0, "new"], [1, "old"]]);
-      assert.deepEqual(indexes("direct"), [[0, "recipient,seq"], [1, "recipient,msg_id"]]);
+      assert.deepEqual(indexes("direct"), [
+        [0, "recipient,sender", "partial"],
+        [0, "recipient,seq"],
+        [0, "sender", "partial"],
+        [1, "recipient,msg_id"],
+      ]);
+      const waiting = db.prepare("SELECT sql FROM sqlite_master WHERE name LIKE 'direct_waiting%' ORDER BY name").all()
+        .map((r) => (r as { sql: string }).sql.replace(/^.* WHERE /, ""));
+      assert.deepEqual(waiting, ["delivered_at IS NULL", "delivered_at IS NULL"]);
       assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 3);
       assert.equal(SCHEMA_VERSION, 3);
       const seed = db.prepare("SELECT value FROM meta WHERE key = 'server_seed'").get() as { value: Uint8Array };
@@ -421,17 +433,52 @@ Deno.test("recent, before and after page one room's messages oldest first", () =
   }
 });
 
+/** Writes the schema a protocol v1 server wrote at version 1 (rooms and messages, no totals). */
+function createV1Schema(db: DatabaseSync): void {
+  db.exec(`CREATE TABLE rooms (name TEXT PRIMARY KEY, salt BLOB NOT NULL, iterations INTEGER NOT NULL,
+                               access_pub BLOB NOT NULL, created_at INTEGER NOT NULL);
+           CREATE TABLE messages (seq INTEGER PRIMARY KEY, room TEXT NOT NULL, sender TEXT NOT NULL,
+                                  msg_id BLOB NOT NULL, sent_at INTEGER NOT NULL, envelope TEXT NOT NULL,
+                                  UNIQUE (room, msg_id));
+           CREATE INDEX messages_room_seq ON messages (room, seq);
+           PRAGMA user_version = 1;`);
+}
+
+Deno.test("a version 1 or 2 database migrated to 3 has the same direct table and indexes as a new one", () =>
+  withTempDir((dir) => {
+    const directSchema = (path: string) =>
+      withDb(
+        path,
+        (db) =>
+          db.prepare("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'direct' ORDER BY name").all()
+            .map((r) => ({ ...r })),
+      );
+    Store.open(`${dir}/new.db`).close();
+    const fresh = directSchema(`${dir}/new.db`);
+    assert.ok(JSON.stringify(fresh).includes("sender BLOB NOT NULL"));
+    for (const version of [1, 2]) {
+      const path = `${dir}/v${version}.db`;
+      withDb(path, (db) => {
+        createV1Schema(db);
+        if (version === 2) {
+          db.exec(`ALTER TABLE rooms ADD COLUMN messages INTEGER NOT NULL DEFAULT 0;
+                   ALTER TABLE rooms ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+                   ALTER TABLE rooms ADD COLUMN last_at INTEGER;
+                   PRAGMA user_version = 2;`);
+        }
+      }, { readOnly: false });
+      Store.open(path).close();
+      assert.deepEqual(directSchema(path), fresh, `migrated from version ${version}`);
+      const version3 = withDb(path, (db) => db.prepare("PRAGMA user_version").get() as { user_version: number });
+      assert.equal(version3.user_version, 3);
+    }
+  }));
+
 Deno.test("a version 1 database is migrated with each room's totals counted from its messages", () =>
   withTempDir((dir) => {
     const path = `${dir}/v1.db`;
     withDb(path, (db) => {
-      db.exec(`CREATE TABLE rooms (name TEXT PRIMARY KEY, salt BLOB NOT NULL, iterations INTEGER NOT NULL,
-                                   access_pub BLOB NOT NULL, created_at INTEGER NOT NULL);
-               CREATE TABLE messages (seq INTEGER PRIMARY KEY, room TEXT NOT NULL, sender TEXT NOT NULL,
-                                      msg_id BLOB NOT NULL, sent_at INTEGER NOT NULL, envelope TEXT NOT NULL,
-                                      UNIQUE (room, msg_id));
-               CREATE INDEX messages_room_seq ON messages (room, seq);
-               PRAGMA user_version = 1;`);
+      createV1Schema(db);
       const room = db.prepare("INSERT INTO rooms VALUES (?, ?, ?, ?, ?)");
       room.run("general", ROOM.salt, ROOM.iterations, ROOM.accessPub, 5);
       room.run("café", ROOM.salt, ROOM.iterations, ROOM.accessPub, 6);
@@ -567,13 +614,7 @@ Deno.test("a v1 database's rooms whose names fold together: the oldest keeps the
   withTempDir((dir) => {
     const path = `${dir}/v1.db`;
     withDb(path, (db) => {
-      db.exec(`CREATE TABLE rooms (name TEXT PRIMARY KEY, salt BLOB NOT NULL, iterations INTEGER NOT NULL,
-                                   access_pub BLOB NOT NULL, created_at INTEGER NOT NULL);
-               CREATE TABLE messages (seq INTEGER PRIMARY KEY, room TEXT NOT NULL, sender TEXT NOT NULL,
-                                      msg_id BLOB NOT NULL, sent_at INTEGER NOT NULL, envelope TEXT NOT NULL,
-                                      UNIQUE (room, msg_id));
-               CREATE INDEX messages_room_seq ON messages (room, seq);
-               PRAGMA user_version = 1;`);
+      createV1Schema(db);
       const room = db.prepare("INSERT INTO rooms VALUES (?, ?, ?, ?, ?)");
       room.run("ops", ROOM.salt, ROOM.iterations, ROOM.accessPub, 20);
       room.run("Ops", new Uint8Array(16).fill(1), ROOM.iterations, ROOM.accessPub, 10);

@@ -277,7 +277,8 @@ export const SERVER_FLAGS: FlagSpec<keyof ServerConfig>[] = [
     default: 10_000,
     min: 1,
     max: 100_000_000,
-    help: "direct messages one identity's inbox may hold, its copies of sent ones included (inbox_full)",
+    help: "direct messages one identity's inbox keeps (the oldest delivered ones and own copies roll out), and may " +
+      "have waiting undelivered (then inbox_full; one sender may have a tenth of it waiting)",
   },
   {
     name: "handshake-timeout",

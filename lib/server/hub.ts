@@ -162,6 +162,8 @@ interface OutgoingDirect {
   /** The sender's and recipient's keys, base64 (the hub's identity map is keyed so). */
   senderKey: string;
   recipientKey: string;
+  /** The recipient's canonical nick (for an error about its inbox). */
+  to: string;
   pair: DirectPair;
 }
 
@@ -247,8 +249,12 @@ export class Hub {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#serverKey = importEd25519Seed(store.serverSeed);
-    this.#registry = new Registry(store, { now: this.#now, ...options.registry });
     this.#inboxes = new Inboxes(store, options.direct);
+    this.#registry = new Registry(store, {
+      now: this.#now,
+      ...options.registry,
+      rotated: (oldKey, newKey) => this.#inboxes.rotate(oldKey, newKey),
+    });
   }
 
   /** Number of attached members (connections). */
@@ -927,7 +933,7 @@ export class Hub {
       envelope: serializeDirectEnvelope(envelope),
       copy: serializeDirectEnvelope(copy),
     };
-    this.#directBatch.push({ member, id, senderKey: member.keyText, recipientKey, pair });
+    this.#directBatch.push({ member, id, senderKey: member.keyText, recipientKey, to: recipient.nick, pair });
     const backpressure = this.#options.backpressure;
     if (backpressure !== undefined) {
       const readers = (this.#identities.get(recipientKey)?.size ?? 0) +
@@ -962,12 +968,16 @@ export class Hub {
           : r.result === "full"
           ? [
             "inbox_full",
-            r.whose === "recipient"
-              ? "the recipient's inbox is full: the message was not stored"
-              : "your own inbox (which keeps your copies) is full: the message was not stored",
+            r.waiting === "share"
+              ? `${r.limit} of your messages already wait for ${d.to} to come online (your share of ${d.to}'s ` +
+                `--direct-inbox): this one was not stored; send it again once they are delivered`
+              : `${d.to} has ${r.limit} messages waiting undelivered (--direct-inbox): this one was not stored; ` +
+                `send it again once they are delivered`,
           ]
           : ["storage_failed", "the message was not stored; send it again"];
-        if (r.result === "full") this.#options.log.warn("limit", { remote: d.member.remote, limit: "direct_inbox" });
+        if (r.result === "full") {
+          this.#options.log.warn("limit", { remote: d.member.remote, limit: "direct_inbox", waiting: r.waiting });
+        }
         d.member.peer.send(errorFrame(code, message, d.id));
         continue;
       }

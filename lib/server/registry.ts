@@ -44,6 +44,11 @@ export interface RegistryOptions {
   exempt?: (host: string) => boolean;
   /** Clock, ms since the epoch (for tests). */
   now?: () => number;
+  /**
+   * Called inside the login's transaction whenever a login presents a valid rotation statement (again at later logins
+   * that present it: it must be idempotent), so that what belongs to the old key moves or goes with the nicks.
+   */
+  rotated?: (oldKey: Uint8Array, newKey: Uint8Array) => void;
 }
 
 /** Why a nick cannot be had; `code` is the protocol's error code. */
@@ -164,6 +169,7 @@ export class Registry {
   #moveNicks: StatementSync;
   #addRotation: StatementSync;
   #rotationTo: StatementSync;
+  #rotated: RegistryOptions["rotated"];
 
   /**
    * @param store the open store whose database holds the registry's tables
@@ -178,6 +184,7 @@ export class Registry {
     this.#closed = options.closed ?? false;
     this.#exempt = options.exempt ?? isLoopback;
     this.#now = options.now ?? Date.now;
+    this.#rotated = options.rotated;
     const db = store.database;
     this.#byFold = db.prepare("SELECT * FROM nicks WHERE fold = ?");
     this.#insert = db.prepare(
@@ -239,6 +246,7 @@ export class Registry {
           );
         }
         this.#addRotation.run(rotation.oldKey, rotation.newKey, rotation.ts, rotation.signature);
+        this.#rotated?.(rotation.oldKey, rotation.newKey);
       }
       const claim = this.#claim(identity.key, nick, context, now);
       if (rotation !== undefined) claim.replaced = rotation.oldKey;

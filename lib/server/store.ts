@@ -193,13 +193,16 @@ function migrateToV2(db: DatabaseSync): void {
     CREATE TABLE direct (
       seq INTEGER PRIMARY KEY,
       recipient BLOB NOT NULL,
+      sender BLOB NOT NULL,
       msg_id BLOB NOT NULL,
       sent_at INTEGER NOT NULL,
       envelope TEXT NOT NULL,
       delivered_at INTEGER,
       UNIQUE (recipient, msg_id)
     );
-    CREATE INDEX direct_recipient_seq ON direct (recipient, seq);`);
+    CREATE INDEX direct_recipient_seq ON direct (recipient, seq);
+    CREATE INDEX direct_waiting ON direct (recipient, sender) WHERE delivered_at IS NULL;
+    CREATE INDEX direct_waiting_sender ON direct (sender) WHERE delivered_at IS NULL;`);
   // The oldest room keeps a folded name; a younger one that folds the same is kept under a fold no name can match.
   const rooms = db.prepare("SELECT * FROM rooms ORDER BY created_at, name").all() as Record<string, unknown>[];
   const insert = db.prepare(

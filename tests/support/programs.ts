@@ -243,6 +243,18 @@ export async function startServer(
 }
 
 /**
+ * Waits until the server has logged a connection of this nick as gone (it detaches it first: from then on what is sent
+ * to the nick waits, undelivered, unless another of its connections is there).
+ *
+ * @param server the server
+ * @param nick the nick (as the server logs it)
+ */
+export function disconnected(server: ServerProcess, nick: string): Promise<void> {
+  const gone = new RegExp(`disconnect remote=\\S+ nick=${nick}(\\s|$)`, "m");
+  return server.program.waitFor(() => gone.test(server.program.stderr), { what: `${nick}'s disconnect` });
+}
+
+/**
  * Runs `aeschat-server admin ARGS` to the end.
  *
  * @param args the arguments after `admin`
