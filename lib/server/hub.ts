@@ -653,7 +653,9 @@ export class Hub {
     const byAddress = this.#addressBucket(member)?.peek() ?? 0;
     const wait = Math.max(byConnection, byAddress);
     if (wait === 0) return false;
-    const from = byConnection >= byAddress ? "this connection" : "your address";
+    // The connection's own budget is named when it is spent (the address's is then spent too, its refill a few
+    // milliseconds apart by the clock): the more specific cause, whichever wait is longer.
+    const from = byConnection > 0 ? "this connection" : "your address";
     this.#options.log.warn("limit", { remote: member.remote, nick: member.nick, limit: "room_create_rate", room });
     member.peer.send(encodeMessage({
       type: "error",
