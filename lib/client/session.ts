@@ -17,7 +17,6 @@ import { fingerprint, safetyNumber } from "../identity.ts";
 import { foldName, utf8Length, validateNick } from "../names.ts";
 import {
   type ClientMessage,
-  HISTORY_PAGE,
   parseServerMessage,
   pongFrame,
   type ServerLimits,
@@ -25,19 +24,19 @@ import {
   type ServerMessageOf,
 } from "../protocol.ts";
 import { JoinError, SendError, SessionError } from "./errors.ts";
-import type { InvitationShown, PeerInfo, SessionEvent, ShownMessage } from "./events.ts";
+import type { InvitationShown, PeerInfo, SessionEvent } from "./events.ts";
 import { ForgeryReports } from "./forgeries.ts";
 import { type Greeting, handshake, isLoopback } from "./handshake.ts";
 import type { Home } from "./home.ts";
 import { Inbox } from "./inbox.ts";
 import { type Joined, type JoinHooks, Joining, type Member } from "./joining.ts";
-import { type Arrived, type InboundContext, openRoomItem, seqOf } from "./inbound.ts";
+import { Receiving } from "./receiving.ts";
+import type { InboundContext } from "./inbound.ts";
 import type { Dial, Link, LinkError } from "./link.ts";
 import { Outbox, type OutboxItem, type OutgoingText } from "./outbox.ts";
 import { type PeerKeys, Peers } from "./peers.ts";
 import { Replies } from "./replies.ts";
 import { recipientChanged, Sealing } from "./sealing.ts";
-import type { RoomState } from "./rooms.ts";
 import { newDevice } from "./sequence.ts";
 
 export { JoinError, SendError, SessionError };
@@ -141,8 +140,8 @@ export class Session {
   #joining: Joining;
   #outbox: Outbox;
   #sealing: Sealing;
-  /** Serializes the opening of relayed messages, so they are shown in arrival order. */
-  #inbound: Promise<unknown> = Promise.resolve();
+  /** The room messages received, in the order of arrival. */
+  #receiving: Receiving;
   #state: "connecting" | "online" | "offline" | "closed" = "connecting";
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #lastHeard = performance.now();
@@ -209,6 +208,18 @@ export class Session {
       retryDelayMs: options.retry?.delayMs,
       retries: options.retry?.retries,
     });
+    this.#receiving = new Receiving({
+      room: (name) => this.#joining.room(name),
+      early: (name) => this.#joining.early(name),
+      request: (message, replyType) => this.#request(message, replyType),
+      context: () => this.#inboundContext(),
+      forged: (room, from, seq) => this.#forged.add(room, from, seq),
+      limits: () => this.limits,
+      onEvent: (event) => this.#onEvent(event),
+      changed: () => this.#scheduleFlush(),
+      heldBytes: this.#bounds.heldBytes,
+      catchUpPages: this.#bounds.catchUpPages,
+    });
     this.#joining = new Joining({
       home: options.home,
       device: this.#device,
@@ -220,8 +231,8 @@ export class Session {
       serverPub: () => this.#greeting!.serverPub,
       peers: () => this.#peers!,
       request: (message, replyType) => this.#request(message, replyType),
-      inOrder: (job) => this.#inboundJob(job),
-      show: (room, items, arrived) => this.#showMessages(room, items, arrived),
+      inOrder: (job) => this.#receiving.inOrder(job),
+      show: (room, items, arrived) => this.#receiving.show(room, items, arrived),
       outbox: this.#outbox,
       onEvent: (event) => this.#onEvent(event),
     });
@@ -379,7 +390,7 @@ export class Session {
       serverPub: greeting.serverPub,
       seen: await this.#home.seenDirectIds(greeting.serverPub),
       request: (message) => this.#request(message, "direct_since"),
-      inOrder: (job) => this.#inboundJob(job),
+      inOrder: (job) => this.#receiving.inOrder(job),
       context: () => this.#inboundContext(),
       onEvent: (event) => this.#onEvent(event),
       pages: this.#bounds.catchUpPages,
@@ -466,13 +477,13 @@ export class Session {
   #handle(msg: ServerMessage, bytes: number): void {
     switch (msg.type) {
       case "message":
-        return this.#onRelayed(msg, bytes);
+        return this.#receiving.relayed(msg, bytes);
       case "ack":
         return this.#onAck(msg.id, msg.seq);
       case "error":
         return this.#onError(msg);
       case "presence":
-        return void this.#inboundJob(() => this.#joining.presence(msg));
+        return void this.#receiving.inOrder(() => this.#joining.presence(msg));
       case "direct":
         return this.#inbox?.live(msg);
       case "delivered":
@@ -489,13 +500,6 @@ export class Session {
         // pong, and replies nobody waits for any more
         return;
     }
-  }
-
-  /** Runs `job` after every message still being opened, so events keep the order things arrived in. */
-  #inboundJob<T>(job: () => Promise<T> | T): Promise<T> {
-    const run = this.#inbound.then(job);
-    this.#inbound = run.catch(() => {});
-    return run;
   }
 
   // ---- rooms (joining.ts) -------------------------------------------------------------------------------------
@@ -577,59 +581,12 @@ export class Session {
    * @throws {SendError} when not in the room; {@link JoinError} when offline
    */
   async older(limit: number, options: { room?: string } = {}): Promise<{ shown: number; more: boolean }> {
-    const room = this.#joining.roomOf(options.room);
-    const page = Math.max(1, Math.min(limit, this.limits?.history_page ?? HISTORY_PAGE));
-    const reply = await this.#request(
-      { type: "history", room: room.name, before_seq: room.oldestSeq, limit: page },
-      "history",
-    );
-    // Paging back must reach further even past messages already seen.
-    for (const raw of reply.messages) room.oldestSeq = Math.min(room.oldestSeq, seqOf(raw) ?? Infinity);
-    const messages = await this.#openMessages(room, reply.messages, "older");
-    this.#onEvent({ kind: "older", room: room.name, messages, more: reply.more });
-    return { shown: messages.length, more: reply.more };
+    return await this.#receiving.older(this.#joining.roomOf(options.room), limit);
   }
 
-  // ---- receiving room messages --------------------------------------------------------------------------------
+  // ---- receiving room messages (receiving.ts) ------------------------------------------------------------
 
-  /**
-   * A live message: shown now, or held back (within a byte bound) while its room catches up, or while the room it
-   * names is being joined (it can arrive in the same read as `joined`, before the room's state exists).
-   */
-  #onRelayed(msg: ServerMessageOf<"message">, bytes: number): void {
-    const named = (msg.envelope as { room?: unknown } | undefined)?.room;
-    const roomName = typeof named === "string" ? named : "";
-    const joining = this.#joining.early(roomName);
-    if (joining) {
-      if (joining.bytes + bytes <= this.#bounds.heldBytes) {
-        joining.early.push(msg);
-        joining.bytes += bytes;
-      }
-      return;
-    }
-    const room = this.#joining.room(roomName);
-    if (!room) {
-      // A room this connection is not in: nothing the server may send. Counted like a forgery, never shown.
-      const from = (msg.envelope as { from?: unknown } | undefined)?.from;
-      this.#forged.add(roomName || "(no room)", typeof from === "string" ? from : "(unknown sender)", msg.seq);
-      return;
-    }
-    const held = room.held;
-    if (!held) {
-      void this.#showMessages(room, [msg], "live");
-      return;
-    }
-    if (held.bytes + bytes > this.#bounds.heldBytes) {
-      // Everything live is also stored: drop what is held and let the catch-up fetch it again.
-      held.items = [];
-      held.bytes = 0;
-      held.overflowed = true;
-      return;
-    }
-    held.items.push(msg);
-    held.bytes += bytes;
-  }
-
+  /** What opening a relayed item needs from the session. */
   #inboundContext(): InboundContext {
     return {
       peers: this.#peers!,
@@ -640,102 +597,6 @@ export class Session {
       onEvent: (event) => this.#onEvent(event),
       storedOwn: (id, seq) => this.#onAck(id, seq),
     };
-  }
-
-  /** Opens relayed messages in order (after any still being opened) and returns those that pass. */
-  #openMessages(room: RoomState, items: unknown[], arrived: Arrived): Promise<ShownMessage[]> {
-    return this.#inboundJob(async () => {
-      const shown: ShownMessage[] = [];
-      const context = this.#inboundContext();
-      for (const raw of items) {
-        const message = await openRoomItem(room, raw, { context, arrived });
-        if (message) shown.push(message);
-      }
-      this.#scheduleFlush();
-      return shown;
-    });
-  }
-
-  /** Opens relayed messages in order and delivers each that passes as a "message" event. */
-  async #showMessages(room: RoomState, items: unknown[], arrived: Arrived): Promise<number> {
-    const shown = await this.#openMessages(room, items, arrived);
-    for (const message of shown) this.#onEvent({ kind: "message", message });
-    if (arrived !== "older" && arrived !== "recheck" && !room.held) this.#checkHoles(room);
-    return shown.length;
-  }
-
-  /**
-   * Holes in a sender's numbers that a later message proves were stored: asked again with `since` from the message
-   * before the hole, once; what is still missing then was withheld, and is reported once.
-   */
-  #checkHoles(room: RoomState): void {
-    for (const hole of room.tracker.withheld()) {
-      const id = `${hole.key}/${hole.device}/${hole.first}`;
-      if (room.rechecking.has(id)) continue;
-      room.rechecking.add(id);
-      void (async () => {
-        try {
-          const reply = await this.#request({ type: "since", room: room.name, after_seq: hole.afterSeq }, "since");
-          if (this.#joining.room(room.name) !== room) return;
-          if (reply.pruned_through > hole.afterSeq) return this.#pruned(room, reply.pruned_through);
-          await this.#showMessages(room, reply.messages, "recheck");
-          await this.#inboundJob(() => {
-            for (const still of room.tracker.withheld()) {
-              if (still.key !== hole.key || still.device !== hole.device || still.last < hole.first) continue;
-              room.tracker.dismiss(still);
-              this.#onEvent({
-                kind: "withheld",
-                room: room.name,
-                from: room.senders.get(hole.key) ?? "a member",
-                count: still.last - still.first + 1,
-              });
-            }
-          });
-        } catch {
-          // Offline: the catch-up after the reconnect checks again.
-          room.rechecking.delete(id);
-        }
-      })();
-    }
-  }
-
-  #pruned(room: RoomState, through: number): void {
-    room.tracker.forgetHoles();
-    room.rechecking.clear();
-    this.#onEvent({ kind: "pruned", room: room.name, through });
-  }
-
-  /**
-   * Fetches everything after the room's last seen seq, page by page (at most `catchUpPages`), and shows it. Live
-   * messages held meanwhile that overflowed their bound are fetched by another round.
-   */
-  async #catchUp(room: RoomState): Promise<number> {
-    let missed = 0;
-    const stood = room.lastSeq;
-    let pruned = stood;
-    for (let page = 0;; page++) {
-      if (page >= this.#bounds.catchUpPages) {
-        this.#onEvent({
-          kind: "status",
-          text: `stopped catching up #${room.name} after ${page} pages: the server kept sending more`,
-        });
-        return missed;
-      }
-      const reply = await this.#request({ type: "since", room: room.name, after_seq: room.lastSeq }, "since");
-      const before = room.lastSeq;
-      missed += await this.#showMessages(room, reply.messages, "catchUp");
-      // Removed by retention while this client was away: the holes they leave prove nothing (said once).
-      if (reply.pruned_through > pruned) {
-        if (pruned === stood) this.#pruned(room, reply.pruned_through);
-        else room.tracker.forgetHoles();
-        pruned = reply.pruned_through;
-      }
-      for (const raw of reply.messages) room.lastSeq = Math.max(room.lastSeq, seqOf(raw) ?? 0);
-      const overflowed = room.held!.overflowed;
-      room.held!.overflowed = false;
-      if (overflowed || (reply.more && room.lastSeq > before)) continue;
-      return missed;
-    }
   }
 
   // ---- sending ------------------------------------------------------------------------------------------------
@@ -1100,11 +961,11 @@ export class Session {
       room.held = { items: [], bytes: 0, overflowed: false };
       try {
         await this.#joining.rejoin(room);
-        missed += await this.#catchUp(room);
+        missed += await this.#receiving.catchUp(room);
         // Live again from here: what was held is queued for showing before anything that arrives next.
         const held = room.held.items;
         room.held = undefined;
-        missed += await this.#showMessages(room, held, "live");
+        missed += await this.#receiving.show(room, held, "live");
       } catch (err) {
         if (err instanceof JoinError && (err.code === "changed" || err.code === "access_denied")) {
           throw new SessionError(
@@ -1171,7 +1032,7 @@ export class Session {
     const wasOnline = this.#state === "online";
     // Messages still being opened are given a moment, so that the ids they show are saved.
     let wait: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([this.#inbound, new Promise((resolve) => wait = setTimeout(resolve, 1_000))]);
+    await Promise.race([this.#receiving.settled(), new Promise((resolve) => wait = setTimeout(resolve, 1_000))]);
     clearTimeout(wait);
     if (this.#state !== "closed") this.#stop(new SessionError("quit", "the session was closed"));
     const link = this.#link;
