@@ -121,7 +121,9 @@ export interface JoiningOptions {
  *
  * @example
  * ```ts
- * const joining = new Joining({ home, device, online, nick, serverPub, peers, request, inOrder, show, outbox, onEvent });
+ * const joining = new Joining({
+ *   home, device, online, nick, serverPub, peers, request, inOrder, show, outbox, onEvent,
+ * });
  * await joining.join("general", { passphrase: () => Promise.resolve("a long shared passphrase") });
  * joining.room("GENERAL")?.name; // "general"
  * ```

@@ -49,7 +49,9 @@ export interface ReceivingOptions {
  *
  * @example
  * ```ts
- * const receiving = new Receiving({ room, early, request, context, forged, limits, onEvent, changed, heldBytes: 8 << 20, catchUpPages: 1000 });
+ * const receiving = new Receiving({
+ *   room, early, request, context, forged, limits, onEvent, changed, heldBytes: 8 << 20, catchUpPages: 1000,
+ * });
  * // for every relayed message:
  * receiving.relayed(msg, body.length);
  * ```

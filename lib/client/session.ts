@@ -1,11 +1,13 @@
 /**
- * One client's conversation with a server (protocol v2): the handshake (handshake.ts), several rooms at once, each
- * with its own keys, pin, catch-up position and sequence state (rooms.ts), messages signed and sealed in order
- * through the outbox, messages received and checked (inbound.ts) against the pins (peers.ts), direct messages and
- * invitations, and reconnecting without losing or repeating anything. The session is handed a dial function
- * (link.ts) and the user's home, and knows nothing of sockets or terminals: a user interface gets
- * {@link SessionEvent}s and answers {@link JoinHooks}. Room keys live only in this object's memory, unless the user
- * asked the home to keep a room's secret.
+ * One client's conversation with a server (protocol v2): the handshake (handshake.ts), several rooms at once
+ * (joining.ts), each with its own keys, pin, catch-up position and sequence state (rooms.ts), messages signed and
+ * sealed in order through the outbox (sealing.ts, outbox.ts), messages received (receiving.ts) and checked
+ * (inbound.ts) against the pins (peers.ts), direct messages and invitations (inbox.ts), and reconnecting without
+ * losing or repeating anything (reconnecting.ts). The session holds the connection, answers the user interface, and
+ * wires those parts together; each gets what it needs of the others as functions. The session is handed a dial
+ * function (link.ts) and the user's home, and knows nothing of sockets or terminals: a user interface gets
+ * {@link SessionEvent}s and answers {@link JoinHooks}. Room keys live only in memory, unless the user asked the home
+ * to keep a room's secret.
  *
  * @module
  */
@@ -31,6 +33,7 @@ import type { Home } from "./home.ts";
 import { Inbox } from "./inbox.ts";
 import { type Joined, type JoinHooks, Joining, type Member } from "./joining.ts";
 import { Receiving } from "./receiving.ts";
+import { Reconnecting, type ReconnectPolicy } from "./reconnecting.ts";
 import type { InboundContext } from "./inbound.ts";
 import type { Dial, Link, LinkError } from "./link.ts";
 import { Outbox, type OutboxItem, type OutgoingText } from "./outbox.ts";
@@ -42,13 +45,11 @@ import { newDevice } from "./sequence.ts";
 export { JoinError, SendError, SessionError };
 export type { Joined, JoinHooks, Member } from "./joining.ts";
 export type { CloseKind } from "./errors.ts";
+export type { ReconnectPolicy } from "./reconnecting.ts";
 export type { DirectShown, InvitationShown, Mark, PeerInfo, SessionEvent, ShownMessage, Trust } from "./events.ts";
 
 /** How long a request waits for its reply before the connection is considered dead. */
 const REPLY_TIMEOUT_MS = 30_000;
-/** Reconnect delays: the first, doubled after every failure up to the largest, each with ±50% jitter. */
-const RECONNECT_FIRST_DELAY_MS = 250;
-const RECONNECT_MAX_DELAY_MS = 30_000;
 /** Bytes of live messages held back while a reconnect catches up; beyond it they are dropped and fetched again. */
 const HELD_BYTES = 8 * 1024 * 1024;
 /** `since` and `direct_since` pages followed in one catch-up. */
@@ -59,16 +60,6 @@ const FORGED_INTERVAL_MS = 10_000;
 const FORGED_SENDERS = 64;
 /** Ids shown are written to the home at most this often. */
 const FLUSH_MS = 1_000;
-
-/** How the session reconnects. */
-export interface ReconnectPolicy {
-  /** First delay (default 250 ms); doubled after every failure. */
-  firstDelayMs: number;
-  /** Largest delay (default 30 s). */
-  maxDelayMs: number;
-  /** Give up after this long (script mode's --reconnect-for); undefined: never, as long as the program runs. */
-  giveUpAfterMs?: number;
-}
 
 /** Session settings. */
 export interface SessionOptions {
@@ -122,7 +113,8 @@ export class Session {
   #nick: string;
   #onEvent: (event: SessionEvent) => void;
   #options: SessionOptions;
-  #reconnect: ReconnectPolicy;
+  /** Coming back after the connection was lost. */
+  #reconnecting: Reconnecting;
   #bounds: { heldBytes: number; catchUpPages: number; forgedIntervalMs: number };
   #link: Link | undefined;
   /** Which link is current: events of an older one are ignored. */
@@ -146,8 +138,6 @@ export class Session {
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #lastHeard = performance.now();
   #forged: ForgeryReports;
-  /** Ends the wait between reconnect attempts early (on close). */
-  #wake: (() => void) | undefined;
   /** The direct messages received, and the invitations among them. */
   #inbox: Inbox | undefined;
   /** Recipients' checked keys, per connection. */
@@ -161,11 +151,16 @@ export class Session {
     this.#address = options.address;
     this.#nick = options.nick;
     this.#onEvent = options.onEvent;
-    this.#reconnect = {
-      firstDelayMs: options.reconnect?.firstDelayMs ?? RECONNECT_FIRST_DELAY_MS,
-      maxDelayMs: options.reconnect?.maxDelayMs ?? RECONNECT_MAX_DELAY_MS,
-      giveUpAfterMs: options.reconnect?.giveUpAfterMs,
-    };
+    this.#reconnecting = new Reconnecting(options.reconnect, {
+      offline: () => this.#state === "offline",
+      open: () => this.#open(),
+      rejoin: async () => {
+        const { missed, resent } = await this.#rejoin();
+        this.#onEvent({ kind: "reconnected", room: this.#joining.last, missed, resent });
+      },
+      drop: () => this.#link?.close(),
+      onEvent: (event) => this.#onEvent(event),
+    });
     this.#bounds = {
       heldBytes: options.bounds?.heldBytes ?? HELD_BYTES,
       catchUpPages: options.bounds?.catchUpPages ?? CATCH_UP_PAGES,
@@ -893,65 +888,9 @@ export class Session {
     this.#state = "offline";
     this.#outbox.rewind();
     this.#outbox.cancelBarriers(new JoinError("offline", "the connection was lost"));
-    this.#reconnectLoop(error.message).catch((err) =>
+    this.#reconnecting.run(error.message).catch((err) =>
       this.#finish(err instanceof SessionError ? err : new SessionError("closed", String(err)))
     );
-  }
-
-  /** Retries with growing delays until connected and caught up, the policy gives up, or a refusal is final. */
-  async #reconnectLoop(firstReason: string): Promise<void> {
-    const started = performance.now();
-    const policy = this.#reconnect;
-    let delay = policy.firstDelayMs;
-    let reason = firstReason;
-    for (let attempt = 1; this.#state === "offline"; attempt++) {
-      let wait = delay * (0.5 + Math.random());
-      if (policy.giveUpAfterMs !== undefined) {
-        const left = policy.giveUpAfterMs - (performance.now() - started);
-        if (left <= 0) {
-          throw new SessionError(
-            "closed",
-            `the connection was lost and did not come back within ${seconds(policy.giveUpAfterMs)} (${reason})`,
-          );
-        }
-        // The last try comes at the deadline rather than never.
-        wait = Math.min(wait, left);
-      }
-      this.#onEvent({ kind: "offline", reason, retryInMs: Math.round(wait), attempt });
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
-      if (this.#state !== "offline") return;
-      delay = Math.min(delay * 2, policy.maxDelayMs);
-      try {
-        await this.#open();
-      } catch (err) {
-        // A changed server key, a nick the server will never take, a protocol it does not speak: retrying cannot
-        // fix that.
-        if (
-          err instanceof SessionError &&
-          (err.kind === "changed" || err.kind === "nick" || err.code === "version_unsupported")
-        ) {
-          throw err;
-        }
-        reason = (err as Error).message;
-        continue;
-      }
-      try {
-        const { missed, resent } = await this.#rejoin();
-        this.#onEvent({ kind: "reconnected", room: this.#joining.last, missed, resent });
-        return;
-      } catch (err) {
-        if (err instanceof SessionError) throw err;
-        reason = (err as Error).message;
-        this.#link?.close();
-      }
-    }
   }
 
   /** After a reconnect: rejoin every room, catch up (live messages held meanwhile), the inbox, then resend. */
@@ -1017,7 +956,7 @@ export class Session {
     this.#flushTimer = undefined;
     // Counts not yet reported are reported now rather than lost.
     this.#forged.flush();
-    this.#wake?.();
+    this.#reconnecting.wake();
     this.#outbox.close(error);
     this.#replies.failAll(error.message);
     if (this.#greeting) this.#flush();
@@ -1045,8 +984,4 @@ export class Session {
     link?.close();
     this.#joining.clearKeys();
   }
-}
-
-function seconds(ms: number): string {
-  return `${Math.round(ms / 100) / 10} s`;
 }
