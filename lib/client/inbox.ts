@@ -12,12 +12,18 @@ import { DirectError, type Invitation, parseInvitation } from "../direct.ts";
 import { foldName } from "../names.ts";
 import type { ClientMessage, ServerMessageOf } from "../protocol.ts";
 import { JoinError } from "./errors.ts";
-import type { DirectShown, InvitationShown, SessionEvent } from "./events.ts";
+import type { DirectShown, InvitationShown, SessionEvent, Trust } from "./events.ts";
 import type { Home, SeenIds } from "./home.ts";
 import { type InboundContext, openDirectItem, seqOf } from "./inbound.ts";
 
 /** Direct messages of the inbox as it was before this run shown at start (older ones are only noted as seen). */
 export const DIRECT_HISTORY = 100;
+
+/** Inviters whose latest invitation to one room is kept. */
+export const INVITERS_KEPT = 8;
+
+/** The order in which invitations from inviters of each trust are tried. */
+const TRUST_ORDER: readonly Trust[] = ["verified", "pinned", "new", "unsigned", "changed"];
 
 /** An invitation received, with what accepting it needs. */
 export interface Received {
@@ -62,8 +68,8 @@ export class Inbox {
   #options: InboxOptions;
   /** The newest inbox seq seen in this run. */
   #seq = 0;
-  /** Invitations received, the latest per room (folded). */
-  #invitations = new Map<string, Received>();
+  /** Invitations received per room (folded): the latest of each inviter, oldest first. */
+  #invitations = new Map<string, Received[]>();
 
   /** @param options what the inbox needs from the session */
   constructor(options: InboxOptions) {
@@ -174,29 +180,37 @@ export class Inbox {
     }
     const { from, to, fingerprint, trust, id, ts, history } = shown;
     const invitationShown: InvitationShown = { room: invitation.room, from, to, fingerprint, trust, id, ts, history };
-    this.#invitations.set(foldName(invitation.room), { invitation, shown: invitationShown });
+    // Each inviter's latest only, and every inviter's kept: a stranger's invitation to the same room must not
+    // displace a member's (the server's challenge tells at /accept which one is the room it holds).
+    const fold = foldName(invitation.room);
+    const others = (this.#invitations.get(fold) ?? []).filter((r) => r.shown.fingerprint !== fingerprint);
+    this.#invitations.set(fold, [...others, { invitation, shown: invitationShown }].slice(-INVITERS_KEPT));
     if (!options.quiet) this.#options.onEvent({ kind: "invitation", invitation: invitationShown });
     return true;
   }
 
   /**
-   * The invitations received (the latest per room), oldest first.
+   * The invitations received (each inviter's latest per room), oldest first.
    *
    * @returns what each offers
    */
   invitations(): InvitationShown[] {
-    return [...this.#invitations.values()].map((r) => r.shown).sort((a, b) => a.ts - b.ts);
+    return [...this.#invitations.values()].flat().map((r) => r.shown).sort((a, b) => a.ts - b.ts);
   }
 
   /**
-   * The invitation to a room, or the latest one.
+   * The invitations to a room (default: the room of the latest invitation), the one to try first first: from the
+   * most trusted inviter (verified, pinned, new; a changed key last), then the newest.
    *
-   * @param room the room (default: the latest invitation)
-   * @returns it, or undefined
+   * @param room the room (default: the latest invitation's)
+   * @returns them (empty when there is none)
    */
-  invitation(room?: string): Received | undefined {
-    if (room !== undefined) return this.#invitations.get(foldName(room));
-    const latest = this.invitations().at(-1);
-    return latest && this.#invitations.get(foldName(latest.room));
+  candidates(room?: string): Received[] {
+    const name = room ?? this.invitations().at(-1)?.room;
+    if (name === undefined) return [];
+    const rank = (r: Received) => TRUST_ORDER.indexOf(r.shown.trust);
+    return [...(this.#invitations.get(foldName(name)) ?? [])].sort((a, b) =>
+      rank(a) - rank(b) || b.shown.ts - a.shown.ts
+    );
   }
 }

@@ -31,7 +31,7 @@ import {
 } from "../protocol.ts";
 import { JoinError, SendError } from "./errors.ts";
 import type { SessionEvent, Trust } from "./events.ts";
-import type { Home } from "./home.ts";
+import type { Home, RoomPin } from "./home.ts";
 import type { Arrived } from "./inbound.ts";
 import type { Outbox } from "./outbox.ts";
 import type { Peers } from "./peers.ts";
@@ -205,11 +205,12 @@ export class Joining {
    * @param room the room name
    * @param hooks asks for the passphrase and shows key derivation
    * @param options.remember keep the room's secret in the home (default: the session's setting)
+   * @param options.expect the parameters an invitation promised, checked as a pin before any is made
    * @returns what the join found
    * @throws {JoinError} for a wrong passphrase, a bad room name, a cancelled prompt, when offline, or "changed" /
-   *   "weak" for a room whose parameters differ from its pin or are below the floor
+   *   "weak" for a room whose parameters differ from its pin (or `expect`) or are below the floor
    */
-  async join(room: string, hooks: JoinHooks, options: { remember?: boolean } = {}): Promise<Joined> {
+  async join(room: string, hooks: JoinHooks, options: { remember?: boolean; expect?: RoomPin } = {}): Promise<Joined> {
     if (!this.#options.online()) throw new JoinError("offline", "not connected to the server right now");
     const current = this.#rooms.get(foldName(room));
     if (current) {
@@ -224,12 +225,33 @@ export class Joining {
     }
     for (let attempt = 0;; attempt++) {
       try {
-        return await this.#joinOnce(room, { hooks, remember: options.remember ?? this.#options.remember ?? false });
+        const remember = options.remember ?? this.#options.remember ?? false;
+        return await this.#joinOnce(room, { hooks, remember, expect: options.expect });
       } catch (err) {
         if (err instanceof JoinError && err.code === "room_changed" && attempt < 2) continue;
         throw err;
       }
     }
+  }
+
+  /**
+   * Joins a room with an invitation's secret: its keys are offered to the join (and withdrawn when it fails), and its
+   * parameters are checked as a pin, so nothing is pinned before the server's challenge agrees with the invitation.
+   *
+   * @param pin the room's parameters, as the invitation gives them
+   * @param master the room's master secret
+   * @returns what the join found
+   * @throws {JoinError} as {@link Joining.join}
+   */
+  async joinInvited(pin: RoomPin, master: Uint8Array): Promise<Joined> {
+    const name = keyName(pin.name, pin);
+    const keys = await roomKeysFromMaster(master);
+    if (!this.#keys.has(name)) this.#keys.set(name, keys);
+    return await this.join(pin.name, { passphrase: () => Promise.resolve(undefined) }, { remember: false, expect: pin })
+      .catch((err) => {
+        if (this.#keys.get(name) === keys) this.#keys.delete(name);
+        throw err;
+      });
   }
 
   /**
@@ -246,12 +268,12 @@ export class Joining {
   /** One join (or rejoin, with the room's state): the challenge checked, the keys, the proof, the room entered. */
   async #joinOnce(
     room: string,
-    options: { hooks?: JoinHooks; rejoin?: RoomState; remember?: boolean },
+    options: { hooks?: JoinHooks; rejoin?: RoomState; remember?: boolean; expect?: RoomPin },
   ): Promise<Joined> {
     const serverPub = this.#options.serverPub();
     const home = this.#options.home;
     const reply = await this.#options.request({ type: "join", room: options.rejoin?.name ?? room }, "challenge");
-    const pin = options.rejoin?.pin ?? home.roomPin(serverPub, room);
+    const pin = options.rejoin?.pin ?? home.roomPin(serverPub, room) ?? options.expect;
     const challenge = checkChallenge(reply, {
       asked: room,
       pin,

@@ -85,7 +85,12 @@ export class Peers {
   ): Promise<Exclude<Trust, "unsigned">> {
     const { home, serverPub } = this.#options;
     const self = this.#options.self();
-    if (sameBytes(key, self.key) && foldName(nick) === foldName(self.nick)) return "pinned";
+    if (foldName(nick) === foldName(self.nick)) {
+      // The user's own nick: its key is known (this one, or one it rotated away from), never learnt by first sight.
+      if (sameBytes(key, self.key) || home.rotations.some((r) => sameBytes(r.oldKey, key))) return "pinned";
+      await this.#reportChange(`${foldName(nick)}/${key.toBase64()}`, { nick, key, room: options.room }, self.key);
+      return "changed";
+    }
     const met = home.meetPeer(serverPub, { nick, key });
     if (met !== "changed") return met;
     const id = `${foldName(nick)}/${key.toBase64()}`;
@@ -127,16 +132,19 @@ export class Peers {
     return true;
   }
 
-  async #reportChange(id: string, seen: { nick: string; key: Uint8Array; room?: string }): Promise<void> {
+  async #reportChange(
+    id: string,
+    seen: { nick: string; key: Uint8Array; room?: string },
+    known: Uint8Array | undefined = this.#options.home.peerPin(this.#options.serverPub, seen.nick)?.key,
+  ): Promise<void> {
     if (this.#reported.has(id)) return;
     this.#reported.add(id);
-    const pin = this.#options.home.peerPin(this.#options.serverPub, seen.nick);
     this.#options.onEvent({
       kind: "keyChanged",
       nick: seen.nick,
       ...(seen.room === undefined ? {} : { room: seen.room }),
       fingerprint: await fingerprint(seen.key),
-      pinned: pin ? await fingerprint(pin.key) : "",
+      pinned: known ? await fingerprint(known) : "",
     });
   }
 

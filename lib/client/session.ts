@@ -30,7 +30,7 @@ import type { InvitationShown, PeerInfo, SessionEvent } from "./events.ts";
 import { ForgeryReports } from "./forgeries.ts";
 import { type Greeting, handshake, isLoopback } from "./handshake.ts";
 import type { Home } from "./home.ts";
-import { Inbox } from "./inbox.ts";
+import { Inbox, type Received } from "./inbox.ts";
 import { type Joined, type JoinHooks, Joining, type Member } from "./joining.ts";
 import { Receiving } from "./receiving.ts";
 import { Reconnecting, type ReconnectPolicy } from "./reconnecting.ts";
@@ -40,6 +40,7 @@ import { Outbox, type OutboxItem, type OutgoingText } from "./outbox.ts";
 import { type PeerKeys, Peers } from "./peers.ts";
 import { Replies } from "./replies.ts";
 import { recipientChanged, Sealing } from "./sealing.ts";
+import { pinDifferences } from "./rooms.ts";
 import { newDevice } from "./sequence.ts";
 
 export { JoinError, SendError, SessionError };
@@ -756,7 +757,7 @@ export class Session {
   // ---- direct messages and invitations ------------------------------------------------------------------------
 
   /**
-   * The invitations received (the latest per room), oldest first.
+   * The invitations received (each inviter's latest per room), oldest first.
    *
    * @returns what each invitation offers
    */
@@ -767,21 +768,38 @@ export class Session {
   /**
    * Accepts an invitation: checks the inviter's key against the pin, pins the room's parameters exactly as a first
    * join does (a room pinned with other parameters is refused), keeps the secret in the home (so the room is
-   * rejoined after a restart), and joins: a challenge that differs from the invitation is refused.
+   * rejoined after a restart), and joins: a challenge that differs from the invitation is refused. When several
+   * people invited the user to the room, their invitations are tried in turn (the most trusted inviter, then the
+   * newest first) until the server's challenge agrees with one: a stranger's invitation cannot displace a member's.
    *
-   * @param room the room (default: the latest invitation)
+   * @param room the room (default: the latest invitation's)
    * @returns the join
-   * @throws {JoinError} "no_invitation", "changed" (the inviter's key, or the room's parameters), or as join
+   * @throws {JoinError} "no_invitation", "changed" (the inviter's key, or the room's parameters), or as join: the
+   *   refusal of the first invitation tried
    */
   async accept(room?: string): Promise<Joined> {
-    const received = this.#inbox?.invitation(room);
-    if (!received) {
+    const candidates = this.#inbox?.candidates(room) ?? [];
+    if (candidates.length === 0) {
       throw new JoinError(
         "no_invitation",
         room === undefined ? "no invitation to accept" : `no invitation to #${room}`,
       );
     }
-    const { invitation, shown } = received;
+    let first: unknown;
+    for (const received of candidates) {
+      try {
+        return await this.#acceptOne(received);
+      } catch (err) {
+        first ??= err;
+        // Only a disagreement with this invitation moves on to the next one; anything else (offline, the server's
+        // refusal) would be the same for all.
+        if (!(err instanceof JoinError && err.code === "changed")) throw err;
+      }
+    }
+    throw first;
+  }
+
+  async #acceptOne({ invitation, shown }: Received): Promise<Joined> {
     if (shown.trust === "changed") {
       throw new JoinError(
         "changed",
@@ -797,17 +815,24 @@ export class Session {
       accessPub: invitation.accessPub,
       epoch: invitation.epoch,
     };
-    if (this.#home.pinRoom(serverPub, pin) === "differs") {
+    const pinned = this.#home.roomPin(serverPub, invitation.room);
+    if (pinned && pinDifferences(pinned, pin).length > 0) {
       throw new JoinError(
         "changed",
         `refusing the invitation to #${invitation.room}: you pinned that room with other parameters; if it was ` +
           `re-created: /forget ${invitation.room}, then /accept again`,
       );
     }
-    await this.#home.keepRoomSecret(serverPub, { ...pin, master: invitation.master, source: "invite" });
-    return await this.join(invitation.room, {
-      passphrase: () => Promise.resolve(undefined),
+    // Nothing is pinned or kept before the server's challenge agrees with the invitation: an invitation the server
+    // refuses (a stranger's, for a room that is not what it says) must not stand in the way of the real room.
+    const joined = await this.#joining.joinInvited(pin, invitation.master);
+    await this.#home.keepRoomSecret(serverPub, {
+      ...pin,
+      name: joined.room,
+      master: invitation.master,
+      source: "invite",
     });
+    return joined;
   }
 
   // ---- peers --------------------------------------------------------------------------------------------------

@@ -467,6 +467,7 @@ export class Hub {
       host: hostOf(member.remote),
       inUse: (fold) => (this.#nicks.get(fold)?.size ?? 0) > 0,
     });
+    if (claim.replaced !== undefined) this.#cutReplaced(claim.replaced, claim.nick);
     if (member.gone || this.#stopping) return;
     member.nonces = undefined;
     member.key = login.key;
@@ -485,6 +486,18 @@ export class Hub {
       limits: this.#options.limits,
       direct_seq: this.#inboxes.latestSeq(login.key),
     }));
+  }
+
+  /**
+   * Closes the connections logged in with a key that a rotation statement replaced: the nicks they use now belong to
+   * the new key, so a thief holding a leaked old key does not go on speaking as its owner.
+   */
+  #cutReplaced(oldKey: Uint8Array, nick: string): void {
+    const connections = [...this.#identities.get(oldKey.toBase64()) ?? []];
+    if (connections.length === 0) return;
+    const why = "your identity key was replaced by a rotation: your nicks are registered to the new key";
+    for (const m of connections) this.#fail(m, "nick_registered", why, { fatal: true });
+    this.#options.log.warn("key_rotated", { nick, closed: connections.length });
   }
 
   #holdNick(member: Member, nick: string): void {

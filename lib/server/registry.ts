@@ -64,6 +64,8 @@ export interface Claim {
   nick: string;
   /** Whether the nick was registered just now. */
   registered: boolean;
+  /** The key a rotation statement in this login replaced (its connections no longer hold their nicks). */
+  replaced?: Uint8Array;
 }
 
 /** What a login publishes besides its nick. */
@@ -224,10 +226,19 @@ export class Registry {
     const now = this.#now();
     return this.#store.transaction(() => {
       if (rotation !== undefined) {
-        this.#moveNicks.run(identity.key, rotation.oldKey);
+        const moved = Number(this.#moveNicks.run(identity.key, rotation.oldKey).changes);
+        // Keys are free: merging several keys' nicks into one must not beat the cap that each key is held to.
+        const held = moved > 0 ? this.#liveCount(identity.key, now) : 0;
+        if (held > this.#maxNicks) {
+          throw new RegistrationError(
+            "too_many_nicks",
+            `the rotation would give your key ${held} nicks (--max-nicks-per-key ${this.#maxNicks})`,
+          );
+        }
         this.#addRotation.run(rotation.oldKey, rotation.newKey, rotation.ts, rotation.signature);
       }
       const claim = this.#claim(identity.key, nick, context, now);
+      if (rotation !== undefined) claim.replaced = rotation.oldKey;
       const published = this.#identity.get(identity.key) as { kx: Uint8Array; kx_sig: Uint8Array } | undefined;
       const same = published !== undefined && sameBytes(new Uint8Array(published.kx), identity.kx) &&
         sameBytes(new Uint8Array(published.kx_sig), identity.kxSig);
@@ -271,7 +282,7 @@ export class Registry {
         `registration is closed: ${nick} is not registered to your key`,
       );
     }
-    const held = Number((this.#countLive.get(key, this.#liveSince(now)) as { n: number }).n);
+    const held = this.#liveCount(key, now);
     if (held >= this.#maxNicks) {
       throw new RegistrationError(
         "too_many_nicks",
@@ -287,6 +298,11 @@ export class Registry {
       this.#replace.run(nick, key, now, now, 0, fold);
     }
     return { nick, registered: true };
+  }
+
+  /** The nicks a key holds that count against the cap: not reserved, not expired. */
+  #liveCount(key: Uint8Array, now: number): number {
+    return Number((this.#countLive.get(key, this.#liveSince(now)) as { n: number }).n);
   }
 
   /** The oldest used_at of a registration that has not expired (-Infinity when nothing expires). */
