@@ -1,26 +1,17 @@
 /**
- * One client's conversation with a server (protocol v2): the handshake (handshake.ts), several rooms at once, each
- * with its own keys, pin, catch-up position and sequence state (rooms.ts), messages signed and sealed in order
- * through the outbox, messages received and checked (inbound.ts) against the pins (peers.ts), direct messages and
- * invitations, and reconnecting without losing or repeating anything. The session is handed a dial function
- * (link.ts) and the user's home, and knows nothing of sockets or terminals: a user interface gets
- * {@link SessionEvent}s and answers {@link JoinHooks}. Room keys live only in this object's memory, unless the user
- * asked the home to keep a room's secret.
+ * One client's conversation with a server (protocol v2): the handshake (handshake.ts), several rooms at once
+ * (joining.ts), each with its own keys, pin, catch-up position and sequence state (rooms.ts), messages signed and
+ * sealed in order through the outbox (sealing.ts, outbox.ts), messages received (receiving.ts) and checked
+ * (inbound.ts) against the pins (peers.ts), direct messages and invitations (inbox.ts), and reconnecting without
+ * losing or repeating anything (reconnecting.ts). The session holds the connection, answers the user interface, and
+ * wires those parts together; each gets what it needs of the others as functions. The session is handed a dial
+ * function (link.ts) and the user's home, and knows nothing of sockets or terminals: a user interface gets
+ * {@link SessionEvent}s and answers {@link JoinHooks}. Room keys live only in memory, unless the user asked the home
+ * to keep a room's secret.
  *
  * @module
  */
 
-import { decodeBase64 } from "../base64.ts";
-import { sameBytes } from "../bytes.ts";
-import {
-  DEFAULT_ITERATIONS,
-  deriveRoomKeys,
-  KeyDerivationError,
-  makeSalt,
-  type RoomKeys,
-  roomKeysFromMaster,
-  signJoinProof,
-} from "../crypto.ts";
 import { encodeInvitation } from "../direct.ts";
 import { MAX_BODY_BYTES } from "../envelope.ts";
 import { encodeMessage } from "../frame.ts";
@@ -28,41 +19,38 @@ import { fingerprint, safetyNumber } from "../identity.ts";
 import { foldName, utf8Length, validateNick } from "../names.ts";
 import {
   type ClientMessage,
-  HISTORY_PAGE,
-  type MemberInfo,
-  parseMembers,
-  parseRoomList,
   parseServerMessage,
   pongFrame,
-  proveMessage,
   type ServerLimits,
   type ServerMessage,
   type ServerMessageOf,
 } from "../protocol.ts";
 import { JoinError, SendError, SessionError } from "./errors.ts";
-import type { InvitationShown, PeerInfo, SessionEvent, ShownMessage, Trust } from "./events.ts";
+import type { InvitationShown, PeerInfo, SessionEvent } from "./events.ts";
 import { ForgeryReports } from "./forgeries.ts";
 import { type Greeting, handshake, isLoopback } from "./handshake.ts";
-import type { Home, RoomPin } from "./home.ts";
+import type { Home } from "./home.ts";
 import { Inbox, type Received } from "./inbox.ts";
-import { type Arrived, type InboundContext, openRoomItem, seqOf } from "./inbound.ts";
+import { type Joined, type JoinHooks, Joining, type Member } from "./joining.ts";
+import { Receiving } from "./receiving.ts";
+import { Reconnecting, type ReconnectPolicy } from "./reconnecting.ts";
+import type { InboundContext } from "./inbound.ts";
 import type { Dial, Link, LinkError } from "./link.ts";
 import { Outbox, type OutboxItem, type OutgoingText } from "./outbox.ts";
 import { type PeerKeys, Peers } from "./peers.ts";
 import { Replies } from "./replies.ts";
 import { recipientChanged, Sealing } from "./sealing.ts";
-import { type Challenge, checkChallenge, pinDifferences, RoomState } from "./rooms.ts";
-import { newDevice, SendSequence } from "./sequence.ts";
+import { pinDifferences } from "./rooms.ts";
+import { newDevice } from "./sequence.ts";
 
 export { JoinError, SendError, SessionError };
+export type { Joined, JoinHooks, Member } from "./joining.ts";
 export type { CloseKind } from "./errors.ts";
+export type { ReconnectPolicy } from "./reconnecting.ts";
 export type { DirectShown, InvitationShown, Mark, PeerInfo, SessionEvent, ShownMessage, Trust } from "./events.ts";
 
 /** How long a request waits for its reply before the connection is considered dead. */
 const REPLY_TIMEOUT_MS = 30_000;
-/** Reconnect delays: the first, doubled after every failure up to the largest, each with ±50% jitter. */
-const RECONNECT_FIRST_DELAY_MS = 250;
-const RECONNECT_MAX_DELAY_MS = 30_000;
 /** Bytes of live messages held back while a reconnect catches up; beyond it they are dropped and fetched again. */
 const HELD_BYTES = 8 * 1024 * 1024;
 /** `since` and `direct_since` pages followed in one catch-up. */
@@ -71,55 +59,8 @@ const CATCH_UP_PAGES = 1_000;
 const FORGED_INTERVAL_MS = 10_000;
 /** Claimed senders tracked at once; the rest are counted together. */
 const FORGED_SENDERS = 64;
-/** How long leaving a room waits for its messages to be stored. */
-const LEAVE_DRAIN_MS = 10_000;
 /** Ids shown are written to the home at most this often. */
 const FLUSH_MS = 1_000;
-
-/** What a join may need from the user. */
-export interface JoinHooks {
-  /**
-   * Asks for the room's passphrase; `creating` says the room does not exist yet (the hook may warn about weak
-   * passphrases, ask for confirmation, or generate one). Returning undefined cancels the join.
-   */
-  passphrase(room: string, options: { creating: boolean }): Promise<string | undefined>;
-  /** Called while the room key is being derived; the returned function is called when it is done. */
-  deriving?(room: string, options: { iterations: number }): () => void;
-}
-
-/** The result of a join. */
-export interface Joined {
-  /** The room's canonical name. */
-  room: string;
-  /** Members present, including this client. */
-  members: string[];
-  /** Whether this client created the room. */
-  created: boolean;
-  /** History replayed (already delivered as message events). */
-  history: number;
-  /** Whether this connection was in the room already (nothing was done). */
-  already?: boolean;
-}
-
-/** A member of a room, as /who shows it. */
-export interface Member {
-  /** Canonical nick. */
-  nick: string;
-  /** Fingerprint of the key the server's registry shows. */
-  fingerprint: string;
-  /** That key against the pin. */
-  trust: Exclude<Trust, "unsigned">;
-}
-
-/** How the session reconnects. */
-export interface ReconnectPolicy {
-  /** First delay (default 250 ms); doubled after every failure. */
-  firstDelayMs: number;
-  /** Largest delay (default 30 s). */
-  maxDelayMs: number;
-  /** Give up after this long (script mode's --reconnect-for); undefined: never, as long as the program runs. */
-  giveUpAfterMs?: number;
-}
 
 /** Session settings. */
 export interface SessionOptions {
@@ -173,7 +114,8 @@ export class Session {
   #nick: string;
   #onEvent: (event: SessionEvent) => void;
   #options: SessionOptions;
-  #reconnect: ReconnectPolicy;
+  /** Coming back after the connection was lost. */
+  #reconnecting: Reconnecting;
   #bounds: { heldBytes: number; catchUpPages: number; forgedIntervalMs: number };
   #link: Link | undefined;
   /** Which link is current: events of an older one are ignored. */
@@ -187,25 +129,16 @@ export class Session {
   #replies: Replies<ServerMessage>;
   /** Requests go out one at a time, so that an error reply cannot be taken for another request's. */
   #requests: Promise<unknown> = Promise.resolve();
-  #rooms = new Map<string, RoomState>();
-  /** The room joined last (the default for say). */
-  #last: string | undefined;
-  /** Each room's numbering, by folded name, for the whole run (a room left and joined again goes on counting). */
-  #numbering = new Map<string, SendSequence>();
-  /** Rooms being joined (not rejoined): their live messages wait until their state exists. */
-  #joining = new Map<string, { early: unknown[]; bytes: number }>();
-  /** Derived keys by room, salt and iterations: memory only. */
-  #keys = new Map<string, RoomKeys>();
+  /** The rooms this connection is in, and joining them. */
+  #joining: Joining;
   #outbox: Outbox;
   #sealing: Sealing;
-  /** Serializes the opening of relayed messages, so they are shown in arrival order. */
-  #inbound: Promise<unknown> = Promise.resolve();
+  /** The room messages received, in the order of arrival. */
+  #receiving: Receiving;
   #state: "connecting" | "online" | "offline" | "closed" = "connecting";
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #lastHeard = performance.now();
   #forged: ForgeryReports;
-  /** Ends the wait between reconnect attempts early (on close). */
-  #wake: (() => void) | undefined;
   /** The direct messages received, and the invitations among them. */
   #inbox: Inbox | undefined;
   /** Recipients' checked keys, per connection. */
@@ -219,11 +152,16 @@ export class Session {
     this.#address = options.address;
     this.#nick = options.nick;
     this.#onEvent = options.onEvent;
-    this.#reconnect = {
-      firstDelayMs: options.reconnect?.firstDelayMs ?? RECONNECT_FIRST_DELAY_MS,
-      maxDelayMs: options.reconnect?.maxDelayMs ?? RECONNECT_MAX_DELAY_MS,
-      giveUpAfterMs: options.reconnect?.giveUpAfterMs,
-    };
+    this.#reconnecting = new Reconnecting(options.reconnect, {
+      offline: () => this.#state === "offline",
+      open: () => this.#open(),
+      rejoin: async () => {
+        const { missed, resent } = await this.#rejoin();
+        this.#onEvent({ kind: "reconnected", room: this.#joining.last, missed, resent });
+      },
+      drop: () => this.#link?.close(),
+      onEvent: (event) => this.#onEvent(event),
+    });
     this.#bounds = {
       heldBytes: options.bounds?.heldBytes ?? HELD_BYTES,
       catchUpPages: options.bounds?.catchUpPages ?? CATCH_UP_PAGES,
@@ -251,8 +189,8 @@ export class Session {
       nick: () => this.#nick,
       serverPub: () => this.#greeting!.serverPub,
       maxFrame: () => this.limits?.max_frame ?? Infinity,
-      room: (name) => this.#rooms.get(foldName(name)),
-      numbering: (fold) => this.#numbering.get(fold),
+      room: (name) => this.#joining.room(name),
+      numbering: (fold) => this.#joining.numbering(fold),
       recipient: (nick) => this.recipient(nick),
       forgetRecipient: (nick) => this.#recipients.delete(foldName(nick)),
       outbox: () => this.#outbox,
@@ -265,6 +203,34 @@ export class Session {
       discard: (item) => this.#sealing.discard(item),
       retryDelayMs: options.retry?.delayMs,
       retries: options.retry?.retries,
+    });
+    this.#receiving = new Receiving({
+      room: (name) => this.#joining.room(name),
+      early: (name) => this.#joining.early(name),
+      request: (message, replyType) => this.#request(message, replyType),
+      context: () => this.#inboundContext(),
+      forged: (room, from, seq) => this.#forged.add(room, from, seq),
+      limits: () => this.limits,
+      onEvent: (event) => this.#onEvent(event),
+      changed: () => this.#scheduleFlush(),
+      heldBytes: this.#bounds.heldBytes,
+      catchUpPages: this.#bounds.catchUpPages,
+    });
+    this.#joining = new Joining({
+      home: options.home,
+      device: this.#device,
+      iterations: options.iterations,
+      minIterations: options.minIterations,
+      remember: options.remember,
+      online: () => this.#state === "online",
+      nick: () => this.#nick,
+      serverPub: () => this.#greeting!.serverPub,
+      peers: () => this.#peers!,
+      request: (message, replyType) => this.#request(message, replyType),
+      inOrder: (job) => this.#receiving.inOrder(job),
+      show: (room, items, arrived) => this.#receiving.show(room, items, arrived),
+      outbox: this.#outbox,
+      onEvent: (event) => this.#onEvent(event),
     });
   }
 
@@ -299,12 +265,12 @@ export class Session {
 
   /** The room joined last, if any: the default room of {@link Session.say}. */
   get room(): string | undefined {
-    return this.#last;
+    return this.#joining.last;
   }
 
   /** The rooms this connection is in, in the order joined (canonical names). */
   get rooms(): string[] {
-    return [...this.#rooms.values()].map((r) => r.name);
+    return this.#joining.joined.map((r) => r.name);
   }
 
   /**
@@ -314,7 +280,7 @@ export class Session {
    * @returns the joined room's name, or undefined when this connection is not in it
    */
   joinedRoom(name: string): string | undefined {
-    return this.#rooms.get(foldName(name))?.name;
+    return this.#joining.room(name)?.name;
   }
 
   /**
@@ -355,7 +321,7 @@ export class Session {
   /** Bytes of live messages held back right now while catching up (for tests of the bound). */
   get heldBytes(): number {
     let bytes = 0;
-    for (const room of this.#rooms.values()) bytes += room.held?.bytes ?? 0;
+    for (const room of this.#joining.joined) bytes += room.held?.bytes ?? 0;
     return bytes;
   }
 
@@ -420,7 +386,7 @@ export class Session {
       serverPub: greeting.serverPub,
       seen: await this.#home.seenDirectIds(greeting.serverPub),
       request: (message) => this.#request(message, "direct_since"),
-      inOrder: (job) => this.#inboundJob(job),
+      inOrder: (job) => this.#receiving.inOrder(job),
       context: () => this.#inboundContext(),
       onEvent: (event) => this.#onEvent(event),
       pages: this.#bounds.catchUpPages,
@@ -507,13 +473,13 @@ export class Session {
   #handle(msg: ServerMessage, bytes: number): void {
     switch (msg.type) {
       case "message":
-        return this.#onRelayed(msg, bytes);
+        return this.#receiving.relayed(msg, bytes);
       case "ack":
         return this.#onAck(msg.id, msg.seq);
       case "error":
         return this.#onError(msg);
       case "presence":
-        return void this.#inboundJob(() => this.#onPresence(msg));
+        return void this.#receiving.inOrder(() => this.#joining.presence(msg));
       case "direct":
         return this.#inbox?.live(msg);
       case "delivered":
@@ -532,14 +498,7 @@ export class Session {
     }
   }
 
-  /** Runs `job` after every message still being opened, so events keep the order things arrived in. */
-  #inboundJob<T>(job: () => Promise<T> | T): Promise<T> {
-    const run = this.#inbound.then(job);
-    this.#inbound = run.catch(() => {});
-    return run;
-  }
-
-  // ---- rooms --------------------------------------------------------------------------------------------------
+  // ---- rooms (joining.ts) -------------------------------------------------------------------------------------
 
   /**
    * Joins a room (adding it to the rooms this connection is in), creating it when it does not exist. The room's
@@ -554,214 +513,7 @@ export class Session {
    *   "weak" for a room whose parameters differ from its pin or are below the floor
    */
   join(room: string, hooks: JoinHooks, options: { remember?: boolean } = {}): Promise<Joined> {
-    return this.#join(room, { hooks, remember: options.remember ?? this.#options.remember ?? false });
-  }
-
-  /** {@link Session.join}; `expect`: the parameters an invitation promised, checked as a pin before any is made. */
-  async #join(room: string, options: { hooks: JoinHooks; remember: boolean; expect?: RoomPin }): Promise<Joined> {
-    if (this.#state !== "online") throw new JoinError("offline", "not connected to the server right now");
-    const current = this.#rooms.get(foldName(room));
-    if (current) {
-      this.#last = current.name;
-      return {
-        room: current.name,
-        members: [...current.members.values()].map((m) => m.nick),
-        created: false,
-        history: 0,
-        already: true,
-      };
-    }
-    for (let attempt = 0;; attempt++) {
-      try {
-        return await this.#joinOnce(room, options);
-      } catch (err) {
-        if (err instanceof JoinError && err.code === "room_changed" && attempt < 2) continue;
-        throw err;
-      }
-    }
-  }
-
-  /** One join (or rejoin, with the room's state): the challenge checked, the keys, the proof, the room entered. */
-  async #joinOnce(
-    room: string,
-    options: { hooks?: JoinHooks; rejoin?: RoomState; remember?: boolean; expect?: RoomPin },
-  ): Promise<Joined> {
-    const greeting = this.#greeting!;
-    const reply = await this.#request({ type: "join", room: options.rejoin?.name ?? room }, "challenge");
-    const pin = options.rejoin?.pin ?? this.#home.roomPin(greeting.serverPub, room) ?? options.expect;
-    const challenge = checkChallenge(reply, {
-      asked: room,
-      pin,
-      minIterations: this.#options.minIterations ?? DEFAULT_ITERATIONS,
-    });
-    const { keys, create } = await this.#roomKeys(challenge, options);
-    const proof = await signJoinProof(keys, {
-      nonce: challenge.nonce,
-      room: challenge.room,
-      nick: this.#nick,
-      bind: { serverPub: greeting.serverPub, identityPub: this.#home.identity.publicKey },
-    });
-    // Live messages of a room being joined can come in the same read as `joined`: they wait for its state.
-    const early = { early: [] as unknown[], bytes: 0 };
-    if (!options.rejoin) this.#joining.set(challenge.room, early);
-    const joined = await this.#request(
-      proveMessage(challenge.room, proof, create ? { ...create, accessPub: keys.accessPub } : undefined),
-      "joined",
-    ).finally(() => {
-      if (this.#joining.get(challenge.room) === early) this.#joining.delete(challenge.room);
-    });
-    if (joined.room !== challenge.room) throw new JoinError("bad_reply", `the server answered for #${joined.room}`);
-    const params = challenge.existing ?? { ...create!, accessPub: keys.accessPub, epoch: 0 };
-    if (joined.epoch !== params.epoch) throw new JoinError("bad_reply", `the server answered with another epoch`);
-    let members: MemberInfo[];
-    try {
-      members = parseMembers(joined.members, "joined.members");
-    } catch (err) {
-      throw new JoinError("bad_reply", (err as Error).message);
-    }
-    const roomPin = { name: challenge.room, ...params };
-    if (this.#home.pinRoom(greeting.serverPub, roomPin) === "differs") {
-      throw new JoinError("changed", `refusing #${challenge.room}: another program pinned other parameters for it`);
-    }
-    this.#keys.set(keyName(challenge.room, params), keys);
-    if (options.remember && !(await this.#home.roomSecret(greeting.serverPub, challenge.room))) {
-      await this.#home.keepRoomSecret(greeting.serverPub, { ...roomPin, master: keys.master, source: "remember" });
-    }
-    if (options.rejoin) {
-      options.rejoin.keys = keys;
-      await this.#registry(options.rejoin, members);
-      return { room: challenge.room, members: members.map((m) => m.nick), created: false, history: 0 };
-    }
-    return await this.#enter(joined, { keys, pin: roomPin, members, early: early.early, created: !!create });
-  }
-
-  /**
-   * The keys for a checked challenge: for a new room, derived from a fresh salt and a passphrase; for an existing
-   * one, from the room's state (rejoining), memory, a kept secret, or a passphrase. Keys that do not give the
-   * challenge's access key are refused before anything is sent (a wrong passphrase, or a server forging a salt).
-   */
-  async #roomKeys(
-    challenge: Challenge,
-    options: { hooks?: JoinHooks; rejoin?: RoomState },
-  ): Promise<{ keys: RoomKeys; create?: { salt: Uint8Array<ArrayBuffer>; iterations: number } }> {
-    const { room, existing } = challenge;
-    const hooks = options.hooks;
-    if (!existing) {
-      if (!hooks) throw new JoinError("access_denied", `#${room} does not exist on the server any more`);
-      const iterations = this.#options.iterations ?? DEFAULT_ITERATIONS;
-      const salt = makeSalt();
-      const keys = await this.#derive(room, { hooks, creating: true, salt, iterations });
-      return { keys, create: { salt, iterations } };
-    }
-    const matches = (keys: RoomKeys) => sameBytes(keys.accessPub, existing.accessPub);
-    const candidates = [options.rejoin?.keys, this.#keys.get(keyName(room, existing))];
-    for (const keys of candidates) if (keys && matches(keys)) return { keys };
-    const kept = await this.#home.roomSecret(this.#greeting!.serverPub, room);
-    if (kept && sameBytes(kept.accessPub, existing.accessPub)) {
-      const keys = await roomKeysFromMaster(kept.master);
-      if (matches(keys)) return { keys };
-    }
-    if (!hooks) throw new JoinError("access_denied", `the keys of #${room} no longer open it`);
-    const keys = await this.#derive(room, { hooks, creating: false, ...existing });
-    // Checked here, so that a wrong passphrase (or a forged salt) never produces a proof anyone could test.
-    if (!matches(keys)) throw new JoinError("access_denied", `wrong passphrase for #${room}`);
-    return { keys };
-  }
-
-  async #derive(
-    room: string,
-    options: { hooks: JoinHooks; creating: boolean; salt: Uint8Array; iterations: number },
-  ): Promise<RoomKeys> {
-    const passphrase = await options.hooks.passphrase(room, { creating: options.creating });
-    if (passphrase === undefined) throw new JoinError("cancelled", `join ${room} cancelled`);
-    const done = options.hooks.deriving?.(room, { iterations: options.iterations });
-    try {
-      return await deriveRoomKeys(passphrase, { salt: options.salt, iterations: options.iterations });
-    } catch (err) {
-      if (err instanceof KeyDerivationError) throw new JoinError("bad_passphrase", err.message);
-      throw err;
-    } finally {
-      done?.();
-    }
-  }
-
-  /** Enters a newly joined room: its state, the registry, its history, what came with it. */
-  async #enter(
-    joined: ServerMessageOf<"joined">,
-    init: {
-      keys: RoomKeys;
-      pin: RoomState["pin"];
-      members: MemberInfo[];
-      early: unknown[];
-      created: boolean;
-    },
-  ): Promise<Joined> {
-    const greeting = this.#greeting!;
-    const fold = foldName(joined.room);
-    let sending = this.#numbering.get(fold);
-    if (!sending) this.#numbering.set(fold, sending = new SendSequence(this.#device));
-    const state = new RoomState({
-      keys: init.keys,
-      context: {
-        serverPub: greeting.serverPub,
-        room: joined.room,
-        accessPub: init.pin.accessPub,
-        epoch: init.pin.epoch,
-      },
-      pin: init.pin,
-      latestSeq: joined.latest_seq,
-      sending,
-      seen: await this.#home.seenIds(greeting.serverPub, joined.room),
-    });
-    this.#rooms.set(fold, state);
-    this.#last = state.name;
-    await this.#inboundJob(() => this.#registry(state, init.members));
-    this.#onEvent({
-      kind: "joined",
-      room: state.name,
-      members: init.members.map((m) => m.nick),
-      created: init.created,
-    });
-    // Both queued at once, before any later live message: history, then what came with `joined`, then the rest.
-    const shown = this.#showMessages(state, joined.history, "join");
-    const earlyShown = this.#showMessages(state, init.early, "live");
-    const history = await shown;
-    await earlyShown;
-    this.#outbox.kick();
-    return { room: state.name, members: init.members.map((m) => m.nick), created: init.created, history };
-  }
-
-  /** Takes the server's member list for a room: each key compared with (or pinned as) the nick's. */
-  async #registry(room: RoomState, members: MemberInfo[]): Promise<Member[]> {
-    room.setMembers(members);
-    const out: Member[] = [];
-    for (const m of members) {
-      const key = decodeBase64(m.key);
-      const trust = await this.#peers!.check(m.nick, key, { room: room.name });
-      out.push({ nick: m.nick, fingerprint: await fingerprint(key), trust });
-    }
-    return out;
-  }
-
-  async #onPresence(msg: ServerMessageOf<"presence">): Promise<void> {
-    const room = typeof msg.room === "string" ? this.#rooms.get(foldName(msg.room)) : undefined;
-    if (!room || room.name !== msg.room) return;
-    let members: MemberInfo[];
-    try {
-      members = parseMembers([{ nick: msg.nick, key: msg.key }], "presence");
-    } catch {
-      return;
-    }
-    const [member] = members;
-    if (msg.event === "leave") room.members.delete(foldName(member.nick));
-    else {
-      if (msg.event === "nick" && typeof msg.old === "string") room.members.delete(foldName(msg.old));
-      room.members.set(foldName(member.nick), member);
-    }
-    const trust = await this.#peers!.check(member.nick, decodeBase64(member.key), { room: room.name });
-    if (msg.event === "join" || msg.event === "leave" || (msg.event === "nick" && typeof msg.old === "string")) {
-      this.#onEvent({ kind: "presence", event: msg.event, room: room.name, nick: member.nick, old: msg.old, trust });
-    }
+    return this.#joining.join(room, hooks, options);
   }
 
   /**
@@ -770,17 +522,8 @@ export class Session {
    * @param room the room
    * @throws {JoinError} when not in it, or offline
    */
-  async part(room: string): Promise<void> {
-    const state = this.#rooms.get(foldName(room));
-    if (!state) throw new JoinError("not_in_room", `you are not in #${room}`);
-    if (this.#state !== "online") throw new JoinError("offline", "not connected to the server right now");
-    await this.#outbox.whenPendingAtMost(0, { room: state.name, timeoutMs: LEAVE_DRAIN_MS }).catch(() => {});
-    await this.#request({ type: "part", room: state.name }, "parted");
-    this.#rooms.delete(foldName(room));
-    this.#outbox.failRoom(state.name, `you left #${state.name} before it was stored`);
-    if (this.#last === state.name) this.#last = this.rooms[this.#rooms.size - 1];
-    this.#home.flush();
-    this.#onEvent({ kind: "parted", room: state.name });
+  part(room: string): Promise<void> {
+    return this.#joining.part(room);
   }
 
   /**
@@ -790,16 +533,8 @@ export class Session {
    * @returns the members
    * @throws {JoinError} when offline or refused; {@link SendError} when not in the room
    */
-  async who(room?: string): Promise<Member[]> {
-    const state = this.#roomOf(room);
-    const reply = await this.#request({ type: "who", room: state.name }, "who");
-    let members: MemberInfo[];
-    try {
-      members = parseMembers(reply.members, "who.members");
-    } catch (err) {
-      throw new JoinError("bad_reply", (err as Error).message);
-    }
-    return await this.#inboundJob(() => this.#registry(state, members));
+  who(room?: string): Promise<Member[]> {
+    return this.#joining.who(room);
   }
 
   /**
@@ -808,20 +543,8 @@ export class Session {
    * @returns the rooms
    * @throws {JoinError} when offline or refused
    */
-  async roomList(): Promise<{ name: string; count: number }[]> {
-    const reply = await this.#request({ type: "rooms" }, "rooms");
-    try {
-      return parseRoomList(reply.rooms);
-    } catch (err) {
-      throw new JoinError("bad_reply", (err as Error).message);
-    }
-  }
-
-  #roomOf(room: string | undefined): RoomState {
-    const name = room ?? this.#last;
-    const state = name === undefined ? undefined : this.#rooms.get(foldName(name));
-    if (!state) throw new SendError(name === undefined ? "join a room first" : `you are not in #${name}`);
-    return state;
+  roomList(): Promise<{ name: string; count: number }[]> {
+    return this.#joining.roomList();
   }
 
   /**
@@ -854,59 +577,12 @@ export class Session {
    * @throws {SendError} when not in the room; {@link JoinError} when offline
    */
   async older(limit: number, options: { room?: string } = {}): Promise<{ shown: number; more: boolean }> {
-    const room = this.#roomOf(options.room);
-    const page = Math.max(1, Math.min(limit, this.limits?.history_page ?? HISTORY_PAGE));
-    const reply = await this.#request(
-      { type: "history", room: room.name, before_seq: room.oldestSeq, limit: page },
-      "history",
-    );
-    // Paging back must reach further even past messages already seen.
-    for (const raw of reply.messages) room.oldestSeq = Math.min(room.oldestSeq, seqOf(raw) ?? Infinity);
-    const messages = await this.#openMessages(room, reply.messages, "older");
-    this.#onEvent({ kind: "older", room: room.name, messages, more: reply.more });
-    return { shown: messages.length, more: reply.more };
+    return await this.#receiving.older(this.#joining.roomOf(options.room), limit);
   }
 
-  // ---- receiving room messages --------------------------------------------------------------------------------
+  // ---- receiving room messages (receiving.ts) ------------------------------------------------------------
 
-  /**
-   * A live message: shown now, or held back (within a byte bound) while its room catches up, or while the room it
-   * names is being joined (it can arrive in the same read as `joined`, before the room's state exists).
-   */
-  #onRelayed(msg: ServerMessageOf<"message">, bytes: number): void {
-    const named = (msg.envelope as { room?: unknown } | undefined)?.room;
-    const roomName = typeof named === "string" ? named : "";
-    const joining = this.#joining.get(roomName);
-    if (joining) {
-      if (joining.bytes + bytes <= this.#bounds.heldBytes) {
-        joining.early.push(msg);
-        joining.bytes += bytes;
-      }
-      return;
-    }
-    const room = this.#rooms.get(foldName(roomName));
-    if (!room) {
-      // A room this connection is not in: nothing the server may send. Counted like a forgery, never shown.
-      const from = (msg.envelope as { from?: unknown } | undefined)?.from;
-      this.#forged.add(roomName || "(no room)", typeof from === "string" ? from : "(unknown sender)", msg.seq);
-      return;
-    }
-    const held = room.held;
-    if (!held) {
-      void this.#showMessages(room, [msg], "live");
-      return;
-    }
-    if (held.bytes + bytes > this.#bounds.heldBytes) {
-      // Everything live is also stored: drop what is held and let the catch-up fetch it again.
-      held.items = [];
-      held.bytes = 0;
-      held.overflowed = true;
-      return;
-    }
-    held.items.push(msg);
-    held.bytes += bytes;
-  }
-
+  /** What opening a relayed item needs from the session. */
   #inboundContext(): InboundContext {
     return {
       peers: this.#peers!,
@@ -917,102 +593,6 @@ export class Session {
       onEvent: (event) => this.#onEvent(event),
       storedOwn: (id, seq) => this.#onAck(id, seq),
     };
-  }
-
-  /** Opens relayed messages in order (after any still being opened) and returns those that pass. */
-  #openMessages(room: RoomState, items: unknown[], arrived: Arrived): Promise<ShownMessage[]> {
-    return this.#inboundJob(async () => {
-      const shown: ShownMessage[] = [];
-      const context = this.#inboundContext();
-      for (const raw of items) {
-        const message = await openRoomItem(room, raw, { context, arrived });
-        if (message) shown.push(message);
-      }
-      this.#scheduleFlush();
-      return shown;
-    });
-  }
-
-  /** Opens relayed messages in order and delivers each that passes as a "message" event. */
-  async #showMessages(room: RoomState, items: unknown[], arrived: Arrived): Promise<number> {
-    const shown = await this.#openMessages(room, items, arrived);
-    for (const message of shown) this.#onEvent({ kind: "message", message });
-    if (arrived !== "older" && arrived !== "recheck" && !room.held) this.#checkHoles(room);
-    return shown.length;
-  }
-
-  /**
-   * Holes in a sender's numbers that a later message proves were stored: asked again with `since` from the message
-   * before the hole, once; what is still missing then was withheld, and is reported once.
-   */
-  #checkHoles(room: RoomState): void {
-    for (const hole of room.tracker.withheld()) {
-      const id = `${hole.key}/${hole.device}/${hole.first}`;
-      if (room.rechecking.has(id)) continue;
-      room.rechecking.add(id);
-      void (async () => {
-        try {
-          const reply = await this.#request({ type: "since", room: room.name, after_seq: hole.afterSeq }, "since");
-          if (this.#rooms.get(foldName(room.name)) !== room) return;
-          if (reply.pruned_through > hole.afterSeq) return this.#pruned(room, reply.pruned_through);
-          await this.#showMessages(room, reply.messages, "recheck");
-          await this.#inboundJob(() => {
-            for (const still of room.tracker.withheld()) {
-              if (still.key !== hole.key || still.device !== hole.device || still.last < hole.first) continue;
-              room.tracker.dismiss(still);
-              this.#onEvent({
-                kind: "withheld",
-                room: room.name,
-                from: room.senders.get(hole.key) ?? "a member",
-                count: still.last - still.first + 1,
-              });
-            }
-          });
-        } catch {
-          // Offline: the catch-up after the reconnect checks again.
-          room.rechecking.delete(id);
-        }
-      })();
-    }
-  }
-
-  #pruned(room: RoomState, through: number): void {
-    room.tracker.forgetHoles();
-    room.rechecking.clear();
-    this.#onEvent({ kind: "pruned", room: room.name, through });
-  }
-
-  /**
-   * Fetches everything after the room's last seen seq, page by page (at most `catchUpPages`), and shows it. Live
-   * messages held meanwhile that overflowed their bound are fetched by another round.
-   */
-  async #catchUp(room: RoomState): Promise<number> {
-    let missed = 0;
-    const stood = room.lastSeq;
-    let pruned = stood;
-    for (let page = 0;; page++) {
-      if (page >= this.#bounds.catchUpPages) {
-        this.#onEvent({
-          kind: "status",
-          text: `stopped catching up #${room.name} after ${page} pages: the server kept sending more`,
-        });
-        return missed;
-      }
-      const reply = await this.#request({ type: "since", room: room.name, after_seq: room.lastSeq }, "since");
-      const before = room.lastSeq;
-      missed += await this.#showMessages(room, reply.messages, "catchUp");
-      // Removed by retention while this client was away: the holes they leave prove nothing (said once).
-      if (reply.pruned_through > pruned) {
-        if (pruned === stood) this.#pruned(room, reply.pruned_through);
-        else room.tracker.forgetHoles();
-        pruned = reply.pruned_through;
-      }
-      for (const raw of reply.messages) room.lastSeq = Math.max(room.lastSeq, seqOf(raw) ?? 0);
-      const overflowed = room.held!.overflowed;
-      room.held!.overflowed = false;
-      if (overflowed || (reply.more && room.lastSeq > before)) continue;
-      return missed;
-    }
   }
 
   // ---- sending ------------------------------------------------------------------------------------------------
@@ -1030,7 +610,7 @@ export class Session {
    * @throws {SendError} when not in the room, or the text is not well-formed or too long
    */
   say(text: string, options: { room?: string; action?: boolean; type?: OutgoingText["type"] } = {}): OutboxItem {
-    const room = this.#roomOf(options.room);
+    const room = this.#joining.roomOf(options.room);
     this.#checkText(text);
     const type = options.type ?? (options.action ? "action" : "text");
     return this.#outbox.add(room.name, { type, body: text });
@@ -1062,7 +642,7 @@ export class Session {
    * @throws {SendError} when not in the room, or for a recipient whose key changed
    */
   invite(nick: string, options: { room?: string } = {}): OutboxItem {
-    const room = this.#roomOf(options.room);
+    const room = this.#joining.roomOf(options.room);
     this.#checkRecipient(nick);
     const body = encodeInvitation({
       room: room.name,
@@ -1099,7 +679,7 @@ export class Session {
   #ready(item: OutboxItem): boolean {
     if (this.#state !== "online") return false;
     if (item.to !== undefined) return true;
-    const room = this.#rooms.get(foldName(item.room));
+    const room = this.#joining.room(item.room);
     return room !== undefined && !room.held;
   }
 
@@ -1135,7 +715,7 @@ export class Session {
       this.#inbox?.sent(`${this.#home.identity.publicKey.toBase64()}/${id}`, seq);
       this.#scheduleFlush();
     } else {
-      const room = this.#rooms.get(foldName(item.room));
+      const room = this.#joining.room(item.room);
       if (room) {
         room.lastSeq = Math.max(room.lastSeq, seq);
         room.seen.add(id, seq);
@@ -1245,17 +825,7 @@ export class Session {
     }
     // Nothing is pinned or kept before the server's challenge agrees with the invitation: an invitation the server
     // refuses (a stranger's, for a room that is not what it says) must not stand in the way of the real room.
-    const name = keyName(invitation.room, pin);
-    const keys = await roomKeysFromMaster(invitation.master);
-    if (!this.#keys.has(name)) this.#keys.set(name, keys);
-    const joined = await this.#join(invitation.room, {
-      hooks: { passphrase: () => Promise.resolve(undefined) },
-      remember: false,
-      expect: pin,
-    }).catch((err) => {
-      if (this.#keys.get(name) === keys) this.#keys.delete(name);
-      throw err;
-    });
+    const joined = await this.#joining.joinInvited(pin, invitation.master);
     await this.#home.keepRoomSecret(serverPub, {
       ...pin,
       name: joined.room,
@@ -1329,7 +899,7 @@ export class Session {
    */
   async forgetRoom(room: string): Promise<boolean> {
     const found = await this.#home.forgetRoom(this.#greeting!.serverPub, room);
-    for (const name of [...this.#keys.keys()]) if (name.startsWith(`${foldName(room)}\u0000`)) this.#keys.delete(name);
+    this.#joining.forgetKeys(room);
     return found;
   }
 
@@ -1343,79 +913,23 @@ export class Session {
     this.#state = "offline";
     this.#outbox.rewind();
     this.#outbox.cancelBarriers(new JoinError("offline", "the connection was lost"));
-    this.#reconnectLoop(error.message).catch((err) =>
+    this.#reconnecting.run(error.message).catch((err) =>
       this.#finish(err instanceof SessionError ? err : new SessionError("closed", String(err)))
     );
-  }
-
-  /** Retries with growing delays until connected and caught up, the policy gives up, or a refusal is final. */
-  async #reconnectLoop(firstReason: string): Promise<void> {
-    const started = performance.now();
-    const policy = this.#reconnect;
-    let delay = policy.firstDelayMs;
-    let reason = firstReason;
-    for (let attempt = 1; this.#state === "offline"; attempt++) {
-      let wait = delay * (0.5 + Math.random());
-      if (policy.giveUpAfterMs !== undefined) {
-        const left = policy.giveUpAfterMs - (performance.now() - started);
-        if (left <= 0) {
-          throw new SessionError(
-            "closed",
-            `the connection was lost and did not come back within ${seconds(policy.giveUpAfterMs)} (${reason})`,
-          );
-        }
-        // The last try comes at the deadline rather than never.
-        wait = Math.min(wait, left);
-      }
-      this.#onEvent({ kind: "offline", reason, retryInMs: Math.round(wait), attempt });
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
-      if (this.#state !== "offline") return;
-      delay = Math.min(delay * 2, policy.maxDelayMs);
-      try {
-        await this.#open();
-      } catch (err) {
-        // A changed server key, a nick the server will never take, a protocol it does not speak: retrying cannot
-        // fix that.
-        if (
-          err instanceof SessionError &&
-          (err.kind === "changed" || err.kind === "nick" || err.code === "version_unsupported")
-        ) {
-          throw err;
-        }
-        reason = (err as Error).message;
-        continue;
-      }
-      try {
-        const { missed, resent } = await this.#rejoin();
-        this.#onEvent({ kind: "reconnected", room: this.#last, missed, resent });
-        return;
-      } catch (err) {
-        if (err instanceof SessionError) throw err;
-        reason = (err as Error).message;
-        this.#link?.close();
-      }
-    }
   }
 
   /** After a reconnect: rejoin every room, catch up (live messages held meanwhile), the inbox, then resend. */
   async #rejoin(): Promise<{ missed: number; resent: number }> {
     let missed = 0;
-    for (const room of [...this.#rooms.values()]) {
+    for (const room of this.#joining.joined) {
       room.held = { items: [], bytes: 0, overflowed: false };
       try {
-        await this.#joinOnce(room.name, { rejoin: room });
-        missed += await this.#catchUp(room);
+        await this.#joining.rejoin(room);
+        missed += await this.#receiving.catchUp(room);
         // Live again from here: what was held is queued for showing before anything that arrives next.
         const held = room.held.items;
         room.held = undefined;
-        missed += await this.#showMessages(room, held, "live");
+        missed += await this.#receiving.show(room, held, "live");
       } catch (err) {
         if (err instanceof JoinError && (err.code === "changed" || err.code === "access_denied")) {
           throw new SessionError(
@@ -1467,7 +981,7 @@ export class Session {
     this.#flushTimer = undefined;
     // Counts not yet reported are reported now rather than lost.
     this.#forged.flush();
-    this.#wake?.();
+    this.#reconnecting.wake();
     this.#outbox.close(error);
     this.#replies.failAll(error.message);
     if (this.#greeting) this.#flush();
@@ -1482,7 +996,7 @@ export class Session {
     const wasOnline = this.#state === "online";
     // Messages still being opened are given a moment, so that the ids they show are saved.
     let wait: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([this.#inbound, new Promise((resolve) => wait = setTimeout(resolve, 1_000))]);
+    await Promise.race([this.#receiving.settled(), new Promise((resolve) => wait = setTimeout(resolve, 1_000))]);
     clearTimeout(wait);
     if (this.#state !== "closed") this.#stop(new SessionError("quit", "the session was closed"));
     const link = this.#link;
@@ -1493,14 +1007,6 @@ export class Session {
       clearTimeout(timer);
     }
     link?.close();
-    this.#keys.clear();
+    this.#joining.clearKeys();
   }
-}
-
-function keyName(room: string, params: { salt: Uint8Array; iterations: number }): string {
-  return `${foldName(room)}\u0000${params.salt.toBase64()}\u0000${params.iterations}`;
-}
-
-function seconds(ms: number): string {
-  return `${Math.round(ms / 100) / 10} s`;
 }
