@@ -104,6 +104,28 @@ export function validateNick(nick: unknown): string {
 }
 
 /**
+ * Whether a nick could be registered ({@link validateNick} accepts it): a server admits no other, so a client takes a
+ * name that fails as not authentic (one that differs from a real nick only by what draws nothing would otherwise be
+ * shown as that nick at first sight).
+ *
+ * @example
+ * ```ts
+ * isRegistrableNick("alice"); // true
+ * isRegistrableNick("alice\u200b"); // false
+ * ```
+ * @param nick the candidate
+ * @returns true when validateNick accepts it
+ */
+export function isRegistrableNick(nick: unknown): boolean {
+  try {
+    validateNick(nick);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Validates a room name: 1–64 bytes of NFC UTF-8, printable and visible, no whitespace (so `/join ROOM` is
  * unambiguous), not starting with a combining mark.
  *

@@ -83,3 +83,50 @@ Deno.test("a line from an invisible-character or padded copy of a pinned nick is
     await homes.cleanup();
   }
 });
+
+Deno.test("a presence or member list naming an invisible-character copy of a pinned nick shows no second 'alice' and pins nothing", async () => {
+  const server = await EvilServer.start();
+  const homes = new TestHomes();
+  const alice = await homes.connect(server.dial, "alice");
+  const bob = await homes.connect(server.dial, "bob");
+  try {
+    await alice.session.join("general", hooks);
+    await bob.session.join("general", hooks);
+    const mallory = await importIdentity(generateIdentitySecrets());
+    const malloryKey = mallory.publicKey.toBase64();
+    const bobLink = server.open.find((l) => l.nick === "bob")!;
+    for (const nick of LOOKALIKES) {
+      bobLink.send({ type: "presence", room: "general", event: "join", nick, key: malloryKey });
+    }
+    // A presence the client takes, in the same order of arrival: when it is shown, the lookalikes were handled.
+    bobLink.send({
+      type: "presence",
+      room: "general",
+      event: "leave",
+      nick: "alice",
+      key: server.registry.get("alice")!.key,
+    });
+    await poll(() => bob.of("presence").some((p) => p.event === "leave" && p.nick === "alice"), "alice's leave");
+    await settle();
+    const drawnAlice = bob.of("presence").filter((p) => drawn(p.nick) === "alice" && p.nick !== "alice");
+    assert.deepEqual(drawnAlice, [], "a presence line of a name no server registers, drawn as alice");
+    // And the member list: /who answered with the lookalikes beside the real members.
+    server.outgoing = (msg) =>
+      msg.type === "who"
+        ? [{
+          ...msg,
+          members: [...(msg.members as unknown[]), ...LOOKALIKES.map((nick) => ({ nick, key: malloryKey }))],
+        }]
+        : undefined;
+    const members = await bob.session.who("general");
+    const listed = members.filter((m) => drawn(m.nick) === "alice" && m.nick !== "alice");
+    assert.deepEqual(listed, [], "/who lists a lookalike of alice");
+    for (const nick of LOOKALIKES) {
+      assert.equal(bob.home.peerPin(server.key, nick), undefined, `${JSON.stringify(nick)} was pinned`);
+    }
+  } finally {
+    await alice.close();
+    await bob.close();
+    await homes.cleanup();
+  }
+});

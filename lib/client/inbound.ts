@@ -13,7 +13,7 @@ import { OpenError } from "../crypto.ts";
 import { type DirectMessage, openDirect } from "../direct.ts";
 import { fingerprint, type Identity } from "../identity.ts";
 import { openRoomMessage, type RoomMessage, SignatureError } from "../message.ts";
-import { foldName, validateNick } from "../names.ts";
+import { foldName, isRegistrableNick } from "../names.ts";
 import { parseDirectItem, parseRelayedMessage, type RelayedMessage } from "../protocol.ts";
 import type { DirectShown, Mark, SessionEvent, ShownMessage, Trust } from "./events.ts";
 import type { SeenIds } from "./home.ts";
@@ -105,7 +105,7 @@ export async function openRoomItem(
     }
     trust = "unsigned";
   } else {
-    if (!registrable(message.from)) {
+    if (!isRegistrableNick(message.from)) {
       // A name no server admits (invisible characters, spaces, mixed scripts) drawn like a real nick: a lie.
       ctx.forged(room.name, message.from, item.seq);
       return undefined;
@@ -141,19 +141,6 @@ export async function openRoomItem(
     trust,
     marks: [...marks],
   };
-}
-
-/**
- * Whether a signed message's sender could be a registered nick ({@link validateNick}): a server admits no other, and
- * one that differs from a real nick only by what draws nothing would be shown as that nick at first sight.
- */
-function registrable(nick: string): boolean {
-  try {
-    validateNick(nick);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Warns (once per room, nick and key) when the server's member list shows another key than the signer's. */
@@ -219,7 +206,7 @@ export async function openDirectItem(
     const item = parseDirectItem(raw);
     ({ seq, sent_at: sentAt, delivered } = item);
     message = await openDirect(ctx.identity, { envelope: item.envelope, serverPub: ctx.serverPub });
-    if (!registrable(message.from) || !registrable(message.to)) throw new OpenError();
+    if (!isRegistrableNick(message.from) || !isRegistrableNick(message.to)) throw new OpenError();
   } catch {
     const claimed = (raw as { envelope?: { from?: unknown } })?.envelope?.from;
     ctx.forged(undefined, typeof claimed === "string" ? claimed : "(unknown sender)", seqOf(raw));

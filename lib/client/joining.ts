@@ -19,7 +19,7 @@ import {
   signJoinProof,
 } from "../crypto.ts";
 import { fingerprint } from "../identity.ts";
-import { foldName } from "../names.ts";
+import { foldName, isRegistrableNick } from "../names.ts";
 import {
   type ClientMessage,
   type MemberInfo,
@@ -417,7 +417,8 @@ export class Joining {
   }
 
   /** Takes the server's member list for a room: each key compared with (or pinned as) the nick's. */
-  async #registry(room: RoomState, members: MemberInfo[]): Promise<Member[]> {
+  async #registry(room: RoomState, listed: MemberInfo[]): Promise<Member[]> {
+    const members = this.#registrable(room, listed);
     room.setMembers(members);
     const out: Member[] = [];
     for (const m of members) {
@@ -426,6 +427,22 @@ export class Joining {
       out.push({ nick: m.nick, fingerprint: await fingerprint(key), trust });
     }
     return out;
+  }
+
+  /**
+   * The members whose nick a server could register; the others (a lying server's lookalikes: `alice` with a
+   * zero-width space draws as `alice`) are left out, with a warning, and pin nothing.
+   */
+  #registrable(room: RoomState, members: MemberInfo[]): MemberInfo[] {
+    const kept = members.filter((m) => isRegistrableNick(m.nick));
+    if (kept.length < members.length) {
+      this.#options.onEvent({
+        kind: "status",
+        text: `the server listed ${members.length - kept.length} member(s) of #${room.name} under a nick no server ` +
+          `may register (invisible or padded characters): left out; the server is not to be trusted with names`,
+      });
+    }
+    return kept;
   }
 
   /**
@@ -443,7 +460,8 @@ export class Joining {
     } catch {
       return;
     }
-    const [member] = members;
+    const [member] = this.#registrable(room, members);
+    if (member === undefined) return;
     if (msg.event === "leave") room.members.delete(foldName(member.nick));
     else {
       if (msg.event === "nick" && typeof msg.old === "string") room.members.delete(foldName(msg.old));
