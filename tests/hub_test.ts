@@ -426,6 +426,32 @@ Deno.test("hub: a rotation signed by the old key moves its nicks to the new key;
     assert.equal(errorCode(good.client), "unknown_nick");
   }));
 
+Deno.test("hub keeps no rotation statement from a key it never saw: a stranger cannot grow the rotations table at every login", () =>
+  withHub(async (t) => {
+    const mallory = await importIdentity(generateIdentitySecrets());
+    const rotations = () =>
+      Number((t.store.database.prepare("SELECT count(*) AS n FROM rotations").get() as { n: number }).n);
+    for (let i = 0; i < 5; i++) {
+      // Each login presents a statement from a brand-new key (made for the purpose, so it verifies).
+      const stranger = await importIdentity(generateIdentitySecrets());
+      const rotation = await signRotation(stranger, { newKey: mallory.publicKey, ts: 1_700_000_000_000 + i });
+      const { client, reply } = await openHubClient(t.hub, "mallory", { identity: mallory, rotation });
+      assert.equal(reply.type, "welcome");
+      t.hub.detach(client.member);
+    }
+    assert.equal(rotations(), 0, "statements from keys this server never saw were kept");
+    // A key the server knows (it logged in here), whose nick was released, still hands its statement on.
+    const old = await importIdentity(generateIdentitySecrets());
+    const first = await openHubClient(t.hub, "rose", { identity: old });
+    t.hub.detach(first.client.member);
+    t.hub.registry.release("rose");
+    const next = await importIdentity(generateIdentitySecrets());
+    const rotation = await signRotation(old, { newKey: next.publicKey, ts: 1_700_000_003_000 });
+    const good = await openHubClient(t.hub, "rosa", { identity: next, rotation });
+    assert.equal(good.reply.type, "welcome");
+    assert.equal(rotations(), 1);
+  }));
+
 Deno.test("hub caps the nicks of one key at --max-nicks-per-key, at login and on nick change; reserved ones do not count", () =>
   withHub(async (t) => {
     const alice = await t.hello("alice");

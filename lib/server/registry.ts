@@ -245,8 +245,12 @@ export class Registry {
             `the rotation would give your key ${held} nicks (--max-nicks-per-key ${this.#maxNicks})`,
           );
         }
-        this.#addRotation.run(rotation.oldKey, rotation.newKey, rotation.ts, rotation.signature);
-        this.#rotated?.(rotation.oldKey, rotation.newKey);
+        // Kept only for a key this server has seen log in (a peer here can have pinned no other): a statement from
+        // a key made for the purpose would otherwise add a row at every login.
+        if (moved > 0 || this.#identity.get(rotation.oldKey) !== undefined) {
+          this.#addRotation.run(rotation.oldKey, rotation.newKey, rotation.ts, rotation.signature);
+          this.#rotated?.(rotation.oldKey, rotation.newKey);
+        }
       }
       const claim = this.#claim(identity.key, nick, context, now);
       if (rotation !== undefined) claim.replaced = rotation.oldKey;
