@@ -187,6 +187,13 @@ function fitting(rows: StoredMessage[], options: { fromEnd: boolean }): number {
   return rows.length;
 }
 
+/** A direct message being handed to its recipient: its rows, and whom to tell (the sender's key, base64) of what id. */
+interface Handover {
+  pair: Pick<DirectPair, "recipient" | "sender" | "msgId">;
+  sender: string;
+  id: string;
+}
+
 function errorFrame(code: ErrorCode, message: string, id?: string): Uint8Array {
   return encodeMessage(id === undefined ? { type: "error", code, message } : { type: "error", code, message, id });
 }
@@ -961,6 +968,15 @@ export class Hub {
       this.#options.log.error("storage_failed", { direct: batch.length, reason: why });
       results = batch.map(() => ({ result: "failed" }));
     }
+    // What is handed over live is marked delivered first, all in one transaction (the frames below say so).
+    const live = batch.map((d, i) =>
+      results[i].result === "stored" && (this.#identities.get(d.recipientKey)?.size ?? 0) > 0
+    );
+    const marked = this.#delivered(
+      batch.filter((_, i) => live[i]).map((d) => ({ pair: d.pair, sender: d.senderKey, id: d.id })),
+      { notify: false },
+    );
+    const handedAt = new Map(batch.filter((_, i) => live[i]).map((d, k) => [d, marked[k]]));
     for (let i = 0; i < batch.length; i++) {
       const d = batch[i];
       const r = results[i];
@@ -985,36 +1001,42 @@ export class Hub {
       }
       if (!d.member.gone) d.member.peer.send(encodeFrame(`{"type":"ack","id":"${d.id}","seq":${r.copySeq}}`));
       const recipients = this.#identities.get(d.recipientKey) ?? new Set<Member>();
-      const live = (seq: number, text: string, delivered: boolean) =>
+      const frameOf = (seq: number, text: string, delivered: boolean) =>
         encodeFrame(`{"type":"direct","seq":${seq},"sent_at":${sentAt},"envelope":${text},"delivered":${delivered}}`);
       if (recipients.size > 0) {
-        const frame = live(r.seq, d.pair.envelope, true);
+        const frame = frameOf(r.seq, d.pair.envelope, true);
         for (const m of recipients) m.peer.send(frame);
       }
-      const handed = recipients.size > 0 && this.#delivered(d.pair, { sender: d.senderKey, id: d.id, notify: false });
-      const copy = live(r.copySeq, d.pair.copy, handed);
+      const handed = handedAt.get(d) ?? false;
+      const copy = frameOf(r.copySeq, d.pair.copy, handed);
       for (const m of this.#identities.get(d.senderKey) ?? []) if (m !== d.member) m.peer.send(copy);
       if (handed) this.#notifyDelivered(d.senderKey, d.id);
     }
   }
 
   /**
-   * Marks a direct message delivered (the first time only) and, when asked, tells the sender's connections.
+   * Marks direct messages delivered (the first time only), in one transaction, and, when asked, tells each one's
+   * sender's connections.
    *
-   * @returns whether this was the first delivery
+   * @returns for each message, whether this was its first delivery (all false when the database refused)
    */
   #delivered(
-    pair: Pick<DirectPair, "recipient" | "sender" | "msgId">,
-    about: { sender: string; id: string; notify: boolean },
-  ): boolean {
-    let first: boolean;
+    messages: Handover[],
+    options: { notify: boolean },
+  ): boolean[] {
+    if (messages.length === 0) return [];
+    let first: boolean[];
     try {
-      first = this.#inboxes.markDelivered(pair, this.#now());
+      first = this.#inboxes.markDelivered(messages.map((m) => m.pair), this.#now());
     } catch (err) {
       this.#options.log.error("storage_failed", { reason: (err as Error).message });
-      return false;
+      return messages.map(() => false);
     }
-    if (first && about.notify) this.#notifyDelivered(about.sender, about.id);
+    if (options.notify) {
+      messages.forEach((m, i) => {
+        if (first[i]) this.#notifyDelivered(m.sender, m.id);
+      });
+    }
     return first;
   }
 
@@ -1036,17 +1058,19 @@ export class Hub {
     const stored = rows.map((r) => ({ seq: r.seq, sentAt: r.sentAt, envelope: r.envelope }));
     const page = rows.slice(0, Math.min(n, fitting(stored, { fromEnd: false })));
     const more = rows.length > page.length;
+    const handing: Handover[] = [];
     const items = page.map((row) => {
       const envelope = JSON.parse(row.envelope) as DirectEnvelope;
       let delivered = row.deliveredAt !== undefined;
       if (envelope.key !== member.keyText) {
-        // A message to this identity, handed over now.
+        // A message to this identity, handed over now (the whole page is marked in one transaction below).
         const pair = { recipient: member.key!, sender: decodeBase64(envelope.key), msgId: decodeBase64(envelope.id) };
-        this.#delivered(pair, { sender: envelope.key, id: envelope.id, notify: true });
+        handing.push({ pair, sender: envelope.key, id: envelope.id });
         delivered = true;
       }
       return `{"seq":${row.seq},"sent_at":${row.sentAt},"envelope":${row.envelope},"delivered":${delivered}}`;
     });
+    this.#delivered(handing, { notify: true });
     member.peer.send(encodeFrame(
       `{"type":"direct_since","after_seq":${msg.after_seq},"messages":[${items.join(",")}],"more":${more}}`,
     ));

@@ -285,22 +285,24 @@ export class Inboxes {
   }
 
   /**
-   * Marks a message delivered (the recipient's row and the sender's copy), unless it already was.
+   * Marks messages delivered (each recipient's row and its sender's copy), those not already marked, all in one
+   * transaction: a page of `direct_since` or a turn's live messages costs one commit, not one per row.
    *
-   * @param message.recipient the recipient's key
-   * @param message.sender the sender's key
-   * @param message.msgId the id
+   * @param messages each message's recipient key, sender key and id
    * @param now the server clock
-   * @returns whether this was the first delivery (then the sender is told)
-   * @throws {StoreError} when the database refuses
+   * @returns for each message, whether this was its first delivery (then its sender is told)
+   * @throws {StoreError} when the database refuses (then nothing is marked)
    */
-  markDelivered(message: { recipient: Uint8Array; sender: Uint8Array; msgId: Uint8Array }, now: number): boolean {
-    if (sameBytes(message.recipient, message.sender)) return false;
-    return this.#store.transaction(() => {
-      const first = Number(this.#markDelivered.run(now, message.recipient, message.msgId).changes) === 1;
-      if (first) this.#markDelivered.run(now, message.sender, message.msgId);
-      return first;
-    }, "cannot mark a direct message delivered");
+  markDelivered(messages: { recipient: Uint8Array; sender: Uint8Array; msgId: Uint8Array }[], now: number): boolean[] {
+    const toOthers = messages.map((m) => !sameBytes(m.recipient, m.sender));
+    if (!toOthers.includes(true)) return toOthers;
+    return this.#store.transaction(() =>
+      messages.map((message, i) => {
+        if (!toOthers[i]) return false;
+        const first = Number(this.#markDelivered.run(now, message.recipient, message.msgId).changes) === 1;
+        if (first) this.#markDelivered.run(now, message.sender, message.msgId);
+        return first;
+      }), "cannot mark direct messages delivered");
   }
 
   /**
