@@ -64,3 +64,45 @@ Deno.test("a withheld message the server delivers after the warning is marked la
     await homes.cleanup();
   }
 });
+
+Deno.test({
+  name: "a page back (/history) that holds a message newer than the oldest shown is not shown as older history",
+  // An honest server returns only seq < before_seq; a server that withheld a message live could slip it in among
+  // the old ones, where it would show above lines it was sent after, unmarked and never fed to the order checks
+  // (and a message already shown could be shown again as if older).
+  fn: async () => {
+    const server = await EvilServer.start();
+    const homes = new TestHomes();
+    const alice = await homes.connect(server.dial, "alice");
+    const bob = await homes.connect(server.dial, "bob");
+    try {
+      await alice.session.join("general", hooks);
+      alice.session.say("old");
+      await poll(() => server.rooms.get("general")!.messages.length === 1, "stored");
+      await bob.session.join("general", hooks);
+      await poll(() => bob.messages().length === 1, "bob's join history");
+      const room = server.rooms.get("general")!;
+      let relayed = 0;
+      server.outgoing = (msg, link) => {
+        if (link.nick !== "bob") return undefined;
+        // The second live line is withheld, then served in the page back, beside an old one shown before.
+        if (msg.type === "message" && ++relayed === 1) return [];
+        if (msg.type === "history") return [{ ...msg, messages: room.messages.slice(0, 2), more: false }];
+        return undefined;
+      };
+      alice.session.say("withheld live, then paged back");
+      await poll(() => room.messages.length === 2, "stored");
+      await settle();
+      await bob.session.older(10, { room: "general" });
+      await settle();
+      const paged = bob.messages().filter((m) => m.text === "withheld live, then paged back");
+      // Never shown as a message older than the oldest one the user had.
+      assert.ok(paged.every((m) => !m.history || m.marks.includes("late")), JSON.stringify(paged));
+      assert.equal(bob.messages().filter((m) => m.text === "old").length, 1, "the old line is not shown twice");
+    } finally {
+      await alice.close();
+      await bob.close();
+      await homes.cleanup();
+    }
+  },
+});
