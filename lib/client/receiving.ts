@@ -254,10 +254,16 @@ export class Receiving {
       { type: "history", room: room.name, before_seq: room.oldestSeq, limit: page },
       "history",
     );
+    // An item at or after before_seq is not older (an honest server never sends one): it is opened as a forward
+    // delivery, where one already shown is dropped and a new one is checked for order, never shown as history.
+    const before = room.oldestSeq;
+    const back = reply.messages.filter((raw) => !((seqOf(raw) ?? -1) >= before));
+    const forward = reply.messages.filter((raw) => (seqOf(raw) ?? -1) >= before);
     // Paging back must reach further even past messages already seen.
-    for (const raw of reply.messages) room.oldestSeq = Math.min(room.oldestSeq, seqOf(raw) ?? Infinity);
-    const messages = await this.#openMessages(room, reply.messages, "older");
+    for (const raw of back) room.oldestSeq = Math.min(room.oldestSeq, seqOf(raw) ?? Infinity);
+    const messages = await this.#openMessages(room, back, "older");
     this.#options.onEvent({ kind: "older", room: room.name, messages, more: reply.more });
+    if (forward.length > 0) await this.show(room, forward, "recheck");
     return { shown: messages.length, more: reply.more };
   }
 }

@@ -154,6 +154,8 @@ interface DeviceState {
   highSeq: number;
   /** Missing numbers as inclusive ranges, each with the seq of the message before it. */
   missing: Missing[];
+  /** Missing numbers already reported withheld: no longer asked for, but late (not replayed) if they arrive. */
+  reported: Missing[];
   /** The largest `acked` seen from this device. */
   claimed: number;
 }
@@ -195,7 +197,7 @@ export class SenderTracker {
       // The first message seen from a device sets the start: what it numbered before was stored before it (an honest
       // sender never reuses a number, and seals a refused text again under a new one), so it never arrives later.
       if (this.#devices.size >= MAX_DEVICES) this.#devices.delete(this.#devices.keys().next().value!);
-      state = { high: n, highSeq: message.seq, missing: [], claimed: sequence.acked };
+      state = { high: n, highSeq: message.seq, missing: [], reported: [], claimed: sequence.acked };
       this.#devices.set(id, state);
     } else if (n > state.high) {
       if (n > state.high + 1) {
@@ -204,15 +206,15 @@ export class SenderTracker {
       }
       state.high = n;
       state.highSeq = message.seq;
-    } else if (subtractMissing(state, n, n)) {
-      // Delivered after a later message of the same sender: an honest server delivers in the order it stored, and an
-      // honest sender's numbers increase in that order.
+    } else if (subtract(state, "missing", n, n) || subtract(state, "reported", n, n)) {
+      // Delivered after a later message of the same sender (even once reported withheld): an honest server delivers
+      // in the order it stored, and an honest sender's numbers increase in that order.
       arrival = { kind: "late" };
     } else {
       arrival = { kind: "replayed" };
     }
     state.claimed = Math.max(state.claimed, sequence.acked);
-    for (const [first, last] of sequence.void) subtractMissing(state, first, last);
+    for (const [first, last] of sequence.void) subtract(state, "missing", first, last);
     return arrival;
   }
 
@@ -239,18 +241,20 @@ export class SenderTracker {
    * checks continue from what was seen.
    */
   forgetHoles(): void {
-    for (const state of this.#devices.values()) state.missing = [];
+    for (const state of this.#devices.values()) state.missing = state.reported = [];
   }
 
   /**
-   * Stops reporting a hole once it has been reported (one warning per hole).
+   * Stops reporting a hole once it has been reported (one warning per hole); its numbers, should they arrive after
+   * all, are late.
    *
    * @param hole a hole from {@link withheld}
    */
   dismiss(hole: Withheld): void {
     const state = this.#devices.get(deviceId(hole.key, hole.device));
-    if (!state) return;
-    subtractMissing(state, hole.first, hole.last);
+    if (!state || !subtract(state, "missing", hole.first, hole.last)) return;
+    state.reported.push({ first: hole.first, last: hole.last, afterSeq: hole.afterSeq });
+    if (state.reported.length > MAX_MISSING_RANGES) state.reported.shift();
   }
 }
 
@@ -259,10 +263,10 @@ function deviceId(key: string, device: string): string {
   return `${key} ${device}`;
 }
 
-/** Removes the numbers first..last from the missing ranges; returns whether any was missing. */
-function subtractMissing(state: DeviceState, first: number, last: number): boolean {
+/** Removes the numbers first..last from the missing (or reported) ranges; returns whether any was in them. */
+function subtract(state: DeviceState, list: "missing" | "reported", first: number, last: number): boolean {
   let changed = false;
-  state.missing = state.missing.flatMap((m) => {
+  state[list] = state[list].flatMap((m) => {
     if (m.last < first || m.first > last) return [m];
     changed = true;
     const parts = [];
