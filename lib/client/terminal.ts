@@ -157,7 +157,9 @@ class Chat {
           this.#preset = undefined;
           return p;
         }
-        return await this.screen.ask(`passphrase for #${room}: `, { secret: true });
+        const answer = await this.screen.ask(`passphrase for #${room}: `, { secret: true });
+        // Enter on nothing declines, like Ctrl-C: no passphrase is empty, and nothing is derived from one.
+        return answer === "" ? undefined : answer;
       },
       deriving: (_room, { iterations }) => {
         const what = `deriving room key (${iterations} iterations)`;
