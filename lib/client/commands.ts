@@ -61,6 +61,8 @@ export interface Command {
   more?: string[];
   /** What Tab completes the first argument to. */
   complete?: CompletionKind;
+  /** It may change the current conversation: lines typed after it, before it finished, go where it leads. */
+  moves?: boolean;
   /** Runs it with the rest of the line. */
   run(ctx: CommandContext, args: string): Promise<void>;
 }
@@ -115,6 +117,7 @@ function currentRoom(ctx: CommandContext, name: string): string {
 export const COMMANDS: Command[] = [
   {
     name: "join",
+    moves: true,
     args: "ROOM [--generate] [--remember]",
     help: "join ROOM, asking for its passphrase (/help join: the flags)",
     more: [
@@ -138,6 +141,7 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "part",
+    moves: true,
     aliases: ["leave"],
     args: "[ROOM]",
     help: "leave ROOM (default: this one)",
@@ -150,6 +154,7 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "switch",
+    moves: true,
     args: "NAME",
     help: "go to a room or conversation by name or number (Alt-1..9, Ctrl-N and Ctrl-P too)",
     complete: "conversation",
@@ -161,6 +166,7 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "query",
+    moves: true,
     args: "NICK",
     help: "talk with NICK alone: open (or go to) your direct conversation with them",
     complete: "nick",
@@ -248,6 +254,7 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "accept",
+    moves: true,
     args: "[ROOM]",
     help: "accept the invitation to ROOM (default: the latest): join without a passphrase",
     async run(ctx, args) {
@@ -397,6 +404,23 @@ export const COMMANDS: Command[] = [
 export function findCommand(name: string): Command | undefined {
   const wanted = name.replace(/^\//, "").toLowerCase();
   return COMMANDS.find((c) => c.name === wanted || (c.aliases ?? []).includes(wanted));
+}
+
+/**
+ * Whether a typed line is a command that may change the current conversation (/join, /part, /switch, /query,
+ * /accept), so that the lines typed after it belong where it leads.
+ *
+ * @example
+ * ```ts
+ * movesConversation("/join #ops"); // true
+ * movesConversation("//join"); // false: a message
+ * ```
+ * @param line what the user typed
+ * @returns true for such a command
+ */
+export function movesConversation(line: string): boolean {
+  const match = /^\/([^\s/]\S*)/.exec(line);
+  return match !== null && !line.includes("\n") && findCommand(match[1])?.moves === true;
 }
 
 /** Every name Tab completes after a slash: the commands and their aliases. */

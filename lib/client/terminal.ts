@@ -11,7 +11,14 @@ import { MAX_BODY_BYTES } from "../envelope.ts";
 import { validateNick } from "../names.ts";
 import { CLIENT_EXIT, type ClientConfig, EXIT_OF_CLOSE } from "./config.ts";
 import { type ChatEvent, type ChatSession, type ChatTarget, type ConnectChat, connectSession } from "./chat_session.ts";
-import { type CommandContext, CommandError, commandNames, findCommand, runLine } from "./commands.ts";
+import {
+  type CommandContext,
+  CommandError,
+  commandNames,
+  findCommand,
+  movesConversation,
+  runLine,
+} from "./commands.ts";
 import { type Completed, Completer } from "./completion.ts";
 import { conversationKey } from "./conversations.ts";
 import { ConversationView } from "./conversation_view.ts";
@@ -70,6 +77,8 @@ class Chat {
   #options: TerminalOptions;
   /** Typed lines run one after another, in the order typed. */
   #lines: Promise<void> = Promise.resolve();
+  /** Commands that may change the current conversation, typed and not yet finished. */
+  #moving = 0;
   #quitting = false;
   #done!: (code: number) => void;
   readonly finished: Promise<number>;
@@ -148,7 +157,9 @@ class Chat {
           this.#preset = undefined;
           return p;
         }
-        return await this.screen.ask(`passphrase for #${room}: `, { secret: true });
+        const answer = await this.screen.ask(`passphrase for #${room}: `, { secret: true });
+        // Enter on nothing declines, like Ctrl-C: no passphrase is empty, and nothing is derived from one.
+        return answer === "" ? undefined : answer;
       },
       deriving: (_room, { iterations }) => {
         const what = `deriving room key (${iterations} iterations)`;
@@ -287,14 +298,23 @@ class Chat {
   }
 
   /**
-   * Runs typed lines one after another, each in the conversation that was current when it was typed: a line typed
-   * after /nick is sealed under the new nick.
+   * Runs typed lines one after another, each in the conversation that was current when it was typed (or, typed
+   * after a /join, /query, /switch or /part that had not finished, where that command led): a line typed after
+   * /nick is sealed under the new nick.
    */
   enqueue(line: string): void {
-    const context = this.#context(this.view.target);
+    // A line typed while a /join (or /query, /switch, /part) before it has not finished goes where that command
+    // leads: its conversation is the one current when the line runs, not the one current when it was typed.
+    const context = this.#moving > 0 ? undefined : this.#context(this.view.target);
+    const moves = movesConversation(line);
+    if (moves) this.#moving++;
     this.#lines = this.#lines.then(async () => {
-      if (line.includes("\n") && !(await this.#confirmLines(line))) return;
-      await runLine(context, line);
+      try {
+        if (line.includes("\n") && !(await this.#confirmLines(line))) return;
+        await runLine(context ?? this.#context(this.view.target), line);
+      } finally {
+        if (moves) this.#moving--;
+      }
     }).catch((err) => this.warn(`internal error: ${(err as Error).message}`));
   }
 
