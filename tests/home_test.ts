@@ -314,3 +314,39 @@ Deno.test("pinRoom never replaces a different pin: only forgetRoom does (an invi
     assert.equal(home.pinRoom(SERVER, theirs), "pinned");
   });
 });
+
+Deno.test("temporary files a crash left behind (a program killed mid-write) are removed when the home is opened again", async () => {
+  await withHome(async (dir) => {
+    await Home.open(dir);
+    Deno.mkdirSync(join(dir, "seen"), { recursive: true });
+    // What writeAtomic leaves when the program dies between creating its temporary file and renaming it.
+    const left = [
+      join(dir, `identity.json.${crypto.randomUUID()}.tmp`),
+      join(dir, `rooms.json.${crypto.randomUUID()}.tmp`),
+      join(dir, "seen", `0123.json.${crypto.randomUUID()}.tmp`),
+    ];
+    const old = new Date(Date.now() - 10 * 60_000);
+    for (const path of left) {
+      Deno.writeTextFileSync(path, '{"half":', { mode: 0o600 });
+      Deno.utimeSync(path, old, old);
+    }
+    // One being written right now by another program is left alone.
+    const fresh = join(dir, `trust.json.${crypto.randomUUID()}.tmp`);
+    Deno.writeTextFileSync(fresh, "{}", { mode: 0o600 });
+    const mine = join(dir, "notes.tmp.txt");
+    Deno.writeTextFileSync(mine, "not ours");
+    await Home.open(dir);
+    for (const path of left) assert.equal(exists(path), false, `${path} is still there`);
+    assert.equal(exists(fresh), true, "a temporary file being written now was removed");
+    assert.equal(exists(mine), true);
+  });
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

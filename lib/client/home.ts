@@ -225,6 +225,34 @@ function writeAtomic(path: string, text: string): void {
   }
 }
 
+/** What {@link writeAtomic} names its temporary files: the file's name, a random UUID, `.tmp`. */
+const TEMPORARY_FILE = /\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
+/** A temporary file older than this was left by a program that died mid-write (a write takes milliseconds). */
+const STALE_TEMPORARY_MS = 60_000;
+
+/**
+ * Removes the temporary files of {@link writeAtomic} that a program killed mid-write left in `dir` (not below it),
+ * leaving any a running program may be writing now.
+ */
+function removeStaleTemporaries(dir: string): void {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    if (!entry.isFile || !TEMPORARY_FILE.test(entry.name)) continue;
+    const path = join(dir, entry.name);
+    try {
+      const modified = Deno.statSync(path).mtime?.getTime() ?? Date.now();
+      if (Date.now() - modified > STALE_TEMPORARY_MS) Deno.removeSync(path);
+    } catch {
+      // gone meanwhile, or not ours to remove: harmless either way
+    }
+  }
+}
+
 /** Flushes the directory holding `path`, so that a rename in it survives a crash (POSIX; Windows has no need). */
 function syncDirectory(path: string): void {
   if (IS_WINDOWS) return;
@@ -388,6 +416,10 @@ export class Home {
       });
     }
     checkPrivate(path);
+    withLock(dir, () => {
+      removeStaleTemporaries(dir);
+      removeStaleTemporaries(join(dir, SEEN_DIR));
+    });
     const { secrets, passphrase } = await unlockIdentity(file!, { path, ask: options.passphrase });
     const identity = await importIdentity(secrets);
     secrets.signSeed.fill(0);
