@@ -69,15 +69,30 @@ export class Logger {
     if (!this.enabled(level)) return;
     const time = new Date().toISOString();
     if (this.#format === "json") {
-      this.#sink(JSON.stringify({ time, level, event, ...fields }));
+      this.#sink(escapeUnsafe(JSON.stringify({ time, level, event, ...fields })));
       return;
     }
     let line = `${time} ${level.toUpperCase().padEnd(5)} ${event}`;
     for (const [key, value] of Object.entries(fields)) {
       if (value === undefined) continue;
       const text = String(value);
-      line += ` ${key}=${/^[^\s"=]+$/.test(text) ? text : JSON.stringify(text)}`;
+      line += ` ${key}=${PLAIN_VALUE.test(text) ? text : quoteValue(text)}`;
     }
     this.#sink(line);
   }
+}
+
+/** A value written as it is: no space, quote, equals sign, control, format (bidi) or separator character. */
+const PLAIN_VALUE = /^[^\s"=\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+$/u;
+/** What JSON.stringify leaves as it is but a terminal or a log reader may act on. */
+const UNSAFE_IN_QUOTES = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+/** A value in double quotes, JSON-escaped, with every control, format and separator character as \uXXXX. */
+function quoteValue(text: string): string {
+  return escapeUnsafe(JSON.stringify(text));
+}
+
+/** JSON text with the characters JSON.stringify leaves raw (DEL, C1, bidi and other format, separators) as \uXXXX. */
+function escapeUnsafe(json: string): string {
+  return json.replace(UNSAFE_IN_QUOTES, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
