@@ -15,27 +15,21 @@ import { Home } from "../lib/client/home.ts";
 import { JoinError } from "../lib/client/session.ts";
 import { newDevice } from "../lib/client/sequence.ts";
 import { EvilServer } from "./support/evil_server.ts";
-import { passphraseHooks, poll, roomKeysOf, settle, type TestClient, TestHomes } from "./support/session_clients.ts";
+import {
+  evilConversation,
+  passphraseHooks,
+  poll,
+  roomKeysOf,
+  settle,
+  type TestClient,
+  TestHomes,
+} from "./support/session_clients.ts";
 
 const PASSPHRASE = "attack client passphrase 7c2e";
 const hooks = passphraseHooks(PASSPHRASE);
 
 /** A server with alice and bob in #general, alice having said one line that bob saw. */
-async function conversation() {
-  const server = await EvilServer.start();
-  const homes = new TestHomes();
-  const alice = await homes.connect(server.dial, "alice");
-  const bob = await homes.connect(server.dial, "bob");
-  await alice.session.join("general", hooks);
-  await bob.session.join("general", hooks);
-  alice.session.say("first");
-  await poll(() => bob.messages().length === 1, "bob sees alice's first line");
-  const done = async (...more: TestClient[]) => {
-    for (const c of [alice, bob, ...more]) await c.close();
-    await homes.cleanup();
-  };
-  return { server, homes, alice, bob, done };
-}
+const conversation = () => evilConversation(PASSPHRASE);
 
 Deno.test("a message in the user's own nick signed by another key is marked [key changed], never taken as new", async () => {
   const { server, alice, bob, done } = await conversation();

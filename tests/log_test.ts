@@ -24,7 +24,7 @@ Deno.test("text log: a value with a newline, an escape or another control charac
   for (const value of hostile) log.warn("limit", { room: value, plain: "ok" });
   assert.equal(lines.length, hostile.length);
   for (const [i, line] of lines.entries()) {
-    assert.doesNotMatch(line, /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/, JSON.stringify(line));
+    assert.doesNotMatch(line, /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u, JSON.stringify(line));
     assert.match(line, / plain=ok$/);
     const quoted = line.match(/ room=("(?:[^"\\]|\\.)*")/)![1];
     assert.equal(JSON.parse(quoted), hostile[i]);
@@ -43,6 +43,6 @@ Deno.test("json log: one valid JSON object per line, with no raw control, format
   const value = "a\nb\x1b[2J\x7f\u0085\u2028\u202e";
   log.warn("limit", { room: value });
   assert.equal(lines.length, 1);
-  assert.doesNotMatch(lines[0], /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]/);
+  assert.doesNotMatch(lines[0], /[\p{Cc}\u2028\u2029\u202a-\u202e]/u);
   assert.equal(JSON.parse(lines[0]).room, value);
 });

@@ -19,27 +19,21 @@ import { signEd25519 } from "../lib/crypto.ts";
 import { JoinError, SendError, SessionError } from "../lib/client/session.ts";
 import { newDevice } from "../lib/client/sequence.ts";
 import { EvilServer } from "./support/evil_server.ts";
-import { passphraseHooks, poll, roomKeysOf, settle, type TestClient, TestHomes } from "./support/session_clients.ts";
+import {
+  evilConversation,
+  passphraseHooks,
+  poll,
+  roomKeysOf,
+  settle,
+  type TestClient,
+  TestHomes,
+} from "./support/session_clients.ts";
 
 const PASSPHRASE = "attack test passphrase 5b1d";
 const hooks = passphraseHooks(PASSPHRASE);
 
 /** A server with alice and bob in #general, alice having said one line that bob saw. */
-async function conversation() {
-  const server = await EvilServer.start();
-  const homes = new TestHomes();
-  const alice = await homes.connect(server.dial, "alice");
-  const bob = await homes.connect(server.dial, "bob");
-  await alice.session.join("general", hooks);
-  await bob.session.join("general", hooks);
-  alice.session.say("first");
-  await poll(() => bob.messages().length === 1, "bob sees alice's first line");
-  const done = async (...more: TestClient[]) => {
-    for (const c of [alice, bob, ...more]) await c.close();
-    await homes.cleanup();
-  };
-  return { server, homes, alice, bob, done };
-}
+const conversation = () => evilConversation(PASSPHRASE);
 
 /** The room keys of #general on the double (what every member holds). */
 async function roomKeys(server: EvilServer) {

@@ -8,6 +8,7 @@
 import { deriveRoomKeys, type RoomKeys } from "../../lib/crypto.ts";
 import type { Dial } from "../../lib/client/link.ts";
 import { Home } from "../../lib/client/home.ts";
+import { EvilServer } from "./evil_server.ts";
 import type { OutboxItem } from "../../lib/client/outbox.ts";
 import {
   type DirectShown,
@@ -158,4 +159,28 @@ export function roomKeysOf(passphrase: string, options: { salt: Uint8Array; iter
   let keys = keyCache.get(key);
   if (!keys) keyCache.set(key, keys = deriveRoomKeys(passphrase, options));
   return keys;
+}
+
+/**
+ * A lying server double with alice and bob in #general (rooms of `passphrase`), alice having said one line that bob
+ * saw; `done` closes them (and any more clients given) and removes their homes.
+ *
+ * @param passphrase the room's passphrase
+ * @returns the server, the homes, both clients and the clean-up
+ */
+export async function evilConversation(passphrase: string) {
+  const hooks = passphraseHooks(passphrase);
+  const server = await EvilServer.start();
+  const homes = new TestHomes();
+  const alice = await homes.connect(server.dial, "alice");
+  const bob = await homes.connect(server.dial, "bob");
+  await alice.session.join("general", hooks);
+  await bob.session.join("general", hooks);
+  alice.session.say("first");
+  await poll(() => bob.messages().length === 1, "bob sees alice's first line");
+  const done = async (...more: TestClient[]) => {
+    for (const c of [alice, bob, ...more]) await c.close();
+    await homes.cleanup();
+  };
+  return { server, homes, alice, bob, done };
 }
