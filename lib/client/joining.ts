@@ -64,6 +64,8 @@ export interface Joined {
   history: number;
   /** Whether this connection was in the room already (nothing was done). */
   already?: boolean;
+  /** Who invited this user, when the join accepted an invitation. */
+  invitedBy?: string;
 }
 
 /** A member of a room, as /who shows it. */
