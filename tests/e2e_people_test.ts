@@ -84,3 +84,34 @@ Deno.test("an invitation to the room being joined at start: an empty answer to t
     await homes.cleanup();
   }
 });
+
+Deno.test("a room created by someone else while one chose its passphrase: said so, its passphrase asked, nothing derived for nothing", async () => {
+  const server = await startServer();
+  let screen: TmuxScreen | undefined;
+  let bob: WireClient | undefined;
+  try {
+    screen = await TmuxScreen.start(["--port", String(server.port), "--nick", "kim", ...FAST]);
+    await screen.waitFor((t) => t.includes("choose a passphrase for #general"), "the creation question", 60_000);
+    // bob creates #general while kim types.
+    bob = await WireClient.member(server.port, "bob", { passphrase: "bob's passphrase for general 5e21" });
+    await screen.line("kim's passphrase for general 77a0");
+    await screen.waitFor((t) => t.includes("repeat the passphrase:"), "the repeat question");
+    await screen.line("kim's passphrase for general 77a0");
+    let text = await screen.waitFor(
+      (t) => /passphrase for #general: *$/m.test(t),
+      "the passphrase of the room bob made",
+    );
+    assert.match(text, /-- #general was created meanwhile by someone else: enter its passphrase/, text);
+    assert.ok(!text.includes("deriving room key"), `no key derived for a room that cannot be made:\n${text}`);
+    await screen.line("bob's passphrase for general 5e21");
+    await screen.waitForLastLine("#general>", "kim in #general", 60_000);
+    text = await screen.text();
+    assert.equal(text.split("deriving room key").length - 1, 1, text);
+    assert.match(text, /-- joined #general: /, text);
+  } finally {
+    await screen?.close();
+    bob?.close();
+    await bob?.ended;
+    await removeServer(server);
+  }
+});

@@ -167,9 +167,10 @@ class Chat {
 
   hooks(generate: boolean): JoinHooks {
     return {
-      passphrase: async (room, { creating }) => {
+      passphrase: async (room, { creating, createdMeanwhile }) => {
         if (creating) return await this.#newPassphrase(room, generate);
-        if (generate) this.view.notice(`#${room} already exists: --generate was ignored`);
+        if (createdMeanwhile) this.view.notice(`#${room} was created meanwhile by someone else: enter its passphrase`);
+        else if (generate) this.view.notice(`#${room} already exists: --generate was ignored`);
         if (this.#preset !== undefined) {
           const p = this.#preset;
           this.#preset = undefined;
