@@ -61,7 +61,7 @@ Deno.test("switching shows a few lines already seen, then a marker, then what ar
     "-- now in #ops",
     "seen 2",
     "seen 3",
-    "-- new since you last looked: 2 lines",
+    "-- new since you last looked: 2 messages",
     "new 1",
     "new 2",
   ]);
@@ -70,6 +70,32 @@ Deno.test("switching shows a few lines already seen, then a marker, then what ar
   view.switchTo("#general");
   assert.deepEqual(texts(view.switchTo("#ops")), ["-- now in #ops", "new 1", "new 2"]);
   assert.equal(view.switchTo("#nowhere"), undefined);
+});
+
+Deno.test("the marker counts what the status line counts: one's own lines and presence are not new to anyone", () => {
+  const view = threeRooms();
+  view.add("@carol", message("mine to carol", { from: "kim", own: true }));
+  view.add("#ops", { kind: "status", text: "dave joined #ops", ts: NOON });
+  assert.deepEqual(view.summary().map((c) => c.unread), [0, 0, 0, 0]);
+  // Nothing new from anyone: the lines are there, without a marker that would count them.
+  assert.deepEqual(texts(view.switchTo("@carol")), ["-- now in @carol", "mine to carol"]);
+  assert.deepEqual(texts(view.switchTo("#ops")), ["-- now in #ops", "-- dave joined #ops"]);
+  view.switchTo("#general");
+  view.add("#ops", message("mine in ops", { from: "kim", own: true }));
+  view.add("#ops", message("from bob"));
+  view.add("#ops", message("mine again", { from: "kim", own: true }));
+  assert.equal(
+    formatStatusLine(view.summary(), { width: 80, colour: false, highlight: false }),
+    "[1:#general] 2:#ops(1) 3:#dev 4:@carol",
+  );
+  assert.deepEqual(texts(view.switchTo("#ops")), [
+    "-- now in #ops",
+    "-- dave joined #ops",
+    "-- new since you last looked: 1 message",
+    "mine in ops",
+    "from bob",
+    "mine again",
+  ]);
 });
 
 Deno.test("Alt-number, next and previous (wrapping), and names as the user types them", () => {
@@ -127,7 +153,7 @@ Deno.test("a buffer keeps its last lines; what was dropped unseen is said on swi
   assert.equal(view.summary()[1].unread, 5);
   assert.deepEqual(texts(view.switchTo("#ops")), [
     "-- now in #ops",
-    "-- new since you last looked: 3 lines (2 older ones no longer kept)",
+    "-- new since you last looked: 5 messages (2 older ones no longer kept)",
     "m3",
     "m4",
     "m5",

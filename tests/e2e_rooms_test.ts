@@ -140,7 +140,7 @@ Deno.test("rooms: unread counts and mentions in the status line, nothing of anot
     assert.match(
       after,
       new RegExp(
-        `^-- now in #general\\n(?:.*\\n)*?${TIME} <dave> seen in general\\n-- new since you last looked: 3 lines\\n` +
+        `^-- now in #general\\n(?:.*\\n)*?${TIME} <dave> seen in general\\n-- new since you last looked: 3 messages\\n` +
           `${TIME} <dave> while you were away 1\\n${TIME} <erin> while you were away 2\\n${TIME} <dave> ALICE: can you look\\?\\n`,
       ),
       after,

@@ -95,7 +95,7 @@ Deno.test("real server: /join adds and switches, unread and a mention in the sta
     await screen.waitForLastLine("#general>", "Alt-1");
     text = await screen.waitFor((t) => t.includes("lunch at noon"), "general's line after switching");
     let after = text.slice(text.lastIndexOf("-- now in #general"));
-    assert.match(after, /-- new since you last looked: 1 lines\n\d\d:\d\d:\d\d <alice> lunch at noon\n/);
+    assert.match(after, /-- new since you last looked: 1 message\n\d\d:\d\d:\d\d <alice> lunch at noon\n/);
     assert.equal(statusLine(text), "[1:#general] 2:#ops(2!) 3:#dev");
     // Ctrl-N: the next one (#ops), its two lines after the marker, the counts gone.
     await screen.press("C-n");
@@ -105,7 +105,7 @@ Deno.test("real server: /join adds and switches, unread and a mention in the sta
     assert.match(after, /-- topic: deploy on friday\n/);
     assert.match(
       after,
-      /-- new since you last looked: 2 lines\n\d\d:\d\d:\d\d <alice> bob, can you look at the deploy\?\n\d\d:\d\d:\d\d <alice> and the logs\n/,
+      /-- new since you last looked: 2 messages\n\d\d:\d\d:\d\d <alice> bob, can you look at the deploy\?\n\d\d:\d\d:\d\d <alice> and the logs\n/,
     );
     assert.equal(statusLine(text), "1:#general [2:#ops] 3:#dev · topic: deploy on friday");
     // Ctrl-P twice: #general, then around to #dev; /switch by name and by number.

@@ -10,18 +10,26 @@ import type { ConnectChat } from "../lib/client/chat_session.ts";
 import { parseClientFlags } from "../lib/client/config.ts";
 import { Home } from "../lib/client/home.ts";
 import { runTerminal } from "../lib/client/terminal.ts";
+import type { InvitationShown } from "../lib/client/session.ts";
 import { FakeInput, fakeOutput } from "./support/fake_terminal.ts";
 import { poll } from "./support/session_clients.ts";
 import { ScriptedSession } from "./support/scripted_session.ts";
 
-/** The client as kim in #general, with every call the session saw. */
-async function typist() {
+/**
+ * The client as kim, starting in #general, with every call the session saw.
+ *
+ * @param options.lockedRooms rooms whose join asks for the passphrase
+ * @param options.invitations the invitations the session holds
+ */
+async function typist(options: { lockedRooms?: string[]; invitations?: InvitationShown[] } = {}) {
   const dir = await Deno.makeTempDir({ prefix: "aeschat-people-" });
   const input = new FakeInput();
   const writes: string[] = [];
   const calls: Record<string, unknown>[] = [];
   const connect: ConnectChat = (opts) =>
-    Promise.resolve(new ScriptedSession(opts.nick, { onEvent: opts.onEvent, report: (c) => calls.push(c) }));
+    Promise.resolve(
+      new ScriptedSession(opts.nick, { ...options, onEvent: opts.onEvent, report: (c) => calls.push(c) }),
+    );
   const finished = runTerminal(parseClientFlags(["--nick", "kim", "--port", "1"]), {
     connect,
     home: await Home.open(dir),
@@ -29,10 +37,10 @@ async function typist() {
     output: fakeOutput(writes),
     colour: false,
   });
-  await poll(() => writes.join("").includes("joined #general"), "the first room");
   return {
     input,
     calls,
+    text: () => writes.join(""),
     /** Where each line said went. */
     said: () => calls.filter((c) => c.call === "say").map((c) => ({ target: c.target, text: c.text })),
     stop: async () => {
@@ -43,8 +51,15 @@ async function typist() {
   };
 }
 
-Deno.test("lines typed right after /join, /query, /switch or /part go where that command leads, not where it was typed", async () => {
+/** {@link typist}, once in #general. */
+async function typistInGeneral() {
   const t = await typist();
+  await poll(() => t.text().includes("joined #general"), "the first room");
+  return t;
+}
+
+Deno.test("lines typed right after /join, /query, /switch or /part go where that command leads, not where it was typed", async () => {
+  const t = await typistInGeneral();
   try {
     // One chunk: every line reaches the client before the first command has run, as when typing fast or pasting
     // into a terminal without bracketed paste.
@@ -65,7 +80,7 @@ Deno.test("lines typed right after /join, /query, /switch or /part go where that
 });
 
 Deno.test("a line typed before a /join still goes to the conversation it was typed in", async () => {
-  const t = await typist();
+  const t = await typistInGeneral();
   try {
     t.input.type("/join ops\r");
     await poll(() => t.calls.some((c) => c.call === "join" && c.room === "ops"), "#ops joined");
@@ -73,6 +88,48 @@ Deno.test("a line typed before a /join still goes to the conversation it was typ
     t.input.type("\x1b1here\r");
     await poll(() => t.said().length === 1, "one line said");
     assert.deepEqual(t.said(), [{ target: { room: "general" }, text: "here" }]);
+  } finally {
+    await t.stop();
+  }
+});
+
+/** The client as kim, starting in #general, which asks for a passphrase; with invitations received. */
+const invited = (invitations: InvitationShown[]) => typist({ lockedRooms: ["general"], invitations });
+
+const invitation = (from: string, trust: InvitationShown["trust"]): InvitationShown => ({
+  room: "general",
+  from,
+  to: "kim",
+  fingerprint: "ab".repeat(20),
+  trust,
+  id: crypto.randomUUID(),
+  ts: Date.now(),
+  history: false,
+});
+
+Deno.test("typing /accept at the passphrase question of a room one is invited to accepts the invitation", async () => {
+  const t = await invited([invitation("alice", "verified")]);
+  try {
+    await poll(() => t.text().includes("passphrase for #general (empty: accept alice ✓'s invitation): "), "asked");
+    t.input.type("/accept general\r");
+    await poll(() => t.text().includes("-- accepted alice's invitation to #general"), "accepted");
+    assert.deepEqual(t.calls.filter((c) => c.call === "accept"), [{ call: "accept", room: "general" }]);
+    assert.ok(!t.calls.some((c) => c.call === "passphrase"), "no passphrase tried");
+  } finally {
+    await t.stop();
+  }
+});
+
+Deno.test("an invitation signed by a changed key is not offered at the passphrase question: a warning says what to check", async () => {
+  const t = await invited([invitation("mallory", "changed")]);
+  try {
+    await poll(() => t.text().includes("passphrase for #general: "), "the plain passphrase question");
+    assert.match(t.text(), /\[key changed\] mallory invites you to #general, signed by a key that differs/);
+    assert.doesNotMatch(t.text(), /empty: accept/);
+    // An empty answer declines: nothing is accepted silently.
+    t.input.type("\r");
+    await poll(() => t.text().includes("not joined #general"), "declined");
+    assert.ok(!t.calls.some((c) => c.call === "accept"), "nothing accepted");
   } finally {
     await t.stop();
   }

@@ -281,16 +281,18 @@ export class Conversations {
     const conversation = this.get(key);
     if (!conversation) return undefined;
     this.#current = conversation;
-    const { lines, seen } = conversation;
-    const fresh = lines.length - seen;
+    const { lines, seen, unread } = conversation;
     const out: ConversationLine[] = [{ kind: "status", text: `now in ${conversation.key}` }];
     if (conversation.topic !== undefined) out.push({ kind: "status", text: `topic: ${conversation.topic}` });
     out.push(...lines.slice(Math.max(0, seen - this.#context), seen));
-    if (fresh > 0 || conversation.dropped > 0) {
+    // The marker counts what the status line counted: messages from others (the user's own lines, presence and notices
+    // are shown after it, but are not news).
+    if (unread > 0 || conversation.dropped > 0) {
       const lost = conversation.dropped > 0 ? ` (${conversation.dropped} older ones no longer kept)` : "";
-      out.push({ kind: "status", text: `new since you last looked: ${fresh} lines${lost}` });
-      out.push(...lines.slice(seen));
+      const count = `${unread} message${unread === 1 ? "" : "s"}`;
+      out.push({ kind: "status", text: `new since you last looked: ${count}${lost}` });
     }
+    out.push(...lines.slice(seen));
     conversation.seen = lines.length;
     conversation.unread = 0;
     conversation.mentions = 0;

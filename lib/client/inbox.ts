@@ -25,6 +25,22 @@ export const INVITERS_KEPT = 8;
 /** The order in which invitations from inviters of each trust are tried. */
 const TRUST_ORDER: readonly Trust[] = ["verified", "pinned", "new", "unsigned", "changed"];
 
+/**
+ * Orders invitations to one room as accepting tries them: the most trusted inviter first (verified, pinned, new; a
+ * changed key last), then the newest.
+ *
+ * @example
+ * ```ts
+ * invitations.sort(compareInvitations)[0]; // the one /accept tries first
+ * ```
+ * @param a an invitation
+ * @param b another
+ * @returns negative when `a` comes first
+ */
+export function compareInvitations(a: InvitationShown, b: InvitationShown): number {
+  return TRUST_ORDER.indexOf(a.trust) - TRUST_ORDER.indexOf(b.trust) || b.ts - a.ts;
+}
+
 /** An invitation received, with what accepting it needs. */
 export interface Received {
   /** The room's secrets. */
@@ -208,9 +224,6 @@ export class Inbox {
   candidates(room?: string): Received[] {
     const name = room ?? this.invitations().at(-1)?.room;
     if (name === undefined) return [];
-    const rank = (r: Received) => TRUST_ORDER.indexOf(r.shown.trust);
-    return [...(this.#invitations.get(foldName(name)) ?? [])].sort((a, b) =>
-      rank(a) - rank(b) || b.shown.ts - a.shown.ts
-    );
+    return [...(this.#invitations.get(foldName(name)) ?? [])].sort((a, b) => compareInvitations(a.shown, b.shown));
   }
 }

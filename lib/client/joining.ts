@@ -45,9 +45,10 @@ const LEAVE_DRAIN_MS = 10_000;
 export interface JoinHooks {
   /**
    * Asks for the room's passphrase; `creating` says the room does not exist yet (the hook may warn about weak
-   * passphrases, ask for confirmation, or generate one). Returning undefined cancels the join.
+   * passphrases, ask for confirmation, or generate one); `createdMeanwhile` says the user was about to create it when
+   * someone else did (the passphrase asked is now that room's). Returning undefined cancels the join.
    */
-  passphrase(room: string, options: { creating: boolean }): Promise<string | undefined>;
+  passphrase(room: string, options: { creating: boolean; createdMeanwhile?: boolean }): Promise<string | undefined>;
   /** Called while the room key is being derived; the returned function is called when it is done. */
   deriving?(room: string, options: { iterations: number }): () => void;
 }
@@ -64,6 +65,8 @@ export interface Joined {
   history: number;
   /** Whether this connection was in the room already (nothing was done). */
   already?: boolean;
+  /** Who invited this user, when the join accepted an invitation. */
+  invitedBy?: string;
 }
 
 /** A member of a room, as /who shows it. */
@@ -223,12 +226,17 @@ export class Joining {
         already: true,
       };
     }
+    let createdMeanwhile = false;
     for (let attempt = 0;; attempt++) {
       try {
         const remember = options.remember ?? this.#options.remember ?? false;
-        return await this.#joinOnce(room, { hooks, remember, expect: options.expect });
+        return await this.#joinOnce(room, { hooks, remember, expect: options.expect, createdMeanwhile });
       } catch (err) {
-        if (err instanceof JoinError && err.code === "room_changed" && attempt < 2) continue;
+        // Someone else created the room while this user was creating it: join theirs (its passphrase is asked).
+        if (err instanceof JoinError && err.code === "room_changed" && attempt < 2) {
+          createdMeanwhile = true;
+          continue;
+        }
         throw err;
       }
     }
@@ -268,18 +276,24 @@ export class Joining {
   /** One join (or rejoin, with the room's state): the challenge checked, the keys, the proof, the room entered. */
   async #joinOnce(
     room: string,
-    options: { hooks?: JoinHooks; rejoin?: RoomState; remember?: boolean; expect?: RoomPin },
+    options: {
+      hooks?: JoinHooks;
+      rejoin?: RoomState;
+      remember?: boolean;
+      expect?: RoomPin;
+      createdMeanwhile?: boolean;
+    },
   ): Promise<Joined> {
     const serverPub = this.#options.serverPub();
     const home = this.#options.home;
-    const reply = await this.#options.request({ type: "join", room: options.rejoin?.name ?? room }, "challenge");
     const pin = options.rejoin?.pin ?? home.roomPin(serverPub, room) ?? options.expect;
-    const challenge = checkChallenge(reply, {
-      asked: room,
-      pin,
-      minIterations: this.#options.minIterations ?? DEFAULT_ITERATIONS,
-    });
-    const { keys, create } = await this.#roomKeys(challenge, options);
+    const ask = async () =>
+      checkChallenge(await this.#options.request({ type: "join", room: options.rejoin?.name ?? room }, "challenge"), {
+        asked: room,
+        pin,
+        minIterations: this.#options.minIterations ?? DEFAULT_ITERATIONS,
+      });
+    const { keys, create, challenge } = await this.#roomKeys(await ask(), { ...options, ask });
     const proof = await signJoinProof(keys, {
       nonce: challenge.nonce,
       room: challenge.room,
@@ -327,41 +341,60 @@ export class Joining {
    */
   async #roomKeys(
     challenge: Challenge,
-    options: { hooks?: JoinHooks; rejoin?: RoomState },
-  ): Promise<{ keys: RoomKeys; create?: { salt: Uint8Array<ArrayBuffer>; iterations: number } }> {
+    options: { hooks?: JoinHooks; rejoin?: RoomState; createdMeanwhile?: boolean; ask(): Promise<Challenge> },
+  ): Promise<
+    { keys: RoomKeys; create?: { salt: Uint8Array<ArrayBuffer>; iterations: number }; challenge: Challenge }
+  > {
     const { room, existing } = challenge;
     const hooks = options.hooks;
     if (!existing) {
       if (!hooks) throw new JoinError("access_denied", `#${room} does not exist on the server any more`);
+      const passphrase = await this.#passphrase(room, hooks, { creating: true });
+      // Choosing a passphrase takes a while: a room someone else made meanwhile is found before deriving a key that
+      // could not make it (a fresh challenge; the server keeps the latest).
+      const fresh = await options.ask();
+      if (fresh.existing) throw new JoinError("room_changed", `#${room} was created meanwhile by someone else`);
       const iterations = this.#options.iterations ?? DEFAULT_ITERATIONS;
       const salt = makeSalt();
-      const keys = await this.#derive(room, { hooks, creating: true, salt, iterations });
-      return { keys, create: { salt, iterations } };
+      const keys = await this.#derive(room, { hooks, passphrase, salt, iterations });
+      return { keys, create: { salt, iterations }, challenge: fresh };
     }
     const matches = (keys: RoomKeys) => sameBytes(keys.accessPub, existing.accessPub);
     const candidates = [options.rejoin?.keys, this.#keys.get(keyName(room, existing))];
-    for (const keys of candidates) if (keys && matches(keys)) return { keys };
+    for (const keys of candidates) if (keys && matches(keys)) return { keys, challenge };
     const kept = await this.#options.home.roomSecret(this.#options.serverPub(), room);
     if (kept && sameBytes(kept.accessPub, existing.accessPub)) {
       const keys = await roomKeysFromMaster(kept.master);
-      if (matches(keys)) return { keys };
+      if (matches(keys)) return { keys, challenge };
     }
     if (!hooks) throw new JoinError("access_denied", `the keys of #${room} no longer open it`);
-    const keys = await this.#derive(room, { hooks, creating: false, ...existing });
+    const passphrase = await this.#passphrase(room, hooks, {
+      creating: false,
+      createdMeanwhile: options.createdMeanwhile,
+    });
+    const keys = await this.#derive(room, { hooks, passphrase, ...existing });
     // Checked here, so that a wrong passphrase (or a forged salt) never produces a proof anyone could test.
     if (!matches(keys)) throw new JoinError("access_denied", `wrong passphrase for #${room}`);
-    return { keys };
+    return { keys, challenge };
+  }
+
+  async #passphrase(
+    room: string,
+    hooks: JoinHooks,
+    options: { creating: boolean; createdMeanwhile?: boolean },
+  ): Promise<string> {
+    const passphrase = await hooks.passphrase(room, options);
+    if (passphrase === undefined) throw new JoinError("cancelled", `join ${room} cancelled`);
+    return passphrase;
   }
 
   async #derive(
     room: string,
-    options: { hooks: JoinHooks; creating: boolean; salt: Uint8Array; iterations: number },
+    options: { hooks: JoinHooks; passphrase: string; salt: Uint8Array; iterations: number },
   ): Promise<RoomKeys> {
-    const passphrase = await options.hooks.passphrase(room, { creating: options.creating });
-    if (passphrase === undefined) throw new JoinError("cancelled", `join ${room} cancelled`);
     const done = options.hooks.deriving?.(room, { iterations: options.iterations });
     try {
-      return await deriveRoomKeys(passphrase, { salt: options.salt, iterations: options.iterations });
+      return await deriveRoomKeys(options.passphrase, { salt: options.salt, iterations: options.iterations });
     } catch (err) {
       if (err instanceof KeyDerivationError) throw new JoinError("bad_passphrase", err.message);
       throw err;

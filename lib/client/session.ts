@@ -832,7 +832,7 @@ export class Session {
       master: invitation.master,
       source: "invite",
     });
-    return joined;
+    return { ...joined, invitedBy: shown.from };
   }
 
   // ---- peers --------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@
  */
 
 import { MAX_BODY_BYTES } from "../envelope.ts";
-import { validateNick } from "../names.ts";
+import { formatFingerprint } from "../identity.ts";
+import { foldName, validateNick } from "../names.ts";
 import { CLIENT_EXIT, type ClientConfig, EXIT_OF_CLOSE } from "./config.ts";
 import { type ChatEvent, type ChatSession, type ChatTarget, type ConnectChat, connectSession } from "./chat_session.ts";
 import {
@@ -26,9 +27,18 @@ import { Home, HomeError } from "./home.ts";
 import type { Dial } from "./link.ts";
 import type { OutboxItem } from "./outbox.ts";
 import { generatePassphrase, isWeakPassphrase, WEAK_PASSPHRASE_CHARS } from "./passphrase.ts";
-import { displayNick } from "./render.ts";
+import { compareInvitations } from "./inbox.ts";
+import { displayNick, shownNick } from "./render.ts";
 import { Screen, type TerminalInput, type TerminalOutput } from "./screen.ts";
-import { JoinError, type JoinHooks, type ReconnectPolicy, SendError, SessionError } from "./session.ts";
+import {
+  type InvitationShown,
+  type Joined,
+  JoinError,
+  type JoinHooks,
+  type ReconnectPolicy,
+  SendError,
+  SessionError,
+} from "./session.ts";
 
 /** Wrong passphrases allowed at one prompt before giving up. */
 const PASSPHRASE_TRIES = 3;
@@ -63,6 +73,12 @@ export interface TerminalOptions {
 
 const isYes = (answer: string | undefined) => /^y(es)?$/i.test(answer?.trim() ?? "");
 
+/** Whether an answer to a passphrase question is `/accept` (of that room, or none named), as the invitation said. */
+function isAcceptLine(answer: string, room: string): boolean {
+  const match = /^\/accept(?:\s+#?(\S+))?\s*$/.exec(answer.trim());
+  return match !== null && (match[1] === undefined || foldName(match[1]) === foldName(room));
+}
+
 /** The conversation key of where an outbox item went. */
 function targetOf(item: OutboxItem): ChatTarget {
   return item.to !== undefined ? { peer: item.to } : { room: item.room };
@@ -84,6 +100,8 @@ class Chat {
   readonly finished: Promise<number>;
   #preset: string | undefined;
   #completer = new Completer();
+  /** The room whose passphrase question was answered with "accept the invitation". */
+  #acceptInstead: string | undefined;
 
   constructor(config: ClientConfig, options: TerminalOptions) {
     this.#config = config;
@@ -149,15 +167,25 @@ class Chat {
 
   hooks(generate: boolean): JoinHooks {
     return {
-      passphrase: async (room, { creating }) => {
+      passphrase: async (room, { creating, createdMeanwhile }) => {
         if (creating) return await this.#newPassphrase(room, generate);
-        if (generate) this.view.notice(`#${room} already exists: --generate was ignored`);
+        if (createdMeanwhile) this.view.notice(`#${room} was created meanwhile by someone else: enter its passphrase`);
+        else if (generate) this.view.notice(`#${room} already exists: --generate was ignored`);
         if (this.#preset !== undefined) {
           const p = this.#preset;
           this.#preset = undefined;
           return p;
         }
-        const answer = await this.screen.ask(`passphrase for #${room}: `, { secret: true });
+        const invitation = this.#invitationTo(room);
+        const question = invitation
+          ? `passphrase for #${room} (empty: accept ${shownNick(invitation.from, invitation.trust)}'s invitation): `
+          : `passphrase for #${room}: `;
+        const answer = await this.screen.ask(question, { secret: true });
+        if (invitation && answer !== undefined && (answer === "" || isAcceptLine(answer, room))) {
+          // The join is cancelled here, and join() accepts the invitation instead: one join, no passphrase.
+          this.#acceptInstead = room;
+          return undefined;
+        }
         // Enter on nothing declines, like Ctrl-C: no passphrase is empty, and nothing is derived from one.
         return answer === "" ? undefined : answer;
       },
@@ -167,6 +195,34 @@ class Chat {
         return () => this.view.notice(`${what}: done in ${stop().toFixed(1)} s`);
       },
     };
+  }
+
+  /**
+   * The invitation to `room` that an empty answer to its passphrase question accepts: from an inviter whose key is
+   * the one pinned (the most trusted, then the newest). Invitations signed by a changed key are not offered: a line
+   * says what to check first.
+   */
+  #invitationTo(room: string): InvitationShown | undefined {
+    const fold = foldName(room);
+    const all = this.session!.invitations().filter((i) => foldName(i.room) === fold);
+    const best = all.filter((i) => i.trust !== "changed").sort(compareInvitations)[0];
+    if (best === undefined) {
+      for (const { from } of all) {
+        this.view.notice(
+          `[key changed] ${displayNick(from)} invites you to #${room}, signed by a key that differs from the one you ` +
+            `pinned: not offered; check it (/whois ${from}), /trust ${from} if it is right, then /accept ${room}`,
+          { warning: true },
+        );
+      }
+      return undefined;
+    }
+    if (best.trust === "new") {
+      this.view.notice(
+        `${displayNick(best.from)}'s key ${formatFingerprint(best.fingerprint)} is new to you: accepting trusts it; ` +
+          `/verify ${best.from} to be sure`,
+      );
+    }
+    return best;
   }
 
   async #newPassphrase(room: string, generate: boolean): Promise<string | undefined> {
@@ -224,7 +280,7 @@ class Chat {
       const fromPreset = this.#preset !== undefined;
       this.view.expect(room);
       try {
-        const joined = await session.join(room, this.hooks(generate), options);
+        const joined = await this.#joinOrAccept(room, generate, options);
         this.view.joined(joined.room, { members: joined.members });
         const members = joined.members.map(displayNick);
         this.status(
@@ -246,6 +302,23 @@ class Chat {
       } finally {
         this.view.expect(undefined);
       }
+    }
+  }
+
+  /** Joins a room, or accepts the invitation to it when the passphrase question was answered so. */
+  async #joinOrAccept(room: string, generate: boolean, options: { remember?: boolean }): Promise<Joined> {
+    const session = this.session!;
+    this.#acceptInstead = undefined;
+    try {
+      return await session.join(room, this.hooks(generate), options);
+    } catch (err) {
+      const accept = this.#acceptInstead;
+      this.#acceptInstead = undefined;
+      if (!(err instanceof JoinError && err.code === "cancelled" && accept !== undefined)) throw err;
+      const joined = await session.accept(accept);
+      const by = joined.invitedBy === undefined ? "the" : `${displayNick(joined.invitedBy)}'s`;
+      this.status(`accepted ${by} invitation to #${joined.room}`);
+      return joined;
     }
   }
 

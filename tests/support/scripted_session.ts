@@ -27,12 +27,16 @@ export class ScriptedSession implements ChatSession {
   #report: (call: Record<string, unknown>) => void;
   #seq = 0;
   #newRooms: Set<string>;
+  #lockedRooms: Set<string>;
+  #invitations: InvitationShown[];
 
   /**
    * @param nick the nick
    * @param options.onEvent the terminal's event handler
    * @param options.report told of every call a server would see
    * @param options.newRooms rooms that do not exist yet: joining one creates it through the hooks
+   * @param options.lockedRooms rooms that exist and whose join asks the hooks for the passphrase
+   * @param options.invitations the invitations received (accepting one joins its room without asking)
    */
   constructor(
     nick: string,
@@ -40,12 +44,16 @@ export class ScriptedSession implements ChatSession {
       onEvent: (event: ChatEvent) => void;
       report: (call: Record<string, unknown>) => void;
       newRooms?: Iterable<string>;
+      lockedRooms?: Iterable<string>;
+      invitations?: InvitationShown[];
     },
   ) {
     this.nick = nick;
     this.#onEvent = options.onEvent;
     this.#report = options.report;
     this.#newRooms = new Set(options.newRooms ?? []);
+    this.#lockedRooms = new Set(options.lockedRooms ?? []);
+    this.#invitations = options.invitations ?? [];
   }
 
   joinedRoom(name: string): string | undefined {
@@ -63,6 +71,10 @@ export class ScriptedSession implements ChatSession {
       const passphrase = await hooks?.passphrase(room, { creating: true });
       if (passphrase === undefined) throw new JoinError("cancelled", `not joined #${room}`);
       hooks?.deriving?.(room, { iterations: 100_000 })();
+    } else if (hooks && this.#lockedRooms.has(room)) {
+      const passphrase = await hooks.passphrase(room, { creating: false });
+      if (passphrase === undefined) throw new JoinError("cancelled", `not joined #${room}`);
+      this.#report({ call: "passphrase", room, passphrase });
     }
     this.rooms.push(room);
     return { room, members: created ? [this.nick] : [this.nick, "dave", "erin"], created, history: 0 };
@@ -102,13 +114,14 @@ export class ScriptedSession implements ChatSession {
     return this.say({ peer: nick }, "(an invitation)", { type: "text" });
   }
 
-  accept(room?: string) {
+  async accept(room?: string) {
     this.#report({ call: "accept", room });
-    return this.join(room ?? "invited");
+    const invitation = this.#invitations.findLast((i) => room === undefined || i.room === room);
+    return { ...await this.join(room ?? "invited"), invitedBy: invitation?.from };
   }
 
   invitations(): InvitationShown[] {
-    return [];
+    return this.#invitations;
   }
 
   whois(nick: string): Promise<PeerInfo> {
