@@ -129,24 +129,53 @@ interface RunResult {
   notes: string[];
 }
 
-const { values: flags } = parseArgs({
-  args: Deno.args,
-  options: {
-    quick: { type: "boolean", default: false },
-    runs: { type: "string" },
-    only: { type: "string" },
-    workers: { type: "string", default: "auto" },
-    duration: { type: "string" },
-    synchronous: { type: "string" },
-    out: { type: "string", default: `${ROOT}bench/results.json` },
-    verbose: { type: "boolean", default: false },
-    target: { type: "string", default: "both" },
-    profile: { type: "string" },
-    chunk: { type: "string", default: "16" },
-    "server-v8-flags": { type: "string" },
-    "steady-rate": { type: "string", default: "100000" },
-  },
-});
+const USAGE = `usage: deno task bench [options]
+  --quick                 a subset, once (under a minute)
+  --only LIST             comma-separated scenarios (e.g. flood-500,burst-100)
+  --runs N                runs per scenario (default 3; the median is reported)
+  --workers N|auto        load processes
+  --duration SECONDS      length of the flood and steady scenarios
+  --synchronous MODE      the server's --synchronous
+  --out FILE              where the results go (default bench/results.json)
+  --target both|aeschat|relay
+  --profile DIR           write the server's CPU profiles to DIR
+  --chunk N               messages per flood write (default 16)
+  --steady-rate N         steady deliveries per second in total (default 100000)
+  --server-v8-flags FLAGS V8 flags for the server process (an experiment)
+  --verbose               every load process's lines`;
+
+function parseFlags() {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      options: {
+        help: { type: "boolean", default: false },
+        quick: { type: "boolean", default: false },
+        runs: { type: "string" },
+        only: { type: "string" },
+        workers: { type: "string", default: "auto" },
+        duration: { type: "string" },
+        synchronous: { type: "string" },
+        out: { type: "string", default: `${ROOT}bench/results.json` },
+        verbose: { type: "boolean", default: false },
+        target: { type: "string", default: "both" },
+        profile: { type: "string" },
+        chunk: { type: "string", default: "16" },
+        "server-v8-flags": { type: "string" },
+        "steady-rate": { type: "string", default: "100000" },
+      },
+    }).values;
+  } catch (err) {
+    console.error(`aeschat bench: ${(err as Error).message.split("\n")[0]} (deno task bench --help)`);
+    Deno.exit(2);
+  }
+}
+
+const flags = parseFlags();
+if (flags.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
 const QUICK_MODE = flags.quick!;
 /** Steady: deliveries per second in total (issue 5: about 100000). */
 const STEADY_DELIVERIES_PER_S = Number(flags["steady-rate"]);
@@ -186,7 +215,8 @@ function scenarioByName(name: string): Scenario {
   if (idle) {
     return { name, mode: "idle", rooms: Math.max(1, Math.round(Number(idle[1]) / 50)), clients: Number(idle[1]) };
   }
-  throw new Error(`unknown scenario ${name}`);
+  console.error(`aeschat bench: unknown scenario ${name}; known: ${FULL.map((s) => s.name).join(", ")}, idle-N`);
+  Deno.exit(2);
 }
 
 const selected: Scenario[] = flags.only
