@@ -661,6 +661,13 @@ Deno.test("the independent client reproduces PROTOCOL.md's worked example", () =
 
   const keys = roomKeys("correct horse battery staple", hex("000102030405060708090a0b0c0d0e0f"), 100000);
   assertEquals(keys.accessPub.toString("hex"), vectors.access_pub);
+  // (the intermediate values PROTOCOL.md's worked example lists)
+  assertEquals([keys.master, keys.enc, keys.mac, keys.accessSeed].map((k) => k.toString("hex")), [
+    "49d49c25f597846209f0d92e7770ab64e1c75e94b4ce6c509265ee67175d2a1e",
+    "91a514c5bf925fe5dd29076a6ae0b5c6de429522c663c4f614cb15f59aed55f8",
+    "34d165f71d79e339ebe3fc9f75ab2880cfb86686f5b19f17d95ae6d2017390d2",
+    "56f24c336b1316645bbbf39e90613ee065104dafa337d8fc0180a71875862cfa",
+  ]);
   const nonce = hex("202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f");
   const proof = sign(null, joinInput(serverPub, nonce, "general", "alice", alice.pub), edPrivate(keys.accessSeed));
   assertEquals(proof.toString("hex"), vectors.join_proof);
@@ -682,6 +689,23 @@ Deno.test("the independent client reproduces PROTOCOL.md's worked example", () =
   assertEquals(JSON.stringify(seal(room, alice, "alice", content, fixed)), vectors.envelope);
   assertEquals(open(room, JSON.parse(vectors.envelope)).body, "hello");
 
+  const e = Buffer.alloc(32, 0x11), epk = rawPublic(xPrivate(e));
+  const es = x25519(e, bob.kxPub), ss = x25519(alice.kxPriv, bob.kxPub);
+  const dmInfo = Buffer.concat([
+    label("aeschat v2 dm"),
+    serverPub,
+    alice.pub,
+    bob.pub,
+    Buffer.of(1),
+    alice.kxPub,
+    bob.kxPub,
+  ]);
+  assertEquals([epk, es, ss, hkdf(Buffer.concat([es, ss]), epk, dmInfo)].map((k) => k.toString("hex")), [
+    "7b4e909bbe7ffe44c465a220037d608ee35897d31ef972f07f74892cb0f73f13",
+    "5035c91b66814f8a39664a505e0a50b6375ee0ef9b3fe7220bde56dc2dc77746",
+    "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742",
+    "503520ef3c126302ec16e9d288b9c931fe00b24e36ce7e537150cc25fd3ff6cf",
+  ]);
   const [forBob, copy] = sealDirect(
     { serverPub, me: alice, from: "alice", to: "bob", toKey: bob.pub, toKx: bob.kxPub, type: "text", body: "hi bob" },
     {
