@@ -468,8 +468,8 @@ class Connection {
         }
         for (const w of this.#waiters) w();
       }
-    } catch (e) {
-      if (!this.#closed) throw e;
+    } catch {
+      // a reset connection ends like a closed one: whoever waits for a frame is told it is closed
     } finally {
       this.#closed = true;
       for (const w of this.#waiters) w();
