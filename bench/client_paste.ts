@@ -154,6 +154,11 @@ async function throughTmux(): Promise<void> {
 }
 
 if (import.meta.main) {
+  const unknown = Deno.args.filter((a) => a !== "--tmux");
+  if (unknown.length > 0) {
+    console.error(`aeschat bench:client: unknown argument ${unknown[0]} (only --tmux)`);
+    Deno.exit(2);
+  }
   inProcess();
   if (Deno.args.includes("--tmux")) await throughTmux();
 }

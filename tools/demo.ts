@@ -151,6 +151,10 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.main) {
+  if (Deno.args.length > 0) {
+    console.error(`aeschat demo: takes no arguments (got ${Deno.args.join(" ")}); run: deno task demo`);
+    Deno.exit(2);
+  }
   try {
     await main();
   } catch (err) {
